@@ -1,0 +1,39 @@
+# MaaS: `make run` to try it, `make test` to check it. See README.md.
+SHELL := bash
+.DEFAULT_GOAL := help
+PY := .venv/bin/python
+
+.PHONY: help setup run up down status test lint fmt bench
+
+help:
+	@echo "make run    start everything in the foreground (Ctrl-C stops it)"
+	@echo "make test   set up, lint, type-check and run the whole suite against real servers"
+	@echo "make up     start everything in the background; make down stops it"
+	@echo "make bench  measure the pipeline (QUICK=1 for a short run)"
+
+setup:
+	@infra/local/install.sh
+
+run: setup
+	@$(PY) -m infra.local.stack run
+
+up: setup
+	@$(PY) -m infra.local.stack up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m infra.local.stack down; fi
+
+status:
+	@$(PY) -m infra.local.stack status
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy .
+
+fmt:
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .
+
+test: lint
+	.venv/bin/pytest

@@ -1,0 +1,44 @@
+"""`maas accounts create`: create an account in MongoDB and hydrate it into Redis."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from services.gateway.adapters.tokens import TokenBank
+from shared.accounts import AccountExists, AccountStore
+from shared.keys import Keys
+from shared.settings import Settings
+from shared.stores import mongo_client, redis_client
+
+
+def register(commands: Any) -> None:
+    accounts = commands.add_parser("accounts", help="manage accounts")
+    actions = accounts.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="create an account with a balance")
+    create.add_argument("--id", required=True)
+    create.add_argument("--tokens", type=int, required=True)
+    create.set_defaults(run=create_account)
+
+
+async def create_account(args: argparse.Namespace) -> int:
+    settings = Settings()
+    if args.tokens < 0:
+        print("--tokens must be >= 0")
+        return 2
+    mongo, redis = mongo_client(settings), redis_client(settings)
+    try:
+        store = AccountStore(mongo[settings.mongo_db])
+        try:
+            await store.create(args.id, args.tokens)
+        except AccountExists:
+            print(f"account {args.id!r} already exists")
+            return 1
+        await TokenBank(redis, Keys(settings.shards), store, settings.idempotency_ttl_s).hydrate(
+            args.id
+        )
+        print(f"created {args.id} with {args.tokens} tokens")
+        return 0
+    finally:
+        await mongo.close()
+        await redis.aclose()

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Install what the local stack and the tests need, skipping what is already there.
+# Downloads and builds live in a cache outside the clone (${XDG_CACHE_HOME:-~/.cache}/maas),
+# so a second clone on the same machine sets up in seconds; the clone gets links to it.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+CACHE="${MAAS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/maas}"
+FERRETDB_VERSION=v1.24.2
+UV_VERSION=0.13.9
+mkdir -p "$CACHE/tools/bin"
+export UV_CACHE_DIR="$CACHE/uv-cache"
+log() { printf '[install] %s\n' "$*" >&2; }
+
+apt_packages=()
+command -v redis-server >/dev/null || apt_packages+=(redis-server redis-tools)
+command -v wrk >/dev/null || apt_packages+=(wrk)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf ] || apt_packages+=(fonts-dejavu-core)
+if [ ${#apt_packages[@]} -gt 0 ]; then
+  log "apt-get install ${apt_packages[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+  if command -v systemctl >/dev/null; then systemctl disable --now redis-server >/dev/null 2>&1 || true; fi
+fi
+
+UV="$CACHE/uv/bin/uv"
+if ! "$UV" --version 2>/dev/null | grep -q "$UV_VERSION"; then
+  log "uv $UV_VERSION"
+  python3 -m venv "$CACHE/uv"
+  "$CACHE/uv/bin/pip" install -q "uv==$UV_VERSION"
+fi
+"$UV" sync --frozen --python python3.11 --quiet
+
+# FerretDB embeds its version from build/version/version.txt, which the published module
+# lacks; build from a copy of the downloaded module with that file written in.
+FERRETDB="$CACHE/tools/bin/ferretdb"
+if ! "$FERRETDB" --version 2>/dev/null | grep -q "version: $FERRETDB_VERSION"; then
+  log "FerretDB $FERRETDB_VERSION (go build)"
+  src=$(go mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" \
+        | python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
+  build=$(mktemp -d)
+  cp -r "$src/." "$build/"
+  chmod -R u+w "$build"
+  echo "$FERRETDB_VERSION" > "$build/build/version/version.txt"
+  (cd "$build" && go build -trimpath -o "$FERRETDB" ./cmd/ferretdb)
+  rm -rf "$build"
+fi
+
+LOCALSTACK_VENV="$CACHE/venv-localstack"
+stamp="$LOCALSTACK_VENV/.requirements.sha256"
+want=$(sha256sum infra/local/localstack-requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  log "LocalStack venv"
+  rm -rf "$LOCALSTACK_VENV"
+  python3 -m venv "$LOCALSTACK_VENV"
+  "$LOCALSTACK_VENV/bin/pip" install -q --no-deps -r infra/local/localstack-requirements.txt
+  echo "$want" > "$stamp"
+fi
+
+ln -sfn "$CACHE/tools" .tools
+ln -sfn "$LOCALSTACK_VENV" .venv-localstack

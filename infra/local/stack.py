@@ -1,0 +1,357 @@
+"""The local stack without Docker: Redis, LocalStack SQS, FerretDB and the three services
+as plain processes on loopback, with data, logs and PID files under `.run/`.
+
+    python -m infra.local.stack up       # start in the background, return once healthy
+    python -m infra.local.stack run      # the same in the foreground; Ctrl-C stops all
+    python -m infra.local.stack down     # stop everything this stack started
+    python -m infra.local.stack status
+
+Ports come from the settings module (MAAS_REDIS_URL, MAAS_GATEWAY_PORT, ...). The
+tests start the same servers through `start()` on free ports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.gateway.adapters.auth import issue_dev_token
+from shared.settings import Settings
+from shared.sqs import provision_queues, sqs_client
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN_DIR = ROOT / ".run"
+FERRETDB = ROOT / ".tools" / "bin" / "ferretdb"
+LOCALSTACK_PYTHON = ROOT / ".venv-localstack" / "bin" / "python"
+DEMO_ACCOUNTS = (("demo", 100, ["ai"]), ("demo-admin", 1000, ["admin", "ai"]))
+
+
+@dataclass
+class Server:
+    name: str
+    argv: list[str]
+    ready: Callable[[], bool]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def tcp_answers(port: int, probe: bytes = b"", expect: bytes = b"") -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
+            if probe:
+                conn.sendall(probe)
+                return conn.recv(64).startswith(expect)
+            return True
+    except OSError:
+        return False
+
+
+def http_ok(url: str, contains: bytes = b"") -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback only
+            return bool(response.status == 200 and contains in response.read())
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_server(port: int, data_dir: Path, *extra: str) -> Server:
+    """Redis as the design asks: AOF every second, never evict a balance."""
+    return Server(
+        "redis",
+        [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(data_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--maxmemory-policy",
+            "noeviction",
+            "--daemonize",
+            "no",
+            *extra,
+        ],
+        ready=lambda: tcp_answers(port, b"PING\r\n", b"+PONG"),
+    )
+
+
+def localstack_server(port: int, data_dir: Path) -> Server:
+    return Server(
+        "localstack",
+        [str(LOCALSTACK_PYTHON), "-m", "localstack.runtime.main"],
+        ready=lambda: (
+            http_ok(f"http://127.0.0.1:{port}/_localstack/health", b'"sqs": "running"')
+            or http_ok(f"http://127.0.0.1:{port}/_localstack/health", b'"sqs": "available"')
+        ),
+        env={
+            "GATEWAY_LISTEN": f"127.0.0.1:{port}",
+            "SERVICES": "sqs",
+            "DNS_ADDRESS": "0",
+            "LOCALSTACK_VOLUME_DIR": str(data_dir),
+            "SKIP_SSL_CERT_DOWNLOAD": "1",
+            "DISABLE_EVENTS": "1",
+            "SQS_ENDPOINT_STRATEGY": "path",
+        },
+    )
+
+
+def ferretdb_server(port: int, data_dir: Path) -> Server:
+    return Server(
+        "ferretdb",
+        [
+            str(FERRETDB),
+            "--handler=sqlite",
+            f"--sqlite-url=file:{data_dir}/",
+            f"--listen-addr=127.0.0.1:{port}",
+            "--telemetry=disable",
+            f"--state-dir={data_dir}",
+            "--debug-addr=127.0.0.1:0",
+            "--log-level=warn",
+        ],
+        ready=lambda: tcp_answers(port),
+    )
+
+
+def service(name: str, port: int, env: dict[str, str]) -> Server:
+    return Server(
+        name,
+        [sys.executable, "-m", f"services.{name}"],
+        ready=lambda: http_ok(f"http://127.0.0.1:{port}/healthz"),
+        env=env,
+    )
+
+
+@dataclass
+class Running:
+    server: Server
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+def start(server: Server, run_dir: Path, timeout_s: float = 60) -> Running:
+    """Start a server as a plain process and wait until it answers."""
+    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    log = run_dir / "logs" / f"{server.name}.log"
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            server.argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **server.env},
+            cwd=ROOT,
+            start_new_session=True,
+        )
+    running = Running(server, process, log)
+    wait_ready(running, timeout_s)
+    return running
+
+
+def wait_ready(running: Running, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not running.server.ready():
+        if running.process.poll() is not None:
+            raise RuntimeError(f"{running.server.name} exited:\n{tail(running.log)}")
+        if time.monotonic() > deadline:
+            stop_pid(running.process.pid)
+            raise RuntimeError(
+                f"{running.server.name} not ready in {timeout_s} s:\n{tail(running.log)}"
+            )
+        time.sleep(0.05)
+
+
+def tail(log: Path, lines: int = 30) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
+
+
+def stop_pid(pid: int, timeout_s: float = 15) -> None:
+    """SIGTERM the process group, then SIGKILL what is left after the timeout."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            break
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.05)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+def backends(settings: Settings, run_dir: Path) -> list[Server]:
+    dirs = {name: run_dir / "data" / name for name in ("redis", "localstack", "ferretdb")}
+    for path in dirs.values():
+        path.mkdir(parents=True, exist_ok=True)
+    return [
+        redis_server(settings.redis_port, dirs["redis"]),
+        localstack_server(settings.sqs_port, dirs["localstack"]),
+        ferretdb_server(settings.mongo_port, dirs["ferretdb"]),
+    ]
+
+
+def services(settings: Settings) -> list[Server]:
+    return [
+        service("meme", settings.meme_port, {}),
+        service("ledger", settings.ledger_port, {}),
+        service("gateway", settings.gateway_port, {}),
+    ]
+
+
+async def provision(settings: Settings) -> None:
+    async with sqs_client(settings) as sqs:
+        await provision_queues(sqs, settings)
+
+
+def seed(settings: Settings) -> dict[str, str]:
+    """Create the demo accounts through the admin API; returns a token for each."""
+    admin = issue_dev_token(settings, "operator", ["admin"], 3600)
+    tokens = {}
+    for account, balance, roles in DEMO_ACCOUNTS:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{settings.gateway_port}/v1/accounts",
+            data=f'{{"id": "{account}", "tokens": {balance}}}'.encode(),
+            headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            urllib.request.urlopen(request, timeout=5).close()  # noqa: S310
+        except urllib.error.HTTPError as error:
+            if error.code != 409:
+                raise
+        tokens[account] = issue_dev_token(settings, account, roles, 24 * 3600)
+    return tokens
+
+
+def pidfile(name: str) -> Path:
+    return RUN_DIR / "pids" / f"{name}.pid"
+
+
+def alive(name: str) -> int | None:
+    try:
+        pid = int(pidfile(name).read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def up(settings: Settings) -> list[Running]:
+    """Start what is not running yet, provision the queues, seed the demo accounts."""
+    (RUN_DIR / "pids").mkdir(parents=True, exist_ok=True)
+    started = [_start_once(server) for server in backends(settings, RUN_DIR)]
+    asyncio.run(provision(settings))
+    started += [_start_once(server) for server in services(settings)]
+    return [running for running in started if running is not None]
+
+
+def _start_once(server: Server) -> Running | None:
+    if alive(server.name):
+        return None
+    running = start(server, RUN_DIR)
+    pidfile(server.name).write_text(str(running.process.pid))
+    return running
+
+
+def down() -> None:
+    for name in ("gateway", "ledger", "meme", "ferretdb", "localstack", "redis"):
+        pid = alive(name)
+        if pid:
+            stop_pid(pid)
+        pidfile(name).unlink(missing_ok=True)
+
+
+def banner(settings: Settings, tokens: dict[str, str]) -> str:
+    base = f"http://127.0.0.1:{settings.gateway_port}"
+    return "\n".join(
+        [
+            "",
+            f"MaaS is up: gateway {base}, meme :{settings.meme_port}, "
+            f"ledger :{settings.ledger_port}",
+            f"Logs: {RUN_DIR / 'logs'}/   Stop: make down (or Ctrl-C under make run)",
+            "",
+            "A text meme (demo has 100 tokens):",
+            f"  curl -s '{base}/memes?lat=40.730610&lon=-73.935242&query=food' \\",
+            f"    -H 'Authorization: Bearer {tokens['demo']}'",
+            "",
+            "An AI meme, once OPENAI_BASE_URL is set (else text):",
+            f"  curl -s '{base}/v1/memes?lat=48.8566&lon=2.3522&query=croissants&kind=ai' \\",
+            f"    -H 'Authorization: Bearer {tokens['demo']}'",
+            "",
+            "The demo account as the admin sees it:",
+            f"  curl -s {base}/v1/accounts/demo -H 'Authorization: Bearer {tokens['demo-admin']}'",
+            "",
+        ]
+    )
+
+
+def status() -> Iterator[str]:
+    for name in ("redis", "localstack", "ferretdb", "meme", "ledger", "gateway"):
+        pid = alive(name)
+        yield f"{name:<11} {'running, pid ' + str(pid) if pid else 'stopped'}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="stack", description=__doc__)
+    parser.add_argument("command", choices=["up", "run", "down", "status"])
+    command = parser.parse_args().command
+    settings = Settings()
+    if command == "down":
+        down()
+    elif command == "status":
+        print("\n".join(status()))
+    else:
+        try:
+            up(settings)
+            print(banner(settings, seed(settings)), flush=True)
+        except BaseException:
+            down()
+            raise
+        if command == "run":
+            stopped = asyncio.Event()
+
+            def wait() -> None:
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, stopped.set)
+
+            async def until_stopped() -> None:
+                wait()
+                await stopped.wait()
+
+            try:
+                asyncio.run(until_stopped())
+            finally:
+                print("stopping...", flush=True)
+                down()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+-- Rate-limit, balance check, debit, next seq and outbox append, atomically.
+-- KEYS[1] account hash, KEYS[2] outbox stream of the account's shard (same hash tag).
+-- ARGV: account, price, rate (per s, 0 = unlimited), burst, event id, reason, request id
+-- Returns {status, balance, epoch, seq, retry_after_ms};
+-- status 0 charged, 1 not hydrated, 2 insufficient tokens, 3 rate limited.
+local account_key, outbox = KEYS[1], KEYS[2]
+local price, rate, burst = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local state = redis.call('HMGET', account_key, 'balance', 'epoch', 'seq', 'rl_tokens', 'rl_ts')
+local balance = tonumber(state[1])
+if not balance then
+  return {1, 0, 0, 0, 0}
+end
+local bucket, now_ms
+if rate > 0 then
+  local now = redis.call('TIME')
+  now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  bucket = tonumber(state[4]) or burst
+  local last = tonumber(state[5]) or now_ms
+  bucket = math.min(burst, bucket + math.max(0, now_ms - last) * rate / 1000)
+  if bucket < 1 then
+    return {3, balance, 0, 0, math.ceil((1 - bucket) * 1000 / rate)}
+  end
+end
+if balance < price then
+  return {2, balance, 0, 0, 0}
+end
+balance = balance - price
+local epoch = state[2]
+local seq = tonumber(state[3]) + 1
+if rate > 0 then
+  redis.call('HSET', account_key, 'balance', balance, 'seq', seq,
+             'rl_tokens', string.format('%.6f', bucket - 1), 'rl_ts', now_ms)
+else
+  redis.call('HSET', account_key, 'balance', balance, 'seq', seq)
+end
+redis.call('XADD', outbox, '*', 'i', ARGV[5], 't', 'debit', 'a', ARGV[1], 'n', price,
+           'e', epoch, 's', seq, 'r', ARGV[6], 'q', ARGV[7])
+return {0, balance, tonumber(epoch), seq, 0}

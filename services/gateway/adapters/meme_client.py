@@ -1,0 +1,117 @@
+"""HTTP client of the meme service: keep-alive pool, per-kind timeouts, AI readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from services.gateway.domain.params import Format, Kind
+from shared.aio import sleep_unless
+from shared.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Meme:
+    body: dict[str, Any] | None
+    png: bytes | None = None
+
+
+class MemeClient:
+    def __init__(self, base_url: str, timeout_s: float, ai_timeout_s: float) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeouts = {
+            "text": aiohttp.ClientTimeout(total=timeout_s),
+            "ai": aiohttp.ClientTimeout(total=ai_timeout_s),
+        }
+        self.ai_available = False
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=256, keepalive_timeout=30, enable_cleanup_closed=True
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector, json_serialize=lambda o: orjson.dumps(o).decode()
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        assert self._session is not None, "MemeClient.start() not called"
+        return self._session
+
+    async def generate(
+        self,
+        *,
+        query: str,
+        lat: float | None,
+        lon: float | None,
+        kind: Kind,
+        fmt: Format,
+        request_id: str,
+    ) -> Meme:
+        """The meme, or an `ApiError` with a 502/503/504 that the caller refunds."""
+        payload = {
+            "query": query,
+            "lat": lat,
+            "lon": lon,
+            "kind": kind,
+            "format": fmt,
+            "request_id": request_id,
+        }
+        try:
+            async with self.session.post(
+                f"{self.base_url}/v1/generate",
+                data=orjson.dumps(payload),
+                headers={"Content-Type": "application/json", "X-Request-ID": request_id},
+                timeout=self.timeouts[kind],
+            ) as response:
+                raw = await response.read()
+                if response.status == 200:
+                    if fmt == "png":
+                        return Meme(body=None, png=raw)
+                    return Meme(body=orjson.loads(raw))
+                return self._upstream_error(response.status, raw)
+        except TimeoutError:
+            raise ApiError("upstream_timeout", "the meme service timed out") from None
+        except (aiohttp.ClientError, orjson.JSONDecodeError):
+            raise ApiError("upstream_error", "the meme service failed") from None
+
+    @staticmethod
+    def _upstream_error(status: int, raw: bytes) -> Meme:
+        code = ""
+        with contextlib.suppress(orjson.JSONDecodeError, KeyError, TypeError):
+            code = orjson.loads(raw)["error"]["code"]
+        if code == "ai_unavailable" or status == 503:
+            raise ApiError("upstream_unavailable", "AI memes are unavailable right now")
+        if code == "upstream_timeout" or status == 504:
+            raise ApiError("upstream_timeout", "the meme generator timed out")
+        raise ApiError("upstream_error", f"the meme service answered {status}")
+
+    async def ready(self) -> bool:
+        """Ask the meme service whether it is up and whether it can make AI memes."""
+        try:
+            async with self.session.get(
+                f"{self.base_url}/readyz", timeout=aiohttp.ClientTimeout(total=1)
+            ) as response:
+                body = orjson.loads(await response.read()) if response.status == 200 else {}
+        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
+            body = {}
+        self.ai_available = bool(body.get("ai_available"))
+        return bool(body)
+
+    async def watch_readiness(self, stop: asyncio.Event, every_s: float = 2.0) -> None:
+        while not stop.is_set():
+            await self.ready()
+            await sleep_unless(stop, every_s)

@@ -1,0 +1,220 @@
+"""The outbox relay: moves each shard's events from its Redis stream to SQS FIFO.
+
+One relay holds a shard at a time (a lease in Redis, renewed while alive, taken over
+when a gateway dies), so an account's events reach SQS in seq order. Events of one
+shard are packed into one message; up to ten shards' messages go in one
+SendMessageBatch. Entries leave the stream only after SQS accepted them; a resend
+after a crash carries the same deduplication id, and the ledger skips duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from services.gateway.adapters.tokens import lua_script
+from shared.aio import sleep_unless
+from shared.events import Batch, Event, rfc3339_from_ms
+from shared.keys import Keys
+from shared.sqs import SQSClient
+from shared.stores import Redis
+
+log = logging.getLogger(__name__)
+
+SQS_BATCH_MAX_ENTRIES = 10
+SQS_BATCH_MAX_BYTES = 250_000  # under the 256 KiB request limit, with room for the envelope
+
+RELAY_LAG = Histogram(
+    "maas_relay_lag_seconds",
+    "Age of the oldest event of a batch when SQS accepted it",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)
+RELAY_BATCH = Histogram(
+    "maas_relay_batch_size", "Events packed into one SQS message", buckets=(1, 5, 10, 25, 50, 100)
+)
+SQS_REQUESTS = Counter("maas_relay_sqs_requests_total", "SendMessageBatch calls", ["outcome"])
+EVENTS_RELAYED = Counter("maas_relay_events_total", "Events accepted by SQS")
+OUTBOX_DEPTH = Gauge("maas_outbox_depth", "Events waiting in an outbox shard", ["shard"])
+SHARDS_HELD = Gauge("maas_relay_shards_held", "Outbox shards whose lease this process holds")
+
+
+def event_from_entry(entry_id: str, fields: dict[str, str]) -> Event:
+    return Event(
+        id=fields["i"],
+        type=fields["t"],  # type: ignore[arg-type]
+        account=fields["a"],
+        amount=int(fields["n"]),
+        epoch=int(fields["e"]),
+        seq=int(fields["s"]),
+        reason=fields["r"],
+        request_id=fields["q"],
+        at=rfc3339_from_ms(int(entry_id.partition("-")[0])),
+    )
+
+
+@dataclass(slots=True)
+class Pending:
+    shard: int
+    entry_ids: list[str]
+    batch: Batch
+    oldest_ms: int
+
+
+class Relay:
+    def __init__(
+        self,
+        redis: Redis,
+        sqs: SQSClient,
+        queue_url: str,
+        keys: Keys,
+        owner: str,
+        batch_size: int,
+        lease_ttl_ms: int,
+        linger_ms: int,
+        idle_sleep_ms: int,
+    ) -> None:
+        self.redis = redis
+        self.sqs = sqs
+        self.queue_url = queue_url
+        self.keys = keys
+        self.owner = owner
+        self.batch_size = batch_size
+        self.lease_ttl_ms = lease_ttl_ms
+        self.linger_ms = linger_ms
+        self.idle_sleep = idle_sleep_ms / 1000
+        self.held: list[int] = []
+        self._lease = redis.register_script(lua_script("lease"))
+        self._release = redis.register_script(lua_script("release"))
+        self._leases_renewed_at = 0.0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Relay until `stop` is set, then flush what this relay still holds."""
+        backoff = 0.0
+        while not stop.is_set():
+            try:
+                await self._renew_leases()
+                sent = await self.relay_once(flush=False)
+                backoff = 0.0
+            except Exception:
+                backoff = min(5.0, max(0.1, backoff * 2))
+                log.warning(
+                    "relay round failed; retrying", exc_info=True, extra={"backoff_s": backoff}
+                )
+                sent = 0
+            if not sent or backoff:
+                await sleep_unless(stop, backoff or self.idle_sleep)
+        try:
+            await self.relay_once(flush=True)
+        except Exception:
+            log.warning("final relay flush failed; another relay will send it", exc_info=True)
+        await self.release()
+
+    async def _renew_leases(self) -> None:
+        if time.monotonic() - self._leases_renewed_at < self.lease_ttl_ms / 3000:
+            return
+        results = await asyncio.gather(
+            *(
+                self._lease(keys=[self.keys.lease(s)], args=[self.owner, self.lease_ttl_ms])
+                for s in range(self.keys.shards)
+            )
+        )
+        self.held = [s for s, held in enumerate(results) if held]
+        self._leases_renewed_at = time.monotonic()
+        SHARDS_HELD.set(len(self.held))
+
+    async def release(self) -> None:
+        await asyncio.gather(
+            *(self._release(keys=[self.keys.lease(s)], args=[self.owner]) for s in self.held)
+        )
+        self.held = []
+        SHARDS_HELD.set(0)
+
+    async def relay_once(self, flush: bool) -> int:
+        """One pass over the held shards; returns how many events SQS accepted."""
+        pending = await self._read(flush)
+        sent = 0
+        for chunk in _chunks(pending):
+            sent += await self._send(chunk)
+        return sent
+
+    async def _read(self, flush: bool) -> list[Pending]:
+        shards = list(self.held)
+        if not shards:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in shards:
+                pipe.xrange(self.keys.outbox(shard), count=self.batch_size)
+            for shard in shards:
+                pipe.xlen(self.keys.outbox(shard))
+            results = await pipe.execute()
+        now_ms = time.time() * 1000
+        pending = []
+        for shard, entries, depth in zip(shards, results, results[len(shards) :], strict=False):
+            OUTBOX_DEPTH.labels(str(shard)).set(depth)
+            if not entries:
+                continue
+            oldest_ms = int(entries[0][0].partition("-")[0])
+            full = len(entries) >= self.batch_size
+            if not (flush or full or now_ms - oldest_ms >= self.linger_ms):
+                continue
+            events = [event_from_entry(entry_id, fields) for entry_id, fields in entries]
+            pending.append(Pending(shard, [e[0] for e in entries], Batch(shard, events), oldest_ms))
+        return pending
+
+    async def _send(self, chunk: list[tuple[Pending, str]]) -> int:
+        entries = [
+            {
+                "Id": str(p.shard),
+                "MessageBody": body,
+                "MessageGroupId": p.batch.group_id,
+                "MessageDeduplicationId": p.batch.deduplication_id,
+            }
+            for p, body in chunk
+        ]
+        try:
+            answer = await self.sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+        except Exception:
+            SQS_REQUESTS.labels("error").inc()
+            raise
+        SQS_REQUESTS.labels("ok").inc()
+        accepted = {int(ok["Id"]) for ok in answer.get("Successful", [])}
+        for failed in answer.get("Failed", []):
+            log.warning(
+                "SQS refused a batch", extra={"shard": failed["Id"], "code": failed.get("Code")}
+            )
+        done = [p for p, _ in chunk if p.shard in accepted]
+        if done:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for p in done:
+                    pipe.xdel(self.keys.outbox(p.shard), *p.entry_ids)
+                await pipe.execute()
+        now_ms = time.time() * 1000
+        for p in done:
+            RELAY_LAG.observe(max(0.0, (now_ms - p.oldest_ms) / 1000))
+            RELAY_BATCH.observe(len(p.batch.events))
+        count = sum(len(p.batch.events) for p in done)
+        EVENTS_RELAYED.inc(count)
+        return count
+
+
+def _chunks(pending: list[Pending]) -> list[list[tuple[Pending, str]]]:
+    """Group messages into SendMessageBatch calls within SQS's count and size limits."""
+    chunks: list[list[tuple[Pending, str]]] = []
+    current: list[tuple[Pending, str]] = []
+    size = 0
+    for p in pending:
+        body = p.batch.encode()
+        if current and (
+            len(current) == SQS_BATCH_MAX_ENTRIES or size + len(body) > SQS_BATCH_MAX_BYTES
+        ):
+            chunks.append(current)
+            current, size = [], 0
+        current.append((p, body))
+        size += len(body)
+    if current:
+        chunks.append(current)
+    return chunks

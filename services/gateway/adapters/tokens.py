@@ -1,0 +1,122 @@
+"""Token balances in Redis: charge, refund, credit and hydration, each one round trip.
+
+Every change of a balance is a Lua script that also assigns the account's next seq
+and appends the event to the account's outbox shard, so the balance and the event
+that the ledger will apply can never disagree.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from enum import IntEnum
+from importlib import resources
+from typing import Any
+
+from shared.accounts import AccountStore
+from shared.keys import Keys
+from shared.settings import RateLimit
+from shared.stores import Redis
+
+
+def lua_script(name: str) -> str:
+    return (resources.files(__package__) / "lua" / f"{name}.lua").read_text()
+
+
+class Status(IntEnum):
+    APPLIED = 0
+    NOT_HYDRATED = 1
+    INSUFFICIENT = 2
+    RATE_LIMITED = 3
+    REPLAYED = 4
+    CONFLICT = 5
+
+
+class UnknownAccount(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: Status
+    balance: int
+    epoch: int = 0
+    seq: int = 0
+    retry_after_ms: int = 0
+    event_id: str = ""
+
+
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+class TokenBank:
+    def __init__(
+        self, redis: Redis, keys: Keys, accounts: AccountStore, idempotency_ttl_s: int
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.accounts = accounts
+        self.idempotency_ttl_s = idempotency_ttl_s
+        self._charge = redis.register_script(lua_script("charge"))
+        self._give = redis.register_script(lua_script("give"))
+        self._hydrate = redis.register_script(lua_script("hydrate"))
+
+    async def charge(
+        self, account: str, price: int, limit: RateLimit | None, reason: str, request_id: str
+    ) -> Outcome:
+        keys = [self.keys.account(account), self.keys.outbox_of(account)]
+        rate, burst = (limit.rate, limit.burst) if limit else (0, 1)
+        args = [account, price, rate, burst, new_event_id(), reason, request_id]
+        raw = await self._hydrated(account, self._charge, keys, args)
+        return Outcome(Status(raw[0]), int(raw[1]), int(raw[2]), int(raw[3]), int(raw[4]))
+
+    async def refund(self, account: str, amount: int, reason: str, request_id: str) -> Outcome:
+        keys = [self.keys.account(account), self.keys.outbox_of(account)]
+        args = [account, amount, "refund", new_event_id(), reason, request_id, "", 0]
+        return self._given(await self._hydrated(account, self._give, keys, args))
+
+    async def credit(
+        self, account: str, amount: int, reason: str, idempotency_key: str, fingerprint: str
+    ) -> Outcome:
+        """Add purchased tokens once per idempotency key; repeats get the first answer."""
+        keys = [
+            self.keys.account(account),
+            self.keys.outbox_of(account),
+            self.keys.idempotency(account, idempotency_key),
+        ]
+        args = [
+            account,
+            amount,
+            "credit",
+            new_event_id(),
+            reason,
+            idempotency_key,
+            fingerprint,
+            self.idempotency_ttl_s,
+        ]
+        return self._given(await self._hydrated(account, self._give, keys, args))
+
+    async def balance(self, account: str) -> int | None:
+        raw = await self.redis.hget(self.keys.account(account), "balance")
+        return None if raw is None else int(raw)
+
+    async def hydrate(self, account: str) -> None:
+        """Load the account from MongoDB into Redis under a new epoch (see ARCHITECTURE)."""
+        hydration = await self.accounts.next_epoch(account)
+        if hydration is None:
+            raise UnknownAccount(account)
+        await self._hydrate(
+            keys=[self.keys.account(account)], args=[hydration.balance, hydration.epoch]
+        )
+
+    async def _hydrated(self, account: str, script: Any, keys: list[str], args: list[Any]) -> Any:
+        raw = await script(keys=keys, args=args)
+        if raw[0] == Status.NOT_HYDRATED:
+            await self.hydrate(account)
+            raw = await script(keys=keys, args=args)
+        return raw
+
+    @staticmethod
+    def _given(raw: Any) -> Outcome:
+        return Outcome(Status(raw[0]), int(raw[1]), int(raw[2]), int(raw[3]), event_id=str(raw[4]))

@@ -1,0 +1,30 @@
+"""The gateway's aiohttp application: routes and middlewares, nothing else."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from services.gateway.routes import accounts, memes, ops
+from services.gateway.routes.context import request_id_middleware
+from shared.metrics import http_metrics_middleware
+from shared.web import error_middleware, healthz, metrics_handler
+
+
+def create_app(max_body_bytes: int) -> web.Application:
+    app = web.Application(
+        client_max_size=max_body_bytes,
+        middlewares=[request_id_middleware, http_metrics_middleware("gateway"), error_middleware],
+    )
+    app.router.add_get("/memes", memes.get_meme)
+    app.router.add_get("/v1/memes", memes.get_meme)
+    app.router.add_post("/v1/meme", memes.post_meme)
+    app.router.add_post("/v1/memes", memes.post_meme)
+    app.router.add_get("/v1/account", accounts.get_own_account)
+    app.router.add_post("/v1/accounts", accounts.create_account)
+    app.router.add_get("/v1/accounts/{account}", accounts.get_account)
+    app.router.add_post("/v1/accounts/{account}/credits", accounts.credit_account)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", ops.readyz)
+    app.router.add_get("/metrics", metrics_handler())
+    app.router.add_get("/openapi.json", ops.openapi)
+    return app

@@ -1,0 +1,79 @@
+"""Settings -> adapters -> the gateway application, with their lifecycles."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from services.gateway.adapters.auth import Authenticator
+from services.gateway.adapters.meme_client import MemeClient
+from services.gateway.adapters.relay import Relay
+from services.gateway.adapters.tokens import TokenBank
+from services.gateway.app import create_app
+from services.gateway.deps import DEPS, Gateway
+from shared.accounts import AccountStore
+from shared.keys import Keys
+from shared.settings import Settings
+from shared.sqs import queue_url, sqs_client
+from shared.stores import mongo_client, redis_client
+
+
+def build_app(settings: Settings, *, relay: bool = True) -> web.Application:
+    app = create_app(settings.max_body_bytes)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        redis = redis_client(settings)
+        mongo = mongo_client(settings)
+        accounts = AccountStore(mongo[settings.mongo_db])
+        memes = MemeClient(settings.meme_url, settings.meme_timeout_s, settings.meme_ai_timeout_s)
+        await memes.start()
+        stop = asyncio.Event()
+        async with sqs_client(settings) as sqs:
+            url = await queue_url(sqs, settings.queue_name)
+            keys = Keys(settings.shards)
+            app[DEPS] = Gateway(
+                settings=settings,
+                auth=Authenticator(settings),
+                bank=TokenBank(redis, keys, accounts, settings.idempotency_ttl_s),
+                accounts=accounts,
+                memes=memes,
+                redis=redis,
+                sqs=sqs,
+                queue_url=url,
+            )
+            await memes.ready()
+            tasks = [asyncio.create_task(memes.watch_readiness(stop))]
+            if relay:
+                owner = f"{socket.gethostname()}:{os.getpid()}"
+                tasks.append(
+                    asyncio.create_task(
+                        Relay(
+                            redis,
+                            sqs,
+                            url,
+                            keys,
+                            owner,
+                            batch_size=settings.relay_batch_size,
+                            lease_ttl_ms=settings.relay_lease_ttl_ms,
+                            linger_ms=settings.relay_linger_ms,
+                            idle_sleep_ms=settings.relay_idle_sleep_ms,
+                        ).run(stop)
+                    )
+                )
+            try:
+                yield
+            finally:
+                stop.set()
+                with contextlib.suppress(Exception):
+                    await asyncio.gather(*tasks)
+                await memes.close()
+                await redis.aclose()
+                await mongo.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

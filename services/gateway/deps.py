@@ -1,0 +1,30 @@
+"""What the gateway's handlers need, built once by the bootstrap and handed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from services.gateway.adapters.auth import Authenticator
+from services.gateway.adapters.meme_client import MemeClient
+from services.gateway.adapters.tokens import TokenBank
+from shared.accounts import AccountStore
+from shared.settings import Settings
+from shared.sqs import SQSClient
+from shared.stores import Redis
+
+
+@dataclass(slots=True)
+class Gateway:
+    settings: Settings
+    auth: Authenticator
+    bank: TokenBank
+    accounts: AccountStore
+    memes: MemeClient
+    redis: Redis
+    sqs: SQSClient
+    queue_url: str
+
+
+DEPS = web.AppKey("deps", Gateway)

@@ -1,0 +1,141 @@
+"""Accounts: the caller's own view, and the admin API the billing team calls."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import Counter
+
+from services.gateway.adapters.auth import ACCOUNT_ID, Principal
+from services.gateway.adapters.tokens import Status, UnknownAccount
+from services.gateway.deps import DEPS, Gateway
+from services.gateway.domain.pricing import ADMIN_ROLE
+from shared.accounts import AccountExists, empty_usage
+from shared.errors import ApiError
+from shared.web import json_response, read_json
+
+MAX_TOKENS = 10**12
+MAX_REASON_CHARS = 100
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+TOKENS_CREDITED = Counter("maas_tokens_credited_total", "Tokens credited by the admin API")
+
+
+def admin(request: web.Request) -> Principal:
+    principal = request.app[DEPS].auth.authenticate(request.headers.get("Authorization"))
+    if ADMIN_ROLE not in principal.roles:
+        raise ApiError("forbidden", "this route needs the 'admin' role")
+    return principal
+
+
+def tokens_field(body: dict[str, Any], field: str, minimum: int) -> int:
+    value = body.get(field)
+    if type(value) is not int or not minimum <= value <= MAX_TOKENS:
+        raise ApiError(
+            "invalid_params",
+            f"{field}: must be an integer from {minimum} to {MAX_TOKENS}",
+            field=field,
+        )
+    return value
+
+
+def account_id(raw: Any) -> str:
+    if not isinstance(raw, str) or not ACCOUNT_ID.fullmatch(raw):
+        raise ApiError(
+            "invalid_params", "id: 1-64 characters of letters, digits and _ . : @ -", field="id"
+        )
+    return raw
+
+
+async def live_tokens(deps: Gateway, account: str, stored: int) -> int:
+    """Redis holds the live balance; before hydration MongoDB's is the live one."""
+    balance = await deps.bank.balance(account)
+    return stored if balance is None else balance
+
+
+def usage_of(doc: dict[str, Any]) -> dict[str, Any]:
+    return {**empty_usage(), **doc.get("usage", {})}
+
+
+async def get_own_account(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    principal = deps.auth.authenticate(request.headers.get("Authorization"))
+    doc = await deps.accounts.get(principal.account)
+    if doc is None:
+        raise ApiError("unknown_account", "no account for this token")
+    return json_response(
+        {
+            "id": principal.account,
+            "tokens": await live_tokens(deps, principal.account, doc["balance"]),
+            "roles": sorted(principal.roles),
+            "usage": usage_of(doc),
+        }
+    )
+
+
+async def create_account(request: web.Request) -> web.Response:
+    admin(request)
+    deps = request.app[DEPS]
+    body = await read_json(request)
+    account = account_id(body.get("id"))
+    tokens = tokens_field(body, "tokens", 0)
+    try:
+        await deps.accounts.create(account, tokens)
+    except AccountExists:
+        raise ApiError("account_exists", f"account {account!r} already exists") from None
+    await deps.bank.hydrate(account)
+    return json_response({"id": account, "tokens": tokens}, status=201)
+
+
+async def get_account(request: web.Request) -> web.Response:
+    admin(request)
+    deps = request.app[DEPS]
+    account = request.match_info["account"]
+    doc = await deps.accounts.get(account)
+    if doc is None:
+        raise ApiError("not_found", f"no account {account!r}")
+    return json_response(
+        {
+            "id": account,
+            "tokens": await live_tokens(deps, account, doc["balance"]),
+            "ledger": {"balance": doc["balance"], "epoch": doc["epoch"], "seq": doc["seq"]},
+            "usage": usage_of(doc),
+        }
+    )
+
+
+async def credit_account(request: web.Request) -> web.Response:
+    """Credit purchased tokens; the billing team may retry blindly with the same key."""
+    admin(request)
+    deps = request.app[DEPS]
+    account = request.match_info["account"]
+    key = request.headers.get("Idempotency-Key", "")
+    if not IDEMPOTENCY_KEY.fullmatch(key):
+        raise ApiError(
+            "invalid_params",
+            "Idempotency-Key header: required, 1-128 characters of letters, digits and . _ : -",
+            field="Idempotency-Key",
+        )
+    body = await read_json(request)
+    amount = tokens_field(body, "amount", 1)
+    reason = body.get("reason", "purchase")
+    if not isinstance(reason, str) or not 0 < len(reason) <= MAX_REASON_CHARS:
+        raise ApiError(
+            "invalid_params", f"reason: a string of 1-{MAX_REASON_CHARS} characters", field="reason"
+        )
+    fingerprint = hashlib.sha256(orjson.dumps({"amount": amount, "reason": reason})).hexdigest()
+    try:
+        outcome = await deps.bank.credit(account, amount, reason, key, fingerprint)
+    except UnknownAccount:
+        raise ApiError("not_found", f"no account {account!r}") from None
+    if outcome.status == Status.CONFLICT:
+        raise ApiError(
+            "idempotency_conflict", "this Idempotency-Key was used with a different body"
+        )
+    if outcome.status == Status.APPLIED:
+        TOKENS_CREDITED.inc(amount)
+    return json_response({"event_id": outcome.event_id, "tokens": outcome.balance}, status=202)

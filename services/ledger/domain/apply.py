@@ -1,0 +1,104 @@
+"""The ordering rule that makes the ledger exactly-once. Pure: no I/O.
+
+An account's event (e, n) follows the applied position (epoch, seq) when
+``e == epoch and n == seq + 1`` (the next one) or ``e > epoch and n == 1`` (the first
+of a newer epoch, after a re-hydration). Anything at or before the position is a
+duplicate and is skipped; anything further ahead is a gap, which is never skipped:
+the message stays in SQS until the missing events arrive or it reaches the DLQ.
+The events of one account that follow each other fold into one update.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from shared.events import Event
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    GAP = "gap"
+    MALFORMED = "malformed"
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    epoch: int
+    seq: int
+
+    def is_duplicate(self, event: Event) -> bool:
+        return event.epoch < self.epoch or (event.epoch == self.epoch and event.seq <= self.seq)
+
+    def is_followed_by(self, event: Event) -> bool:
+        if event.epoch == self.epoch:
+            return event.seq == self.seq + 1
+        return event.epoch > self.epoch and event.seq == 1
+
+
+@dataclass(slots=True)
+class AccountUpdate:
+    """One conditional update: move `account` from `start` to `end` in one step."""
+
+    account: str
+    start: Position
+    end: Position
+    events: list[Event] = field(default_factory=list)
+    balance: int = 0
+    calls: int = 0
+    tokens_spent: int = 0
+    calls_by_kind: Counter[str] = field(default_factory=Counter)
+
+    def add(self, event: Event) -> None:
+        self.events.append(event)
+        self.end = Position(event.epoch, event.seq)
+        self.balance += event.signed_amount
+        if event.type in ("debit", "refund"):
+            sign = 1 if event.type == "debit" else -1
+            self.calls += sign
+            self.tokens_spent += sign * event.amount
+            if event.kind:
+                self.calls_by_kind[event.kind] += sign
+
+
+@dataclass(slots=True)
+class Plan:
+    updates: list[AccountUpdate] = field(default_factory=list)
+    duplicates: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def outcome(self) -> Outcome:
+        if self.problems:
+            return Outcome.GAP
+        return Outcome.APPLIED if self.updates else Outcome.DUPLICATE
+
+
+def plan(events: list[Event], positions: dict[str, Position]) -> Plan:
+    """Decide, per account, which events apply now, which are duplicates, and any gap."""
+    by_account: dict[str, list[Event]] = defaultdict(list)
+    for event in events:
+        by_account[event.account].append(event)
+    result = Plan()
+    for account, account_events in by_account.items():
+        position = positions.get(account)
+        if position is None:
+            result.problems.append(f"unknown account {account!r}")
+            continue
+        update = AccountUpdate(account, position, position)
+        for event in account_events:
+            if update.end.is_duplicate(event):
+                result.duplicates += 1
+            elif update.end.is_followed_by(event):
+                update.add(event)
+            else:
+                result.problems.append(
+                    f"gap for {account!r}: applied up to epoch {update.end.epoch} seq "
+                    f"{update.end.seq}, next event is epoch {event.epoch} seq {event.seq}"
+                )
+                break
+        if update.events:
+            result.updates.append(update)
+    return result

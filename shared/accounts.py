@@ -1,0 +1,68 @@
+"""The `accounts` collection in MongoDB, the source of truth for balances.
+
+`epoch`/`seq` are the position of the last event the ledger applied; `hydrations`
+counts how often Redis was (re)loaded from here and hands out each new epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from shared.stores import MongoDoc
+
+
+class AccountExists(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Hydration:
+    balance: int
+    epoch: int
+
+
+def empty_usage() -> dict[str, Any]:
+    return {"calls": 0, "tokens_spent": 0, "by_kind": {}}
+
+
+class AccountStore:
+    def __init__(self, db: AsyncDatabase[MongoDoc]) -> None:
+        self.accounts = db["accounts"]
+
+    async def create(self, account: str, tokens: int) -> None:
+        now = datetime.now(UTC)
+        try:
+            await self.accounts.insert_one(
+                {
+                    "_id": account,
+                    "balance": tokens,
+                    "epoch": 0,
+                    "seq": 0,
+                    "hydrations": 0,
+                    "usage": empty_usage(),
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        except DuplicateKeyError:
+            raise AccountExists(account) from None
+
+    async def get(self, account: str) -> MongoDoc | None:
+        return await self.accounts.find_one({"_id": account})
+
+    async def next_epoch(self, account: str) -> Hydration | None:
+        """Claim a fresh epoch for a (re)hydration of Redis, with the balance to load."""
+        doc = await self.accounts.find_one_and_update(
+            {"_id": account},
+            {"$inc": {"hydrations": 1}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            return None
+        return Hydration(balance=int(doc["balance"]), epoch=int(doc["hydrations"]))

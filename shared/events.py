@@ -1,0 +1,143 @@
+"""Token events and the packed SQS message that carries them, versioned.
+
+The relay packs up to N events of one shard, in order, into one message body; the
+ledger unpacks it. Decoding is strict: anything off is `MalformedMessage`, which the
+ledger leaves to SQS redelivery and, in the end, the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+
+EVENT_VERSION = 1
+EVENT_TYPES = ("debit", "credit", "refund")
+EventType = Literal["debit", "credit", "refund"]
+
+
+class MalformedMessage(ValueError):
+    """A message body or event that does not follow the schema."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: str
+    type: EventType
+    account: str
+    amount: int
+    epoch: int
+    seq: int
+    reason: str
+    request_id: str
+    at: str
+    v: int = EVENT_VERSION
+
+    @property
+    def signed_amount(self) -> int:
+        """The change to the balance: debits take, credits and refunds give back."""
+        return -self.amount if self.type == "debit" else self.amount
+
+    @property
+    def kind(self) -> str | None:
+        """The meme kind a debit or refund paid for (`meme:text` -> `text`)."""
+        prefix, _, kind = self.reason.partition(":")
+        return kind if prefix == "meme" and kind else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def rfc3339_from_ms(ms: int) -> str:
+    return (
+        datetime.fromtimestamp(ms / 1000, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def parse_rfc3339(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _int(raw: dict[str, Any], name: str, minimum: int) -> int:
+    value = raw.get(name)
+    if type(value) is not int or value < minimum:
+        raise MalformedMessage(f"event field {name!r} must be an integer >= {minimum}")
+    return value
+
+
+def _str(raw: dict[str, Any], name: str) -> str:
+    value = raw.get(name)
+    if not isinstance(value, str) or not value:
+        raise MalformedMessage(f"event field {name!r} must be a non-empty string")
+    return value
+
+
+def event_from_dict(raw: Any) -> Event:
+    if not isinstance(raw, dict):
+        raise MalformedMessage("event is not an object")
+    if raw.get("v") != EVENT_VERSION:
+        raise MalformedMessage(f"unsupported event version {raw.get('v')!r}")
+    kind = raw.get("type")
+    if kind not in EVENT_TYPES:
+        raise MalformedMessage(f"unknown event type {kind!r}")
+    at = _str(raw, "at")
+    try:
+        parse_rfc3339(at)
+    except ValueError:
+        raise MalformedMessage(f"event field 'at' is not RFC 3339: {at!r}") from None
+    return Event(
+        id=_str(raw, "id"),
+        type=kind,
+        account=_str(raw, "account"),
+        amount=_int(raw, "amount", 1),
+        epoch=_int(raw, "epoch", 1),
+        seq=_int(raw, "seq", 1),
+        reason=_str(raw, "reason"),
+        request_id=str(raw.get("request_id") or ""),
+        at=at,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """The events of one shard, in stream order, as one SQS message."""
+
+    shard: int
+    events: list[Event]
+
+    def encode(self) -> str:
+        body = {
+            "v": EVENT_VERSION,
+            "shard": self.shard,
+            "events": [e.to_dict() for e in self.events],
+        }
+        return orjson.dumps(body).decode()
+
+    @property
+    def group_id(self) -> str:
+        return f"s{self.shard}"
+
+    @property
+    def deduplication_id(self) -> str:
+        """Same events, same id: a resend after a lost reply is dropped by SQS."""
+        return hashlib.sha256("\n".join(e.id for e in self.events).encode()).hexdigest()
+
+
+def decode_batch(body: str | bytes) -> Batch:
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise MalformedMessage("message body is not JSON") from None
+    if not isinstance(raw, dict) or raw.get("v") != EVENT_VERSION:
+        raise MalformedMessage("message is not a version 1 batch")
+    shard, events = raw.get("shard"), raw.get("events")
+    if type(shard) is not int or shard < 0:
+        raise MalformedMessage("message field 'shard' must be a non-negative integer")
+    if not isinstance(events, list) or not events:
+        raise MalformedMessage("message field 'events' must be a non-empty list")
+    return Batch(shard=shard, events=[event_from_dict(e) for e in events])

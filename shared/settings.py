@@ -1,0 +1,147 @@
+"""Every setting of every MaaS service, read from the environment.
+
+One place per fact: ports, queue names, prices, limits and timeouts live here and
+nowhere else; infra/ and docker-compose.yml are checked against this module by tests.
+Each field is read from ``MAAS_<FIELD>`` unless it names another variable
+(``OPENAI_*``, ``AWS_*``). Defaults suit a local run on loopback; the ones marked
+DEV-ONLY must be replaced in any shared environment.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, BaseModel, Field, PositiveInt
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "maas-dev-only-secret-do-not-deploy"  # noqa: S105 - DEV-ONLY, by design
+
+
+class RateLimit(BaseModel):
+    """A token bucket: `rate` requests per second on average, bursts up to `burst`."""
+
+    rate: float = Field(gt=0)
+    burst: PositiveInt
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MAAS_", frozen=True, extra="ignore", populate_by_name=True
+    )
+
+    env: Literal["dev", "test", "prod"] = "dev"
+    log_level: str = "INFO"
+
+    # Backends.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_cluster: bool = False
+    mongo_url: str = "mongodb://127.0.0.1:27017"
+    mongo_db: str = "maas"
+    sqs_endpoint_url: str | None = "http://127.0.0.1:4566"
+    aws_region: str = Field(
+        default="us-east-1",
+        validation_alias=AliasChoices("MAAS_AWS_REGION", "AWS_DEFAULT_REGION", "AWS_REGION"),
+    )
+    aws_access_key_id: str | None = Field(default=None, validation_alias="AWS_ACCESS_KEY_ID")
+    aws_secret_access_key: str | None = Field(
+        default=None, validation_alias="AWS_SECRET_ACCESS_KEY"
+    )
+
+    # Queue topology; infra/terraform and docker-compose must agree (tests check it).
+    queue_name: str = "maas-token-events.fifo"
+    dlq_name: str = "maas-token-events-dlq.fifo"
+    max_receive_count: PositiveInt = 5
+    visibility_timeout_s: PositiveInt = 30
+    message_retention_s: PositiveInt = 345_600
+    dlq_retention_s: PositiveInt = 1_209_600
+
+    # Accounting.
+    shards: PositiveInt = 64
+    price_text: PositiveInt = 1
+    price_ai: PositiveInt = 2
+    rate_limits: dict[str, RateLimit] = Field(
+        default_factory=lambda: {
+            "default": RateLimit(rate=50, burst=100),
+            "ai": RateLimit(rate=100, burst=200),
+        }
+    )
+    idempotency_ttl_s: PositiveInt = 7 * 24 * 3600
+
+    # Gateway.
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    gateway_workers: PositiveInt = 1
+    meme_url: str = "http://127.0.0.1:8081"
+    meme_timeout_s: float = 2.0
+    meme_ai_timeout_s: float = 25.0
+    max_body_bytes: PositiveInt = 16_384
+    jwt_secret: str = DEV_JWT_SECRET
+    jwt_jwks_url: str | None = None
+    jwt_algorithms: list[str] = Field(default_factory=lambda: ["HS256"])
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway_s: int = 10
+    relay_batch_size: PositiveInt = 100
+    relay_lease_ttl_ms: PositiveInt = 5_000
+    relay_idle_sleep_ms: PositiveInt = 50
+    relay_linger_ms: int = Field(default=250, ge=0)
+
+    # Meme service.
+    meme_host: str = "127.0.0.1"
+    meme_port: int = 8081
+    geocoder: Literal["offline", "nominatim", "google"] = "offline"
+    geocoder_url: str | None = None
+    google_api_key: str | None = Field(default=None, validation_alias="MAAS_GOOGLE_API_KEY")
+    geocoder_timeout_s: float = 1.0
+    geocoder_concurrency: PositiveInt = 8
+    geocode_cache_ttl_s: PositiveInt = 30 * 24 * 3600
+    geohash_precision: PositiveInt = 7
+    openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
+    openai_api_key: str | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    ai_model: str = "gpt-4o-mini"
+    ai_timeout_s: float = 20.0
+    ai_max_retries: int = 2
+    ai_concurrency: PositiveInt = 32
+    image_width: PositiveInt = 800
+    image_height: PositiveInt = 600
+
+    # Ledger worker.
+    ledger_host: str = "127.0.0.1"
+    ledger_port: int = 8082
+    ledger_receivers: PositiveInt = 4
+    ledger_wait_time_s: int = Field(default=20, ge=0, le=20)
+
+    @cached_property
+    def redis_port(self) -> int:
+        return urlsplit(self.redis_url).port or 6379
+
+    @cached_property
+    def mongo_port(self) -> int:
+        return urlsplit(self.mongo_url).port or 27017
+
+    @cached_property
+    def sqs_port(self) -> int:
+        return urlsplit(self.sqs_endpoint_url or "").port or 4566
+
+    def price(self, kind: str) -> int:
+        return self.price_ai if kind == "ai" else self.price_text
+
+    @property
+    def ai_configured(self) -> bool:
+        return bool(self.openai_base_url)
+
+
+def env_names() -> dict[str, str]:
+    """Map each field to the environment variable it is read from (for infra checks)."""
+    names: dict[str, str] = {}
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, str):
+            names[name] = alias
+        elif isinstance(alias, AliasChoices):
+            names[name] = str(alias.choices[0])
+        else:
+            names[name] = f"MAAS_{name.upper()}"
+    return names

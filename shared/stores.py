@@ -1,0 +1,25 @@
+"""Clients for Redis and MongoDB, built the same way by every service and the CLI."""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+import redis.asyncio as aioredis
+from pymongo import AsyncMongoClient
+
+from shared.settings import Settings
+
+Redis: TypeAlias = "aioredis.Redis | aioredis.RedisCluster"
+MongoDoc: TypeAlias = dict[str, Any]
+
+
+def redis_client(settings: Settings) -> Redis:
+    if settings.redis_cluster:
+        return aioredis.RedisCluster.from_url(settings.redis_url, decode_responses=True)
+    return aioredis.from_url(settings.redis_url, decode_responses=True)
+
+
+def mongo_client(settings: Settings) -> AsyncMongoClient[MongoDoc]:
+    return AsyncMongoClient(
+        settings.mongo_url, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000, tz_aware=True
+    )

@@ -1,0 +1,92 @@
+"""aiohttp pieces every service uses: JSON answers, JSON errors, health and metrics."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+
+from shared.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_HTTP_ERROR_CODES = {
+    400: "invalid_params",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def json_response(
+    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data), status=status, content_type="application/json", headers=headers
+    )
+
+
+def error_response(error: ApiError) -> web.Response:
+    return json_response(error.body(), status=error.status, headers=error.headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into a JSON error; never let a stack trace reach a client."""
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return error_response(error)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_ERROR_CODES.get(
+            exc.status, "invalid_params" if exc.status < 500 else "internal_error"
+        )
+        message = (
+            exc.reason if exc.status != 404 else f"no route for {request.method} {request.path}"
+        )
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return json_response(
+            {"error": {"code": code, "message": message}}, status=exc.status, headers=headers
+        )
+    except Exception:
+        log.exception("unhandled error", extra={"path": request.path})
+        return error_response(ApiError("internal_error", "internal error"))
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object body, or a 400 the client can act on.
+
+    The size limit is the application's `client_max_size` (aiohttp answers 413).
+    """
+    raw = await request.read()
+    try:
+        body = orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError:
+        raise ApiError("invalid_params", "body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError("invalid_params", "body must be a JSON object")
+    return body
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+def metrics_handler(registry: CollectorRegistry = REGISTRY) -> Handler:
+    async def metrics(_: web.Request) -> web.Response:
+        response = web.Response(body=generate_latest(registry))
+        response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+        return response
+
+    return metrics

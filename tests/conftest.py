@@ -1,0 +1,77 @@
+"""Session-wide real servers: LocalStack SQS and FerretDB on free loopback ports."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from infra.local.stack import ferretdb_server, free_port, localstack_server, start, stop_pid
+from tests.stack import ServiceStack
+
+
+@pytest.fixture(scope="session")
+def servers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("servers")
+
+
+@pytest.fixture(scope="session")
+def sqs_endpoint(servers_dir: Path) -> Iterator[str]:
+    port = free_port()
+    data = servers_dir / "localstack"
+    data.mkdir()
+    running = start(localstack_server(port, data), servers_dir, timeout_s=120)
+    yield f"http://127.0.0.1:{port}"
+    stop_pid(running.process.pid)
+
+
+@pytest.fixture(scope="session")
+def mongo_url(servers_dir: Path) -> Iterator[str]:
+    port = free_port()
+    data = servers_dir / "ferretdb"
+    data.mkdir()
+    running = start(ferretdb_server(port, data), servers_dir)
+    yield f"mongodb://127.0.0.1:{port}"
+    stop_pid(running.process.pid)
+
+
+StackFactory = Callable[..., ServiceStack]
+
+
+@pytest.fixture
+async def make_stack(
+    servers_dir: Path, sqs_endpoint: str, mongo_url: str
+) -> AsyncIterator[Callable[..., Any]]:
+    """Start a fresh service stack with settings overrides; stopped after the test."""
+    stacks: list[ServiceStack] = []
+
+    async def make(start: bool = True, **overrides: Any) -> ServiceStack:
+        stack = ServiceStack(servers_dir / "stacks", sqs_endpoint, mongo_url, overrides)
+        stacks.append(stack)
+        if start:
+            await stack.start()
+        return stack
+
+    yield make
+    for stack in stacks:
+        await stack.close()
+
+
+@pytest.fixture(scope="module")
+async def shared_stack(
+    servers_dir: Path, sqs_endpoint: str, mongo_url: str
+) -> AsyncIterator[ServiceStack]:
+    """One stack for a module of tests that use distinct accounts."""
+    stack = ServiceStack(servers_dir / "stacks", sqs_endpoint, mongo_url)
+    await stack.start()
+    yield stack
+    await stack.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session

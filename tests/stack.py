@@ -1,0 +1,186 @@
+"""Real servers for the tests: backends and the three services as processes.
+
+Each `ServiceStack` gets its own Redis and its own queue and database names, so
+stacks never see each other's outboxes, while LocalStack and FerretDB are shared by
+the whole session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from infra.local.stack import Running, free_port, redis_server, service, start, stop_pid
+from services.gateway.adapters.auth import issue_dev_token
+from shared.keys import Keys
+from shared.settings import Settings, env_names
+from shared.sqs import provision_queues, sqs_client
+from shared.stores import mongo_client, redis_client
+
+SERVICES = ("meme", "ledger", "gateway")
+
+# Short timeouts and counts so fault tests finish quickly.
+TEST_SETTINGS: dict[str, Any] = {
+    "env": "test",
+    "shards": 8,
+    "visibility_timeout_s": 2,
+    "max_receive_count": 3,
+    "ledger_wait_time_s": 1,
+    "ledger_receivers": 4,
+    "relay_linger_ms": 20,
+    "relay_idle_sleep_ms": 10,
+    "relay_lease_ttl_ms": 2000,
+    "meme_timeout_s": 2.0,
+    "log_level": "INFO",
+}
+
+
+def as_env(values: dict[str, Any]) -> dict[str, str]:
+    names = env_names()
+    env = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, dict | list):
+            text = orjson.dumps(value).decode()
+        else:
+            text = str(value)
+        env[names[key]] = text
+    return env
+
+
+def make_settings(values: dict[str, Any]) -> Settings:
+    return Settings(**values)
+
+
+async def wait_for(
+    condition: Callable[[], Awaitable[bool]], timeout_s: float = 30, what: str = "condition"
+) -> None:
+    """Poll `condition` until it holds; fail with `what` after the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class ServiceStack:
+    """Redis plus meme, ledger and gateway processes wired to shared SQS and MongoDB."""
+
+    base_dir: Path
+    sqs_endpoint: str
+    mongo_url: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    values: dict[str, Any] = field(init=False)
+    processes: dict[str, Running] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        run_id = uuid.uuid4().hex[:10]
+        self.run_dir = self.base_dir / run_id
+        self.values = {
+            **TEST_SETTINGS,
+            "redis_url": f"redis://127.0.0.1:{free_port()}/0",
+            "sqs_endpoint_url": self.sqs_endpoint,
+            "mongo_url": self.mongo_url,
+            "mongo_db": f"maas_{run_id}",
+            "queue_name": f"maas-{run_id}.fifo",
+            "dlq_name": f"maas-{run_id}-dlq.fifo",
+            "gateway_port": free_port(),
+            "meme_port": free_port(),
+            "ledger_port": free_port(),
+            **self.overrides,
+        }
+        self.values.setdefault("meme_url", f"http://127.0.0.1:{self.values['meme_port']}")
+        self.settings = make_settings(self.values)
+
+    @property
+    def gateway(self) -> str:
+        return f"http://127.0.0.1:{self.settings.gateway_port}"
+
+    async def start(self, *names: str) -> None:
+        if not names:
+            (self.run_dir / "redis").mkdir(parents=True, exist_ok=True)
+            self.processes["redis"] = await asyncio.to_thread(
+                start, redis_server(self.settings.redis_port, self.run_dir / "redis"), self.run_dir
+            )
+            async with sqs_client(self.settings) as sqs:
+                await provision_queues(sqs, self.settings)
+        for name in names or SERVICES:
+            port = getattr(self.settings, f"{name}_port")
+            server = service(name, port, as_env(self.values))
+            self.processes[name] = await asyncio.to_thread(start, server, self.run_dir)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        running = self.processes.pop(name)
+        os.killpg(running.process.pid, sig)
+        running.process.wait(timeout=30)
+
+    async def stop(self, name: str) -> None:
+        running = self.processes.pop(name)
+        await asyncio.to_thread(stop_pid, running.process.pid)
+
+    async def close(self) -> None:
+        for name in [*SERVICES, "redis"]:
+            if name in self.processes:
+                await self.stop(name)
+
+    def token(self, account: str, roles: tuple[str, ...] = (), ttl_s: int = 3600) -> str:
+        return issue_dev_token(self.settings, account, list(roles), ttl_s)
+
+    def auth(self, account: str, roles: tuple[str, ...] = ()) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(account, roles)}"}
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return self.auth("operator", ("admin",))
+
+    async def create_account(self, http: aiohttp.ClientSession, account: str, tokens: int) -> None:
+        async with http.post(
+            f"{self.gateway}/v1/accounts",
+            json={"id": account, "tokens": tokens},
+            headers=self.admin,
+        ) as response:
+            assert response.status == 201, await response.text()
+
+    async def mongo_account(self, account: str) -> dict[str, Any] | None:
+        client = mongo_client(self.settings)
+        try:
+            return await client[self.settings.mongo_db]["accounts"].find_one({"_id": account})
+        finally:
+            await client.close()
+
+    async def redis_account(self, account: str) -> dict[str, str]:
+        redis = redis_client(self.settings)
+        try:
+            return await redis.hgetall(Keys(self.settings.shards).account(account))  # type: ignore[return-value]
+        finally:
+            await redis.aclose()
+
+    async def drained(self, *accounts: str, timeout_s: float = 30) -> None:
+        """Wait until MongoDB has applied every event Redis assigned to these accounts."""
+
+        async def caught_up() -> bool:
+            for account in accounts:
+                live, stored = await self.redis_account(account), await self.mongo_account(account)
+                if not live or stored is None:
+                    return False
+                if int(live["seq"]) == 0:
+                    continue
+                if (stored["epoch"], stored["seq"]) != (int(live["epoch"]), int(live["seq"])):
+                    return False
+            return True
+
+        await wait_for(caught_up, timeout_s, f"the ledger to drain {accounts}")
