@@ -33,5 +33,10 @@ class Keys:
     def lease(self, shard: int) -> str:
         return f"maas:{self.tag(shard)}:lease"
 
+    @staticmethod
+    def geocode(provider: str, geohash: str) -> str:
+        """A remote geocoder's cached answer for one geohash cell."""
+        return f"maas:geo:{provider}:{geohash}"
+
     def idempotency(self, account: str, key: str) -> str:
         return f"maas:{self.tag(self.shard_of(account))}:idem:{account}:{key}"

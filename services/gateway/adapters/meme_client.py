@@ -11,8 +11,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from services.gateway.domain.params import Format, Kind
 from shared.aio import sleep_unless
+from shared.contract import ImageFormat, Kind
 from shared.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class MemeClient:
         lat: float | None,
         lon: float | None,
         kind: Kind,
-        fmt: Format,
+        fmt: ImageFormat,
         request_id: str,
     ) -> Meme:
         """The meme, or an `ApiError` with a 502/503/504 that the caller refunds."""

@@ -10,19 +10,13 @@ import math
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from shared.contract import FORMATS, KINDS, MAX_QUERY_CHARS, ImageFormat, Kind
 from shared.errors import ApiError
-
-MAX_QUERY_CHARS = 200
-KINDS = ("text", "ai")
-FORMATS = ("json", "png")
 
 # Plain decimals only: no exponents (1e999), hex, inf/nan, or degree-minute-second forms.
 _DECIMAL = re.compile(r"[+-]?(?:\d{1,3}(?:\.\d{1,15})?|\.\d{1,15})")
-
-Kind = Literal["text", "ai"]
-Format = Literal["json", "png"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +25,7 @@ class MemeRequest:
     lat: float | None
     lon: float | None
     kind: Kind | None
-    format: Format
+    format: ImageFormat
 
 
 def invalid(field: str, message: str) -> ApiError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from services.gateway.domain.params import Kind
+from shared.contract import Kind
 from shared.errors import ApiError
 from shared.settings import RateLimit, Settings
 

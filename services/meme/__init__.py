@@ -1,0 +1,1 @@
+"""The meme service: places from coordinates, text and AI memes, PNG images."""

@@ -1,0 +1,1 @@
+"""The outside world of the meme service: geocoders, Redis, the AI endpoint."""

@@ -1,0 +1,114 @@
+"""Settings -> adapters -> app: the one place that decides what the meme service talks to."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import openai
+from aiohttp import web
+from redis.asyncio import Redis, RedisCluster
+
+from services.meme.adapters.ai import AiCaptioner
+from services.meme.adapters.geocoders import (
+    GOOGLE_URL,
+    NOMINATIM_URL,
+    GeoCache,
+    Geocoder,
+    GoogleGeocoder,
+    NominatimGeocoder,
+    OfflineGeocoder,
+)
+from services.meme.app import MEMES, SETTINGS, add_routes
+from services.meme.memes import MemeMaker
+from shared.metrics import http_metrics_middleware
+from shared.settings import Settings
+from shared.web import error_middleware
+
+
+def _redis(settings: Settings) -> Redis | RedisCluster:
+    if settings.redis_cluster:
+        return RedisCluster.from_url(settings.redis_url)
+    return Redis.from_url(settings.redis_url)
+
+
+def _remote_geocoder(
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    offline: OfflineGeocoder,
+    redis: Redis | RedisCluster,
+) -> Geocoder:
+    cache = GeoCache(
+        redis, settings.geocoder, settings.geohash_precision, settings.geocode_cache_ttl_s
+    )
+    if settings.geocoder == "google":
+        if not settings.google_api_key:
+            raise ValueError("MAAS_GOOGLE_API_KEY is required when MAAS_GEOCODER=google")
+        return GoogleGeocoder(
+            session,
+            base_url=settings.geocoder_url or GOOGLE_URL,
+            fallback=offline,
+            cache=cache,
+            timeout_s=settings.geocoder_timeout_s,
+            concurrency=settings.geocoder_concurrency,
+            api_key=settings.google_api_key,
+        )
+    return NominatimGeocoder(
+        session,
+        base_url=settings.geocoder_url or NOMINATIM_URL,
+        fallback=offline,
+        cache=cache,
+        timeout_s=settings.geocoder_timeout_s,
+        concurrency=settings.geocoder_concurrency,
+    )
+
+
+def _ai_client(settings: Settings) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(
+        base_url=settings.openai_base_url,
+        # Local OpenAI-compatible servers often need no key; the client insists on one.
+        api_key=settings.openai_api_key or "unused",
+        timeout=settings.ai_timeout_s,
+        max_retries=settings.ai_max_retries,
+    )
+
+
+def build_app(settings: Settings) -> web.Application:
+    """The meme app; clients are opened on start-up and closed on shutdown."""
+    offline = OfflineGeocoder()  # loads the k-d tree now, not on the first request
+
+    async def clients(app: web.Application) -> AsyncIterator[None]:
+        geocoder: Geocoder = offline
+        captioner = None
+        session = redis = ai_client = None
+        try:
+            if settings.geocoder != "offline":
+                session = aiohttp.ClientSession(raise_for_status=False)
+                redis = _redis(settings)
+                geocoder = _remote_geocoder(settings, session, offline, redis)
+            if settings.ai_configured:
+                ai_client = _ai_client(settings)
+                captioner = AiCaptioner(
+                    ai_client,
+                    model=settings.ai_model,
+                    deadline_s=settings.ai_timeout_s,
+                    concurrency=settings.ai_concurrency,
+                )
+            app[MEMES] = MemeMaker(geocoder, captioner)
+            yield
+        finally:
+            if ai_client is not None:
+                await ai_client.close()
+            if redis is not None:
+                await redis.aclose()
+            if session is not None:
+                await session.close()
+
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[http_metrics_middleware("meme"), error_middleware],
+    )
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(clients)
+    add_routes(app)
+    return app

@@ -1,0 +1,1 @@
+"""Pure meme rules: places, formats and request parsing; no I/O here."""

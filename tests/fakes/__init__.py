@@ -1,0 +1,1 @@
+"""Real loopback servers that stand in for third-party APIs in tests."""

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from shared.events import Batch, Event, MalformedMessage, decode_batch
+
+EVENT = Event(
+    id="e1",
+    type="debit",
+    account="a",
+    amount=2,
+    epoch=1,
+    seq=1,
+    reason="meme:ai",
+    request_id="r1",
+    at="2026-11-28T10:00:00.000Z",
+)
+
+
+def test_a_batch_survives_the_round_trip() -> None:
+    batch = Batch(3, [EVENT])
+    assert decode_batch(batch.encode()) == batch
+    assert batch.group_id == "s3"
+
+
+def test_the_deduplication_id_depends_only_on_the_events() -> None:
+    other = Event(**{**EVENT.to_dict(), "id": "e2"})
+    assert Batch(1, [EVENT]).deduplication_id == Batch(1, [EVENT]).deduplication_id
+    assert Batch(1, [EVENT]).deduplication_id != Batch(1, [other]).deduplication_id
+    assert len(Batch(1, [EVENT] * 100).deduplication_id) <= 128
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[]",
+        orjson.dumps({"v": 2, "shard": 1, "events": [EVENT.to_dict()]}),
+        orjson.dumps({"v": 1, "shard": -1, "events": [EVENT.to_dict()]}),
+        orjson.dumps({"v": 1, "shard": 1, "events": []}),
+        orjson.dumps({"v": 1, "shard": 1, "events": [{**EVENT.to_dict(), "amount": 0}]}),
+        orjson.dumps({"v": 1, "shard": 1, "events": [{**EVENT.to_dict(), "type": "steal"}]}),
+        orjson.dumps({"v": 1, "shard": 1, "events": [{**EVENT.to_dict(), "seq": "1"}]}),
+        orjson.dumps({"v": 1, "shard": 1, "events": [{**EVENT.to_dict(), "at": "yesterday"}]}),
+        orjson.dumps({"v": 1, "shard": 1, "events": [{**EVENT.to_dict(), "account": ""}]}),
+    ],
+)
+def test_anything_off_schema_is_malformed(body: bytes) -> None:
+    with pytest.raises(MalformedMessage):
+        decode_batch(body)
+
+
+def test_signed_amounts_and_kinds() -> None:
+    assert EVENT.signed_amount == -2
+    assert EVENT.kind == "ai"
+    refund = Event(**{**EVENT.to_dict(), "type": "refund"})
+    assert refund.signed_amount == 2
