@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     # Backends.
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_cluster: bool = False
+    redis_max_connections: PositiveInt = 64
     mongo_url: str = "mongodb://127.0.0.1:27017"
     mongo_db: str = "maas"
     sqs_endpoint_url: str | None = "http://127.0.0.1:4566"

@@ -14,9 +14,20 @@ MongoDoc: TypeAlias = dict[str, Any]
 
 
 def redis_client(settings: Settings) -> Redis:
+    """A bounded pool: a burst of requests waits for a connection instead of failing."""
     if settings.redis_cluster:
-        return aioredis.RedisCluster.from_url(settings.redis_url, decode_responses=True)
-    return aioredis.from_url(settings.redis_url, decode_responses=True)
+        return aioredis.RedisCluster.from_url(
+            settings.redis_url,
+            decode_responses=True,
+            max_connections=settings.redis_max_connections * 8,
+        )
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        max_connections=settings.redis_max_connections,
+        timeout=5,
+    )
+    return aioredis.Redis(connection_pool=pool)
 
 
 def mongo_client(settings: Settings) -> AsyncMongoClient[MongoDoc]:

@@ -1,0 +1,185 @@
+{{/* Names and labels. */}}
+{{- define "maas.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "maas.name" -}}
+{{- printf "%s-%s" (include "maas.fullname" .root) .component | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "maas.selectorLabels" -}}
+app.kubernetes.io/name: {{ .root.Chart.Name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "maas.labels" -}}
+{{ include "maas.selectorLabels" . }}
+app.kubernetes.io/part-of: maas
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/version: {{ .root.Values.image.tag | default .root.Chart.AppVersion | quote }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
+{{- end -}}
+
+{{- define "maas.image" -}}
+{{- $img := .Values.image -}}
+{{- if $img.digest -}}
+{{- printf "%s@%s" $img.repository $img.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $img.repository (required "image.tag (the commit SHA) is required" $img.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "maas.ledgerReplicas" -}}
+{{- $shards := int .Values.ledger.shards -}}
+{{- $per := int .Values.ledger.shardsPerReplica -}}
+{{- if lt $per 1 }}{{ fail "ledger.shardsPerReplica must be >= 1" }}{{ end -}}
+{{- div (add $shards $per -1) $per -}}
+{{- end -}}
+
+{{/*
+A Deployment for one service. Parameters: root (.), component, module (python -m ...),
+port, svc (the values block of the service), secretEnv (list), rollout (true for HTTP
+services that take traffic: maxUnavailable 0 / maxSurge 25%).
+*/}}
+{{- define "maas.deployment" -}}
+{{- $root := .root -}}
+{{- $svc := .svc -}}
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ include "maas.name" . }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "maas.labels" . | nindent 4 }}
+  annotations:
+    checkov.io/skip1: CKV_K8S_43=Images are pinned to an immutable commit-SHA tag written by the release workflow; image.digest pins by digest when set
+    checkov.io/skip2: CKV_K8S_35=The services read settings from environment variables only (pydantic-settings); secrets come from secretKeyRef, never from the ConfigMap
+spec:
+  {{- if not .autoscaled }}
+  replicas: {{ .replicas }}
+  {{- end }}
+  revisionHistoryLimit: 5
+  minReadySeconds: {{ $svc.minReadySeconds }}
+  progressDeadlineSeconds: 600
+  strategy:
+    type: RollingUpdate
+    rollingUpdate:
+      # Never drop below the serving capacity during a deploy; new pods must pass
+      # readiness (and any readiness gates) for minReadySeconds before old ones go.
+      maxUnavailable: 0
+      maxSurge: 25%
+  selector:
+    matchLabels:
+      {{- include "maas.selectorLabels" . | nindent 6 }}
+  template:
+    metadata:
+      labels:
+        {{- include "maas.labels" . | nindent 8 }}
+      annotations:
+        # Roll the pods when the configuration changes.
+        checksum/config: {{ include (print $root.Template.BasePath "/configmap.yaml") $root | sha256sum }}
+    spec:
+      serviceAccountName: {{ include "maas.name" . }}
+      automountServiceAccountToken: false
+      enableServiceLinks: false
+      terminationGracePeriodSeconds: {{ $svc.terminationGracePeriodSeconds }}
+      securityContext:
+        {{- toYaml $root.Values.podSecurityContext | nindent 8 }}
+      {{- with $root.Values.imagePullSecrets }}
+      imagePullSecrets:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $svc.readinessGates }}
+      readinessGates:
+        {{- range . }}
+        - conditionType: {{ . | quote }}
+        {{- end }}
+      {{- end }}
+      topologySpreadConstraints:
+        - maxSkew: {{ $root.Values.topologySpread.zoneMaxSkew }}
+          topologyKey: topology.kubernetes.io/zone
+          whenUnsatisfiable: ScheduleAnyway
+          labelSelector:
+            matchLabels:
+              {{- include "maas.selectorLabels" . | nindent 14 }}
+        - maxSkew: {{ $root.Values.topologySpread.nodeMaxSkew }}
+          topologyKey: kubernetes.io/hostname
+          whenUnsatisfiable: ScheduleAnyway
+          labelSelector:
+            matchLabels:
+              {{- include "maas.selectorLabels" . | nindent 14 }}
+      {{- with $root.Values.nodeSelector }}
+      nodeSelector:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $root.Values.tolerations }}
+      tolerations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      containers:
+        - name: {{ .component }}
+          image: {{ include "maas.image" $root }}
+          imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+          command: ["python", "-m", {{ .module | quote }}]
+          ports:
+            - name: http
+              containerPort: {{ .port }}
+              protocol: TCP
+          envFrom:
+            - configMapRef:
+                name: {{ include "maas.fullname" $root }}-config
+          {{- if .secretEnv }}
+          env:
+            {{- range .secretEnv }}
+            - name: {{ .name }}
+              valueFrom:
+                secretKeyRef:
+                  name: {{ $root.Values.existingSecret }}
+                  key: {{ .key }}
+                  optional: {{ .optional | default false }}
+            {{- end }}
+          {{- end }}
+          readinessProbe:
+            httpGet:
+              path: /readyz
+              port: http
+            periodSeconds: 5
+            timeoutSeconds: 2
+            failureThreshold: 2
+            successThreshold: 1
+          livenessProbe:
+            httpGet:
+              path: /healthz
+              port: http
+            initialDelaySeconds: 10
+            periodSeconds: 10
+            timeoutSeconds: 2
+            failureThreshold: 3
+          startupProbe:
+            httpGet:
+              path: /healthz
+              port: http
+            periodSeconds: 2
+            failureThreshold: 30
+          lifecycle:
+            preStop:
+              # Keep serving while endpoints and load balancers forget this pod.
+              sleep:
+                seconds: {{ $root.Values.preStopSleepSeconds }}
+          resources:
+            {{- toYaml $svc.resources | nindent 12 }}
+          securityContext:
+            {{- toYaml $root.Values.containerSecurityContext | nindent 12 }}
+          volumeMounts:
+            - name: tmp
+              mountPath: /tmp
+      volumes:
+        - name: tmp
+          emptyDir:
+            sizeLimit: {{ $root.Values.tmpSizeLimit }}
+{{- end -}}

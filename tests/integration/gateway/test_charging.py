@@ -1,0 +1,115 @@
+"""Money-like behaviour under concurrency: no overspend, credits once, honest limits."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+
+import aiohttp
+
+from tests.stack import ServiceStack
+
+GENEROUS = {"default": {"rate": 100_000, "burst": 100_000}}
+PARIS = {"lat": "48.8566", "lon": "2.3522", "query": "croissants"}
+
+
+async def test_500_concurrent_requests_on_100_tokens_sell_exactly_100(
+    make_stack: ServiceStack, http: aiohttp.ClientSession
+) -> None:
+    stack = await make_stack(rate_limits=GENEROUS)  # type: ignore[operator]
+    await stack.create_account(http, "crowd", 100)
+    headers = stack.auth("crowd")
+    connector = aiohttp.TCPConnector(limit=500)
+    async with aiohttp.ClientSession(connector=connector) as crowd:
+
+        async def one() -> int:
+            async with crowd.get(f"{stack.gateway}/memes", params=PARIS, headers=headers) as r:
+                await r.read()
+                return r.status
+
+        statuses = Counter(await asyncio.gather(*(one() for _ in range(500))))
+    assert statuses == {200: 100, 402: 400}
+    await stack.drained("crowd")
+    stored = await stack.mongo_account("crowd")
+    assert stored is not None
+    assert (stored["balance"], stored["seq"], stored["usage"]["calls"]) == (0, 100, 100)
+    assert stored["usage"]["tokens_spent"] == 100
+
+
+async def test_one_idempotency_key_sent_20_times_at_once_credits_once(
+    make_stack: ServiceStack, http: aiohttp.ClientSession
+) -> None:
+    stack = await make_stack()  # type: ignore[operator]
+    await stack.create_account(http, "buyer", 10)
+    url = f"{stack.gateway}/v1/accounts/buyer/credits"
+    headers = {**stack.admin, "Idempotency-Key": "order-1234"}
+
+    async def credit() -> tuple[int, dict[str, object]]:
+        async with http.post(url, json={"amount": 50, "reason": "purchase"}, headers=headers) as r:
+            return r.status, await r.json()
+
+    answers = await asyncio.gather(*(credit() for _ in range(20)))
+    assert {status for status, _ in answers} == {202}
+    assert len({body["event_id"] for _, body in answers}) == 1
+    assert {body["tokens"] for _, body in answers} == {60}
+    async with http.post(url, json={"amount": 5, "reason": "purchase"}, headers=headers) as r:
+        assert r.status == 409
+        assert (await r.json())["error"]["code"] == "idempotency_conflict"
+    async with http.post(
+        url, json={"amount": 50}, headers={**stack.admin, "Idempotency-Key": "order-1235"}
+    ) as r:
+        assert (r.status, (await r.json())["tokens"]) == (202, 110)
+    await stack.drained("buyer")
+    stored = await stack.mongo_account("buyer")
+    assert stored is not None
+    assert (stored["balance"], stored["seq"]) == (110, 2)
+
+
+async def test_credits_validate_their_input(
+    make_stack: ServiceStack, http: aiohttp.ClientSession
+) -> None:
+    stack = await make_stack()  # type: ignore[operator]
+    await stack.create_account(http, "strict", 1)
+    url = f"{stack.gateway}/v1/accounts/strict/credits"
+    cases = [
+        ({}, {"amount": 5}),
+        ({"Idempotency-Key": "k 1"}, {"amount": 5}),
+        ({"Idempotency-Key": "k1"}, {"amount": 0}),
+        ({"Idempotency-Key": "k1"}, {"amount": -5}),
+        ({"Idempotency-Key": "k1"}, {"amount": "5"}),
+        ({"Idempotency-Key": "k1"}, {"amount": 5, "reason": ""}),
+    ]
+    for extra, body in cases:
+        async with http.post(url, json=body, headers={**stack.admin, **extra}) as r:
+            assert r.status == 400, (extra, body)
+    async with http.post(
+        f"{stack.gateway}/v1/accounts/ghost/credits",
+        json={"amount": 5},
+        headers={**stack.admin, "Idempotency-Key": "k1"},
+    ) as r:
+        assert r.status == 404
+    assert (await stack.redis_account("strict"))["balance"] == "1"
+
+
+async def test_a_burst_over_the_limit_gets_429_with_an_honest_retry_after(
+    make_stack: ServiceStack, http: aiohttp.ClientSession
+) -> None:
+    stack = await make_stack(rate_limits={"default": {"rate": 1, "burst": 3}})  # type: ignore[operator]
+    await stack.create_account(http, "hasty", 100)
+    headers = stack.auth("hasty")
+    statuses, retry_after = [], None
+    for _ in range(5):
+        async with http.get(f"{stack.gateway}/memes", params=PARIS, headers=headers) as r:
+            statuses.append(r.status)
+            if r.status == 429:
+                retry_after = int(r.headers["Retry-After"])
+                assert (await r.json())["error"]["code"] == "rate_limited"
+    assert statuses[:3] == [200, 200, 200]
+    assert statuses[3:] == [429, 429]
+    assert retry_after == 1
+    assert (await stack.redis_account("hasty"))["balance"] == "97"
+    started = time.monotonic()
+    await asyncio.sleep(retry_after)
+    async with http.get(f"{stack.gateway}/memes", params=PARIS, headers=headers) as r:
+        assert r.status == 200, f"still limited {time.monotonic() - started:.2f} s later"
