@@ -169,6 +169,14 @@ class ServiceStack:
         finally:
             await redis.aclose()
 
+    async def redis_outbox_entries(self) -> int:
+        redis = redis_client(self.settings)
+        keys = Keys(self.settings.shards)
+        try:
+            return sum([await redis.xlen(keys.outbox(s)) for s in range(self.settings.shards)])
+        finally:
+            await redis.aclose()
+
     async def drained(self, *accounts: str, timeout_s: float = 30) -> None:
         """Wait until MongoDB has applied every event Redis assigned to these accounts."""
 

@@ -13,7 +13,7 @@ export UV_CACHE_DIR="$CACHE/uv-cache"
 log() { printf '[install] %s\n' "$*" >&2; }
 
 apt_packages=()
-command -v redis-server >/dev/null || apt_packages+=(redis-server redis-tools)
+command -v redis-server >/dev/null && command -v redis-cli >/dev/null || apt_packages+=(redis-server redis-tools)
 command -v wrk >/dev/null || apt_packages+=(wrk)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf ] || apt_packages+=(fonts-dejavu-core)
 if [ ${#apt_packages[@]} -gt 0 ]; then

@@ -96,7 +96,7 @@ class Relay:
         backoff = 0.0
         while not stop.is_set():
             try:
-                await self._renew_leases()
+                await self.renew_leases()
                 sent = await self.relay_once(flush=False)
                 backoff = 0.0
             except Exception:
@@ -113,7 +113,7 @@ class Relay:
             log.warning("final relay flush failed; another relay will send it", exc_info=True)
         await self.release()
 
-    async def _renew_leases(self) -> None:
+    async def renew_leases(self) -> None:
         if time.monotonic() - self._leases_renewed_at < self.lease_ttl_ms / 3000:
             return
         results = await asyncio.gather(

@@ -1,0 +1,74 @@
+"""The gateway killed with SIGKILL under load: every meme a client got is charged once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import aiohttp
+
+from shared.stores import mongo_client
+from tests.stack import ServiceStack, wait_for
+
+GENEROUS = {"default": {"rate": 100_000, "burst": 100_000}}
+PARIS = {"lat": "48.8566", "lon": "2.3522", "query": "croissants"}
+
+
+async def test_sigkill_with_1000_requests_in_flight_loses_and_doubles_nothing(
+    make_stack: ServiceStack, http: aiohttp.ClientSession
+) -> None:
+    stack = await make_stack(rate_limits=GENEROUS, relay_linger_ms=200)  # type: ignore[operator]
+    await stack.create_account(http, "busy", 1_000_000)
+    headers = stack.auth("busy")
+    delivered: list[str] = []
+    killed = asyncio.Event()
+
+    async def one(client: aiohttp.ClientSession) -> None:
+        request_id = uuid.uuid4().hex
+        try:
+            async with client.get(
+                f"{stack.gateway}/memes",
+                params=PARIS,
+                headers={**headers, "X-Request-ID": request_id},
+            ) as response:
+                body = await response.json()
+                if response.status == 200:
+                    assert body["id"] == request_id
+                    delivered.append(request_id)
+                    if len(delivered) == 150:
+                        killed.set()
+        except (TimeoutError, aiohttp.ClientError):
+            pass
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as client:
+        load = asyncio.gather(*(one(client) for _ in range(1000)))
+        await killed.wait()
+        stack.kill("gateway")
+        await load
+    assert 150 <= len(delivered) < 1000
+
+    await stack.start("gateway")
+    await stack.drained("busy", timeout_s=60)
+
+    client = mongo_client(stack.settings)
+    try:
+        db = client[stack.settings.mongo_db]
+        stored = await db["accounts"].find_one({"_id": "busy"})
+        debits = [
+            doc["request_id"]
+            async for doc in db["ledger"].find({"account": "busy", "type": "debit"})
+        ]
+    finally:
+        await client.close()
+    assert stored is not None
+    live = await stack.redis_account("busy")
+    assert stored["balance"] == int(live["balance"])
+    assert stored["seq"] == int(live["seq"]) == len(debits)
+    assert len(set(debits)) == len(debits)
+    missing = set(delivered) - set(debits)
+    assert not missing, f"{len(missing)} delivered memes were never charged in MongoDB"
+
+    async def relayed() -> bool:
+        return not await stack.redis_outbox_entries()
+
+    await wait_for(relayed, 10, "the outbox to empty")
