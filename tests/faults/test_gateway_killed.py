@@ -50,16 +50,16 @@ async def test_sigkill_with_1000_requests_in_flight_loses_and_doubles_nothing(
     await stack.start("gateway")
     await stack.drained("busy", timeout_s=60)
 
-    client = mongo_client(stack.settings)
+    mongo = mongo_client(stack.settings)
     try:
-        db = client[stack.settings.mongo_db]
+        db = mongo[stack.settings.mongo_db]
         stored = await db["accounts"].find_one({"_id": "busy"})
         debits = [
             doc["request_id"]
             async for doc in db["ledger"].find({"account": "busy", "type": "debit"})
         ]
     finally:
-        await client.close()
+        await mongo.close()
     assert stored is not None
     live = await stack.redis_account("busy")
     assert stored["balance"] == int(live["balance"])

@@ -152,6 +152,7 @@ async def test_cluster_and_single_node_agree(
         await probe.initialize()
         for account in ACCOUNTS:
             node = probe.get_node_from_key(Keys(SHARDS).account(account))  # type: ignore[union-attr]
+            assert node is not None
             slots_by_node.add(node.port)
     finally:
         await probe.aclose()
