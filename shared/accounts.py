@@ -25,6 +25,8 @@ class AccountExists(Exception):
 class Hydration:
     balance: int
     epoch: int
+    calls: int
+    tokens_spent: int
 
 
 def empty_usage() -> dict[str, Any]:
@@ -65,4 +67,10 @@ class AccountStore:
         )
         if doc is None:
             return None
-        return Hydration(balance=int(doc["balance"]), epoch=int(doc["hydrations"]))
+        usage = doc.get("usage", {})
+        return Hydration(
+            balance=int(doc["balance"]),
+            epoch=int(doc["hydrations"]),
+            calls=int(usage.get("calls", 0)),
+            tokens_spent=int(usage.get("tokens_spent", 0)),
+        )

@@ -38,8 +38,17 @@ RELAY_BATCH = Histogram(
 )
 SQS_REQUESTS = Counter("maas_relay_sqs_requests_total", "SendMessageBatch calls", ["outcome"])
 EVENTS_RELAYED = Counter("maas_relay_events_total", "Events accepted by SQS")
-OUTBOX_DEPTH = Gauge("maas_outbox_depth", "Events waiting in an outbox shard", ["shard"])
-SHARDS_HELD = Gauge("maas_relay_shards_held", "Outbox shards whose lease this process holds")
+OUTBOX_DEPTH = Gauge(
+    "maas_outbox_depth",
+    "Events waiting in an outbox shard",
+    ["shard"],
+    multiprocess_mode="mostrecent",
+)
+SHARDS_HELD = Gauge(
+    "maas_relay_shards_held",
+    "Outbox shards whose lease a gateway process holds",
+    multiprocess_mode="livesum",
+)
 
 
 def event_from_entry(entry_id: str, fields: dict[str, str]) -> Event:

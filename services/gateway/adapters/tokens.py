@@ -46,6 +46,13 @@ class Outcome:
     event_id: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class LiveAccount:
+    balance: int
+    calls: int
+    tokens_spent: int
+
+
 def new_event_id() -> str:
     return uuid.uuid4().hex
 
@@ -101,13 +108,25 @@ class TokenBank:
         raw = await self.redis.hget(self.keys.account(account), "balance")
         return None if raw is None else int(raw)
 
+    async def live(self, account: str) -> LiveAccount:
+        """The live balance and usage, hydrating the account first if Redis lacks it."""
+        key = self.keys.account(account)
+        balance, calls, spent = await self.redis.hmget(key, ["balance", "calls", "spent"])
+        if balance is None:
+            await self.hydrate(account)
+            balance, calls, spent = await self.redis.hmget(key, ["balance", "calls", "spent"])
+        if balance is None:
+            raise UnknownAccount(account)
+        return LiveAccount(int(balance), int(calls or 0), int(spent or 0))
+
     async def hydrate(self, account: str) -> None:
         """Load the account from MongoDB into Redis under a new epoch (see ARCHITECTURE)."""
         hydration = await self.accounts.next_epoch(account)
         if hydration is None:
             raise UnknownAccount(account)
         await self._hydrate(
-            keys=[self.keys.account(account)], args=[hydration.balance, hydration.epoch]
+            keys=[self.keys.account(account)],
+            args=[hydration.balance, hydration.epoch, hydration.calls, hydration.tokens_spent],
         )
 
     async def _hydrated(self, account: str, script: Any, keys: list[str], args: list[Any]) -> Any:

@@ -62,17 +62,19 @@ def usage_of(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 async def get_own_account(request: web.Request) -> web.Response:
+    """Served from Redis alone: the live balance and usage, one round trip."""
     deps = request.app[DEPS]
     principal = deps.auth.authenticate(request.headers.get("Authorization"))
-    doc = await deps.accounts.get(principal.account)
-    if doc is None:
-        raise ApiError("unknown_account", "no account for this token")
+    try:
+        live = await deps.bank.live(principal.account)
+    except UnknownAccount:
+        raise ApiError("unknown_account", "no account for this token") from None
     return json_response(
         {
             "id": principal.account,
-            "tokens": await live_tokens(deps, principal.account, doc["balance"]),
+            "tokens": live.balance,
             "roles": sorted(principal.roles),
-            "usage": usage_of(doc),
+            "usage": {"calls": live.calls, "tokens_spent": live.tokens_spent},
         }
     )
 

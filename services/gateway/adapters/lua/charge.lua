@@ -1,11 +1,12 @@
--- Rate-limit, balance check, debit, next seq and outbox append, atomically.
+-- Rate-limit, balance check, debit, usage, next seq and outbox append, atomically.
 -- KEYS[1] account hash, KEYS[2] outbox stream of the account's shard (same hash tag).
 -- ARGV: account, price, rate (per s, 0 = unlimited), burst, event id, reason, request id
 -- Returns {status, balance, epoch, seq, retry_after_ms};
 -- status 0 charged, 1 not hydrated, 2 insufficient tokens, 3 rate limited.
 local account_key, outbox = KEYS[1], KEYS[2]
 local price, rate, burst = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local state = redis.call('HMGET', account_key, 'balance', 'epoch', 'seq', 'rl_tokens', 'rl_ts')
+local state = redis.call('HMGET', account_key, 'balance', 'epoch', 'seq', 'rl_tokens', 'rl_ts',
+                         'calls', 'spent')
 local balance = tonumber(state[1])
 if not balance then
   return {1, 0, 0, 0, 0}
@@ -27,11 +28,12 @@ end
 balance = balance - price
 local epoch = state[2]
 local seq = tonumber(state[3]) + 1
+local calls, spent = (tonumber(state[6]) or 0) + 1, (tonumber(state[7]) or 0) + price
 if rate > 0 then
-  redis.call('HSET', account_key, 'balance', balance, 'seq', seq,
+  redis.call('HSET', account_key, 'balance', balance, 'seq', seq, 'calls', calls, 'spent', spent,
              'rl_tokens', string.format('%.6f', bucket - 1), 'rl_ts', now_ms)
 else
-  redis.call('HSET', account_key, 'balance', balance, 'seq', seq)
+  redis.call('HSET', account_key, 'balance', balance, 'seq', seq, 'calls', calls, 'spent', spent)
 end
 redis.call('XADD', outbox, '*', 'i', ARGV[5], 't', 'debit', 'a', ARGV[1], 'n', price,
            'e', epoch, 's', seq, 'r', ARGV[6], 'q', ARGV[7])

@@ -24,6 +24,10 @@ local amount = tonumber(ARGV[2])
 balance = balance + amount
 local seq = tonumber(state[3]) + 1
 redis.call('HSET', account_key, 'balance', balance, 'seq', seq)
+if ARGV[3] == 'refund' then
+  redis.call('HINCRBY', account_key, 'calls', -1)
+  redis.call('HINCRBY', account_key, 'spent', -amount)
+end
 redis.call('XADD', outbox, '*', 'i', ARGV[4], 't', ARGV[3], 'a', ARGV[1], 'n', amount,
            'e', state[2], 's', seq, 'r', ARGV[5], 'q', ARGV[6])
 if idem_key then
