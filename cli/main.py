@@ -7,7 +7,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 
-from cli import accounts, tokens
+from cli import accounts, dlq, ledger, reconcile, tokens
 
 Command = Callable[[argparse.Namespace], Awaitable[int] | int]
 
@@ -17,6 +17,9 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
     tokens.register(commands)
     accounts.register(commands)
+    dlq.register(commands)
+    reconcile.register(commands)
+    ledger.register(commands)
     return root
 
 

@@ -103,6 +103,24 @@ def event_from_dict(raw: Any) -> Event:
     )
 
 
+def event_from_stream_entry(entry_id: str, fields: dict[str, str]) -> Event:
+    """An event from its outbox stream entry (written by the gateway's Lua scripts).
+
+    The entry id is the Redis time of the charge in ms, which becomes `at`.
+    """
+    return Event(
+        id=fields["i"],
+        type=fields["t"],  # type: ignore[arg-type]
+        account=fields["a"],
+        amount=int(fields["n"]),
+        epoch=int(fields["e"]),
+        seq=int(fields["s"]),
+        reason=fields["r"],
+        request_id=fields["q"],
+        at=rfc3339_from_ms(int(entry_id.partition("-")[0])),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Batch:
     """The events of one shard, in stream order, as one SQS message."""

@@ -113,6 +113,8 @@ class Settings(BaseSettings):
     ledger_port: int = 8082
     ledger_receivers: PositiveInt = 4
     ledger_wait_time_s: int = Field(default=20, ge=0, le=20)
+    reconcile_interval_s: int = Field(default=60, ge=0)
+    reconcile_accounts: PositiveInt = 10_000
 
     @cached_property
     def redis_port(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
@@ -84,6 +85,25 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError("invalid_params", "body must be a JSON object")
     return body
+
+
+async def readiness(probes: dict[str, Awaitable[object]], **extra: Any) -> web.Response:
+    """Run the dependency probes at once; 200 when all answer within 2 s, else 503."""
+
+    async def check(probe: Awaitable[object]) -> bool:
+        try:
+            await asyncio.wait_for(probe, timeout=2)
+        except Exception:
+            return False
+        return True
+
+    results = await asyncio.gather(*(check(probe) for probe in probes.values()))
+    checks = dict(zip(probes, results, strict=True))
+    ready = all(results)
+    return json_response(
+        {"status": "ready" if ready else "unavailable", "checks": checks, **extra},
+        status=200 if ready else 503,
+    )
 
 
 async def healthz(_: web.Request) -> web.Response:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -22,9 +23,10 @@ import orjson
 
 from infra.local.stack import Running, free_port, redis_server, service, start, stop_pid
 from services.gateway.adapters.auth import issue_dev_token
+from shared.events import Batch, Event
 from shared.keys import Keys
 from shared.settings import Settings, env_names
-from shared.sqs import provision_queues, sqs_client
+from shared.sqs import provision_queues, queue_url, sqs_client
 from shared.stores import mongo_client, redis_client
 
 SERVICES = ("meme", "ledger", "gateway")
@@ -166,6 +168,66 @@ class ServiceStack:
         redis = redis_client(self.settings)
         try:
             return await redis.hgetall(Keys(self.settings.shards).account(account))  # type: ignore[return-value]
+        finally:
+            await redis.aclose()
+
+    async def maas(self, *args: str) -> tuple[int, str]:
+        """Run the operators' CLI against this stack, as an operator would."""
+        process = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).with_name("maas")),
+            *args,
+            env={**os.environ, **as_env(self.values)},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await process.communicate()
+        assert process.returncode is not None
+        return process.returncode, output.decode()
+
+    async def send_batches(self, events: list[Event], per_message: int, copies: int = 1) -> None:
+        """Publish events straight to the queue, packed per shard like the relay does."""
+        keys = Keys(self.settings.shards)
+        by_shard: dict[int, list[Event]] = {}
+        for event in events:
+            by_shard.setdefault(keys.shard_of(event.account), []).append(event)
+        entries: list[dict[str, str]] = []
+        for shard, shard_events in by_shard.items():
+            for first in range(0, len(shard_events), per_message):
+                batch = Batch(shard, shard_events[first : first + per_message])
+                for copy in range(copies):
+                    entries.append(
+                        {
+                            "Id": str(len(entries)),
+                            "MessageBody": batch.encode(),
+                            "MessageGroupId": batch.group_id,
+                            "MessageDeduplicationId": f"{batch.deduplication_id[:60]}-{copy}",
+                        }
+                    )
+        async with sqs_client(self.settings) as sqs:
+            url = await queue_url(sqs, self.settings.queue_name)
+            for start in range(0, len(entries), 10):
+                answer = await sqs.send_message_batch(
+                    QueueUrl=url, Entries=entries[start : start + 10]
+                )
+                assert not answer.get("Failed"), answer
+
+    async def queue_depth(self, dead_letters: bool = False) -> int:
+        name = self.settings.dlq_name if dead_letters else self.settings.queue_name
+        async with sqs_client(self.settings) as sqs:
+            attributes = await sqs.get_queue_attributes(
+                QueueUrl=await queue_url(sqs, name),
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                ],
+            )
+        return sum(int(v) for v in attributes["Attributes"].values())
+
+    async def flush_redis(self) -> None:
+        """Data loss: Redis forgets every balance, outbox entry and lease."""
+        redis = redis_client(self.settings)
+        try:
+            await redis.flushall()
         finally:
             await redis.aclose()
 

@@ -4,20 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from aiohttp import web
+from pymongo import AsyncMongoClient
 
 from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.consumer import Consumer
 from services.ledger.handler import MessageHandler
+from services.ledger.reconcile import Reconciler
+from shared.aio import sleep_unless
+from shared.keys import Keys
 from shared.metrics import http_metrics_middleware
 from shared.settings import Settings
 from shared.sqs import SQSClient, queue_url, sqs_client
-from shared.stores import MongoDoc, mongo_client
-from shared.web import error_middleware, healthz, json_response, metrics_handler
+from shared.stores import MongoDoc, mongo_client, redis_client
+from shared.web import error_middleware, healthz, metrics_handler, readiness
 
-READINESS = web.AppKey("readiness", dict)
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Dependencies:
+    mongo: AsyncMongoClient[MongoDoc]
+    sqs: SQSClient
+    queue_url: str
+
+
+DEPENDENCIES = web.AppKey("dependencies", Dependencies)
 
 
 def build_app(settings: Settings) -> web.Application:
@@ -26,57 +42,61 @@ def build_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler())
-
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        mongo = mongo_client(settings)
-        store = LedgerStore(mongo[settings.mongo_db])
-        await store.ensure_indexes()
-        stop = asyncio.Event()
-        async with sqs_client(settings) as sqs:
-            url = await queue_url(sqs, settings.queue_name)
-            dlq_url = await queue_url(sqs, settings.dlq_name)
-            app[READINESS] = {"mongo": mongo, "sqs": sqs, "queue_url": url}
-            consumer = Consumer(
-                sqs,
-                url,
-                dlq_url,
-                MessageHandler(store),
-                receivers=settings.ledger_receivers,
-                wait_time_s=settings.ledger_wait_time_s,
-                visibility_timeout_s=settings.visibility_timeout_s,
-            )
-            worker = asyncio.create_task(consumer.run(stop))
-            try:
-                yield
-            finally:
-                stop.set()
-                with contextlib.suppress(Exception):
-                    await worker
-                await mongo.close()
-
-    app.cleanup_ctx.append(lifecycle)
+    app.cleanup_ctx.append(lambda app: run_worker(app, settings))
     return app
 
 
-async def readyz(request: web.Request) -> web.Response:
-    deps = request.app[READINESS]
-    mongo: object = deps["mongo"]
-    sqs: SQSClient = deps["sqs"]
-    checks = {}
-    for name, probe in (
-        ("mongo", mongo.admin.command("ping")),  # type: ignore[attr-defined]
-        ("sqs", sqs.get_queue_attributes(QueueUrl=deps["queue_url"], AttributeNames=["QueueArn"])),
-    ):
+async def run_worker(app: web.Application, settings: Settings) -> AsyncIterator[None]:
+    mongo, redis = mongo_client(settings), redis_client(settings)
+    db = mongo[settings.mongo_db]
+    store = LedgerStore(db)
+    await store.ensure_indexes()
+    stop = asyncio.Event()
+    async with sqs_client(settings) as sqs:
+        url = await queue_url(sqs, settings.queue_name)
+        app[DEPENDENCIES] = Dependencies(mongo, sqs, url)
+        consumer = Consumer(
+            sqs,
+            url,
+            await queue_url(sqs, settings.dlq_name),
+            MessageHandler(store),
+            receivers=settings.ledger_receivers,
+            wait_time_s=settings.ledger_wait_time_s,
+            visibility_timeout_s=settings.visibility_timeout_s,
+        )
+        tasks = [asyncio.create_task(consumer.run(stop))]
+        if settings.reconcile_interval_s:
+            reconciler = Reconciler(redis, db, sqs, url, Keys(settings.shards))
+            tasks.append(asyncio.create_task(reconcile_periodically(reconciler, settings, stop)))
         try:
-            await asyncio.wait_for(probe, timeout=2)
-            checks[name] = True
+            yield
+        finally:
+            stop.set()
+            with contextlib.suppress(Exception):
+                await asyncio.gather(*tasks)
+            await mongo.close()
+            await redis.aclose()
+
+
+async def reconcile_periodically(
+    reconciler: Reconciler, settings: Settings, stop: asyncio.Event
+) -> None:
+    """Keep the drift gauges fresh so an alert fires without anyone running the CLI."""
+    while not stop.is_set():
+        try:
+            await reconciler.run(limit=settings.reconcile_accounts)
         except Exception:
-            checks[name] = False
-    ready = all(checks.values())
-    return json_response(
-        {"status": "ready" if ready else "unavailable", "checks": checks},
-        status=200 if ready else 503,
+            log.warning("periodic reconciliation failed", exc_info=True)
+        await sleep_unless(stop, settings.reconcile_interval_s)
+
+
+async def readyz(request: web.Request) -> web.Response:
+    deps = request.app[DEPENDENCIES]
+    return await readiness(
+        {
+            "mongo": deps.mongo.admin.command("ping"),
+            "sqs": deps.sqs.get_queue_attributes(
+                QueueUrl=deps.queue_url, AttributeNames=["QueueArn"]
+            ),
+        }
     )
-
-
-__all__ = ["MongoDoc", "build_app"]

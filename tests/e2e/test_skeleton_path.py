@@ -67,3 +67,38 @@ async def _journal(stack: ServiceStack, account: str) -> list[dict[str, object]]
         return [doc async for doc in cursor]
     finally:
         await client.close()
+
+
+async def test_the_operators_cli_reads_what_the_path_wrote(
+    shared_stack: ServiceStack, http: aiohttp.ClientSession
+) -> None:
+    stack = shared_stack
+    code, output = await stack.maas("accounts", "create", "--id", "cli-made", "--tokens", "4")
+    assert (code, output.strip()) == (0, "created cli-made with 4 tokens")
+    assert (await stack.maas("accounts", "create", "--id", "cli-made", "--tokens", "4"))[0] == 1
+    code, token = await stack.maas("token", "--sub", "cli-made", "--roles", "ai")
+    assert code == 0
+    for query in ("first", "second"):
+        async with http.get(
+            f"{stack.gateway}/memes",
+            params={**NYC, "query": query},
+            headers={"Authorization": f"Bearer {token.strip()}"},
+        ) as response:
+            assert response.status == 200
+    async with http.get(
+        f"{stack.gateway}/v1/account", headers={"Authorization": f"Bearer {token.strip()}"}
+    ) as response:
+        own = await response.json()
+    assert (own["tokens"], own["roles"]) == (2, ["ai"])
+    assert own["usage"] == {"calls": 2, "tokens_spent": 2}
+    await stack.drained("cli-made")
+    code, history = await stack.maas("ledger", "history", "--account", "cli-made")
+    assert code == 0
+    lines = history.strip().splitlines()
+    assert len(lines) == 2
+    assert "seq      2" in lines[0]
+    assert "seq      1" in lines[1]
+    code, report = await stack.maas("reconcile", "--account", "cli-made")
+    assert code == 0, report
+    assert "cli-made" in report
+    assert report.strip().splitlines()[-1].endswith("ok")

@@ -18,7 +18,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from services.gateway.adapters.tokens import lua_script
 from shared.aio import sleep_unless
-from shared.events import Batch, Event, rfc3339_from_ms
+from shared.events import Batch, event_from_stream_entry
 from shared.keys import Keys
 from shared.sqs import SQSClient
 from shared.stores import Redis
@@ -49,20 +49,6 @@ SHARDS_HELD = Gauge(
     "Outbox shards whose lease a gateway process holds",
     multiprocess_mode="livesum",
 )
-
-
-def event_from_entry(entry_id: str, fields: dict[str, str]) -> Event:
-    return Event(
-        id=fields["i"],
-        type=fields["t"],  # type: ignore[arg-type]
-        account=fields["a"],
-        amount=int(fields["n"]),
-        epoch=int(fields["e"]),
-        seq=int(fields["s"]),
-        reason=fields["r"],
-        request_id=fields["q"],
-        at=rfc3339_from_ms(int(entry_id.partition("-")[0])),
-    )
 
 
 @dataclass(slots=True)
@@ -170,7 +156,7 @@ class Relay:
             full = len(entries) >= self.batch_size
             if not (flush or full or now_ms - oldest_ms >= self.linger_ms):
                 continue
-            events = [event_from_entry(entry_id, fields) for entry_id, fields in entries]
+            events = [event_from_stream_entry(entry_id, fields) for entry_id, fields in entries]
             pending.append(Pending(shard, [e[0] for e in entries], Batch(shard, events), oldest_ms))
         return pending
 

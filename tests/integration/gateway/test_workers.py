@@ -18,9 +18,12 @@ async def test_two_workers_serve_one_port_with_summed_metrics(
     await stack.create_account(http, "forked", 40)
     headers = stack.auth("forked")
     for _ in range(30):
-        async with aiohttp.ClientSession() as fresh:  # new connections spread over workers
-            async with fresh.get(f"{stack.gateway}/memes", params=PARIS, headers=headers) as r:
-                assert r.status == 200
+        # A new connection each time, so the kernel spreads them over the workers.
+        async with (
+            aiohttp.ClientSession() as fresh,
+            fresh.get(f"{stack.gateway}/memes", params=PARIS, headers=headers) as r,
+        ):
+            assert r.status == 200
     await stack.drained("forked")
     stored = await stack.mongo_account("forked")
     assert stored is not None

@@ -1,0 +1,47 @@
+"""`maas reconcile`: Redis against MongoDB per account; exit 1 on drift."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import orjson
+
+from cli.connections import connect
+from services.ledger.reconcile import Reconciler
+
+
+def register(commands: Any) -> None:
+    reconcile = commands.add_parser("reconcile", help="compare Redis and MongoDB balances")
+    reconcile.add_argument("--account", help="only this account")
+    reconcile.add_argument("--json", action="store_true", help="machine-readable output")
+    reconcile.set_defaults(run=run)
+
+
+async def run(args: argparse.Namespace) -> int:
+    async with connect() as c:
+        report = await Reconciler(c.redis, c.db, c.sqs, c.queue_url, c.keys).run(args.account)
+    if args.json:
+        print(
+            orjson.dumps(
+                {
+                    "idle": report.idle,
+                    "queue_messages": report.queue_messages,
+                    "outbox_events": report.outbox_events,
+                    "accounts": [row.as_dict() for row in report.rows],
+                }
+            ).decode()
+        )
+    else:
+        print(
+            f"pipeline: {'idle' if report.idle else 'busy'} "
+            f"(outbox {report.outbox_events} events, queue {report.queue_messages} messages)"
+        )
+        print(f"{'account':<24} {'redis':>10} {'mongo':>10} {'outbox':>8} {'drift':>7}  status")
+        for row in report.rows:
+            redis = "-" if row.redis is None else str(row.redis.balance)
+            print(
+                f"{row.account:<24} {redis:>10} {row.mongo.balance:>10} {row.outbox:>8} "
+                f"{row.drift:>7}  {row.status}"
+            )
+    return 1 if report.drifting else 0

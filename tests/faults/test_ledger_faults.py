@@ -1,0 +1,258 @@
+"""The ledger applies every event exactly once, whatever fails."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from infra.local.stack import ferretdb_server, free_port, start, stop_pid
+from shared.accounts import AccountStore
+from shared.events import Event, EventType
+from shared.keys import Keys
+from shared.sqs import queue_url, sqs_client
+from shared.stores import mongo_client
+from tests.stack import ServiceStack, wait_for
+
+PARIS = {"lat": "48.8566", "lon": "2.3522", "query": "croissants"}
+
+
+def event(account: str, seq: int, kind: EventType = "debit", amount: int = 1) -> Event:
+    reason = "purchase" if kind == "credit" else "meme:text"
+    return Event(
+        id=uuid.uuid4().hex,
+        type=kind,
+        account=account,
+        amount=amount,
+        epoch=1,
+        seq=seq,
+        reason=reason,
+        request_id=uuid.uuid4().hex,
+        at="2026-11-28T12:00:00.000Z",
+    )
+
+
+async def create_accounts(stack: ServiceStack, balances: dict[str, int]) -> None:
+    client = mongo_client(stack.settings)
+    try:
+        store = AccountStore(client[stack.settings.mongo_db])
+        for account, balance in balances.items():
+            await store.create(account, balance)
+    finally:
+        await client.close()
+
+
+async def mongo_accounts(stack: ServiceStack) -> dict[str, dict[str, Any]]:
+    client = mongo_client(stack.settings)
+    try:
+        return {d["_id"]: d async for d in client[stack.settings.mongo_db]["accounts"].find({})}
+    finally:
+        await client.close()
+
+
+async def applied_up_to(stack: ServiceStack, positions: dict[str, int], timeout_s: float) -> None:
+    async def reached() -> bool:
+        accounts = await mongo_accounts(stack)
+        return all(accounts[a]["seq"] == seq for a, seq in positions.items())
+
+    await wait_for(reached, timeout_s, f"the ledger to apply up to {positions}")
+
+
+async def test_messages_delivered_two_and_three_times_count_once(make_stack: Any) -> None:
+    stack: ServiceStack = await make_stack()
+    await create_accounts(stack, {"dup-a": 50, "dup-b": 50})
+    twice = [event("dup-a", n) for n in range(1, 6)]
+    thrice = [event("dup-b", n, amount=2) for n in range(1, 4)]
+    await stack.send_batches(twice, per_message=2, copies=2)
+    await stack.send_batches(thrice, per_message=3, copies=3)
+    await applied_up_to(stack, {"dup-a": 5, "dup-b": 3}, 30)
+
+    async def queue_empty() -> bool:
+        return await stack.queue_depth() == 0
+
+    await wait_for(queue_empty, 30, "every copy to be consumed")
+    accounts = await mongo_accounts(stack)
+    assert (accounts["dup-a"]["balance"], accounts["dup-b"]["balance"]) == (45, 44)
+    assert accounts["dup-b"]["usage"] == {"calls": 3, "tokens_spent": 6, "by_kind": {"text": 3}}
+    assert await stack.queue_depth(dead_letters=True) == 0
+
+
+async def test_sigkill_ten_times_during_5000_events_leaves_exact_balances(make_stack: Any) -> None:
+    stack: ServiceStack = await make_stack(max_receive_count=100)
+    accounts = [f"kill-{n:02d}" for n in range(50)]
+    await create_accounts(stack, dict.fromkeys(accounts, 1000))
+    rng = random.Random(7)
+    events: list[Event] = []
+    expected = {a: {"balance": 1000, "calls": 0, "spent": 0} for a in accounts}
+    for account in accounts:
+        for seq in range(1, 101):
+            kind: EventType = rng.choice(["debit", "debit", "debit", "refund", "credit"])
+            amount = rng.choice([1, 2]) if kind != "credit" else 10
+            events.append(event(account, seq, kind, amount))
+            sign = {"debit": 1, "refund": -1, "credit": 0}[kind]
+            expected[account]["balance"] += -amount if kind == "debit" else amount
+            expected[account]["calls"] += sign
+            expected[account]["spent"] += sign * amount
+    assert len(events) == 5000
+    await stack.send_batches(events, per_message=5)
+
+    async def applied() -> int:
+        return sum(doc["seq"] for doc in (await mongo_accounts(stack)).values())
+
+    kills = 0
+    while kills < 10:
+        mark = await applied()
+        assert mark < 5000, f"the run ended after only {kills} kills"
+
+        async def progressed(mark: int = mark) -> bool:
+            return await applied() >= mark + 150
+
+        await wait_for(progressed, 60, "the ledger to make progress")
+        stack.kill("ledger")
+        kills += 1
+        await stack.start("ledger")
+
+    await applied_up_to(stack, dict.fromkeys(accounts, 100), 120)
+    final = await mongo_accounts(stack)
+    for account in accounts:
+        usage = final[account]["usage"]
+        got = {"balance": final[account]["balance"], "calls": usage["calls"]}
+        got["spent"] = usage["tokens_spent"]
+        assert got == expected[account], account
+
+
+async def test_poison_and_gaps_reach_the_dlq_with_reasons_and_redrive_repairs(
+    make_stack: Any,
+) -> None:
+    stack: ServiceStack = await make_stack(max_receive_count=2)
+    await create_accounts(stack, {"gap-x": 10, "fine-y": 10})
+    assert stack_shard(stack, "gap-x") != stack_shard(stack, "fine-y")
+    poison_group = next(
+        g for g in range(stack.settings.shards)
+        if g not in (stack_shard(stack, "gap-x"), stack_shard(stack, "fine-y"))
+    )  # fmt: skip
+    await send_raw(stack, b"{not a batch", f"s{poison_group}")
+    await stack.send_batches([event("gap-x", 2)], per_message=1)
+    await stack.send_batches([event("fine-y", 1), event("fine-y", 2)], per_message=1)
+    await applied_up_to(stack, {"fine-y": 2}, 30)
+
+    async def two_dead_letters() -> bool:
+        return await stack.queue_depth(dead_letters=True) == 2
+
+    await wait_for(two_dead_letters, 60, "both bad messages to reach the DLQ")
+    code, listing = await stack.maas("dlq", "list")
+    assert code == 0, listing
+    lines = listing.strip().splitlines()
+    assert len(lines) == 2, listing
+    gap_line = next(line for line in lines if "gap-x" in line)
+    poison_line = next(line for line in lines if "gap-x" not in line)
+    assert "seq=2-2" in gap_line
+    assert "reason=gap for 'gap-x'" in gap_line
+    assert "receives=2" in gap_line
+    assert "reason=malformed" in poison_line
+    gap_id, poison_id = gap_line.split()[0], poison_line.split()[0]
+
+    code, shown = await stack.maas("dlq", "show", gap_id)
+    assert code == 0
+    assert orjson.loads(shown)["events"][0]["seq"] == 2
+
+    await stack.send_batches([event("gap-x", 1)], per_message=1)  # the missing event arrives
+    await applied_up_to(stack, {"gap-x": 1}, 30)
+    assert (await stack.maas("dlq", "purge", poison_id))[0] == 2  # needs --yes
+    assert (await stack.maas("dlq", "purge", poison_id, "--yes"))[0] == 0
+    code, output = await stack.maas("dlq", "redrive", "--all")
+    assert code == 0
+    assert gap_id in output
+    await applied_up_to(stack, {"gap-x": 2, "fine-y": 2}, 30)
+    assert (await mongo_accounts(stack))["gap-x"]["balance"] == 8
+    assert await stack.queue_depth(dead_letters=True) == 0
+
+
+def stack_shard(stack: ServiceStack, account: str) -> int:
+    return Keys(stack.settings.shards).shard_of(account)
+
+
+async def send_raw(stack: ServiceStack, body: bytes, group: str) -> None:
+    async with sqs_client(stack.settings) as sqs:
+        await sqs.send_message(
+            QueueUrl=await queue_url(sqs, stack.settings.queue_name),
+            MessageBody=body.decode(),
+            MessageGroupId=group,
+            MessageDeduplicationId=uuid.uuid4().hex,
+        )
+
+
+async def test_redis_losing_its_data_rehydrates_and_reconcile_shows_the_bounded_overdraft(
+    make_stack: Any, http: aiohttp.ClientSession
+) -> None:
+    stack: ServiceStack = await make_stack()
+    await stack.create_account(http, "flushed", 100)
+    headers = stack.auth("flushed")
+    await stack.stop("ledger")
+    for _ in range(5):
+        async with http.get(f"{stack.gateway}/memes", params=PARIS, headers=headers) as r:
+            assert r.status == 200
+
+    async def relayed() -> bool:
+        return await stack.redis_outbox_entries() == 0
+
+    await wait_for(relayed, 10, "the charges to reach SQS")
+    await stack.flush_redis()
+    remaining = []
+    for _ in range(3):
+        async with http.get(f"{stack.gateway}/memes", params=PARIS, headers=headers) as r:
+            assert r.status == 200
+            remaining.append((await r.json())["tokens_remaining"])
+    assert remaining == [99, 98, 97]  # re-hydrated from MongoDB, which had not seen the 5 yet
+
+    await stack.start("ledger")
+    await stack.drained("flushed")
+    stored = await stack.mongo_account("flushed")
+    assert stored is not None
+    assert stored["balance"] == 100 - 8  # every charge counted, none twice
+    assert (stored["epoch"], stored["seq"]) == (2, 3)
+    code, output = await stack.maas("reconcile", "--account", "flushed", "--json")
+    report = orjson.loads(output)
+    assert code == 1
+    assert report["accounts"][0]["drift"] == 5  # exactly what was in flight at the loss
+    assert report["accounts"][0]["status"] == "drift"
+
+
+async def test_mongodb_down_for_10_s_loses_nothing(
+    make_stack: Any, servers_dir: Path, http: aiohttp.ClientSession
+) -> None:
+    port, data = free_port(), servers_dir / f"ferretdb-outage-{uuid.uuid4().hex[:6]}"
+    data.mkdir()
+    ferretdb = await asyncio.to_thread(start, ferretdb_server(port, data), data)
+    stack: ServiceStack = await make_stack(mongo_url=f"mongodb://127.0.0.1:{port}")
+    try:
+        await stack.create_account(http, "patient", 1000)
+        headers = stack.auth("patient")
+        statuses: Counter[int] = Counter()
+
+        async def memes(count: int) -> None:
+            for _ in range(count):
+                async with http.get(f"{stack.gateway}/memes", params=PARIS, headers=headers) as r:
+                    statuses[r.status] += 1
+                await asyncio.sleep(0.02)
+
+        await memes(20)
+        await asyncio.to_thread(stop_pid, ferretdb.process.pid)
+        await asyncio.gather(memes(100), asyncio.sleep(10))  # the outage lasts 10 s
+        ferretdb = await asyncio.to_thread(start, ferretdb_server(port, data), data)
+        await memes(20)
+        assert statuses == {200: 140}
+        await stack.drained("patient", timeout_s=60)
+        stored = await stack.mongo_account("patient")
+        assert stored is not None
+        assert (stored["balance"], stored["seq"]) == (860, 140)
+        assert await stack.queue_depth(dead_letters=True) == 0
+    finally:
+        await stack.close()
+        await asyncio.to_thread(stop_pid, ferretdb.process.pid)
