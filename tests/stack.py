@@ -113,6 +113,14 @@ class ServiceStack:
         return f"http://127.0.0.1:{self.settings.gateway_port}"
 
     async def start(self, *names: str) -> None:
+        """Start Redis and all services (or just `names`); a failed start stops the rest."""
+        try:
+            await self._start(*names)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _start(self, *names: str) -> None:
         if not names:
             (self.run_dir / "redis").mkdir(parents=True, exist_ok=True)
             self.processes["redis"] = await asyncio.to_thread(

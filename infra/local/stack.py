@@ -23,6 +23,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,7 @@ DEMO_ACCOUNTS = (("demo", 100, ["ai"]), ("demo-admin", 1000, ["admin", "ai"]))
 @dataclass
 class Server:
     name: str
+    port: int
     argv: list[str]
     ready: Callable[[], bool]
     env: dict[str, str] = field(default_factory=dict)
@@ -74,6 +76,7 @@ def redis_server(port: int, data_dir: Path, *extra: str) -> Server:
     """Redis as the design asks: AOF every second, never evict a balance."""
     return Server(
         "redis",
+        port,
         [
             "redis-server",
             "--bind",
@@ -101,6 +104,7 @@ def redis_server(port: int, data_dir: Path, *extra: str) -> Server:
 def localstack_server(port: int, data_dir: Path) -> Server:
     return Server(
         "localstack",
+        port,
         [str(LOCALSTACK_PYTHON), "-m", "localstack.runtime.main"],
         ready=lambda: (
             http_ok(f"http://127.0.0.1:{port}/_localstack/health", b'"sqs": "running"')
@@ -121,6 +125,7 @@ def localstack_server(port: int, data_dir: Path) -> Server:
 def ferretdb_server(port: int, data_dir: Path) -> Server:
     return Server(
         "ferretdb",
+        port,
         [
             str(FERRETDB),
             "--handler=sqlite",
@@ -138,6 +143,7 @@ def ferretdb_server(port: int, data_dir: Path) -> Server:
 def service(name: str, port: int, env: dict[str, str]) -> Server:
     return Server(
         name,
+        port,
         [sys.executable, "-m", f"services.{name}"],
         ready=lambda: http_ok(f"http://127.0.0.1:{port}/healthz"),
         env=env,
@@ -153,6 +159,11 @@ class Running:
 
 def start(server: Server, run_dir: Path, timeout_s: float = 60) -> Running:
     """Start a server as a plain process and wait until it answers."""
+    if tcp_answers(server.port):
+        raise RuntimeError(
+            f"port {server.port} for {server.name} is taken by another process; "
+            "stop it or choose another port (see shared/settings.py)"
+        )
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
     log = run_dir / "logs" / f"{server.name}.log"
     with log.open("ab") as out:
@@ -281,11 +292,13 @@ def _start_once(server: Server) -> Running | None:
 
 
 def down() -> None:
-    for name in ("gateway", "ledger", "meme", "ferretdb", "localstack", "redis"):
-        pid = alive(name)
-        if pid:
-            stop_pid(pid)
-        pidfile(name).unlink(missing_ok=True)
+    """Stop the services, then the backends they use; each group in parallel."""
+    for group in (("gateway", "ledger", "meme"), ("ferretdb", "localstack", "redis")):
+        pids = [pid for pid in map(alive, group) if pid]
+        with ThreadPoolExecutor(max_workers=len(group)) as pool:
+            list(pool.map(stop_pid, pids))
+        for name in group:
+            pidfile(name).unlink(missing_ok=True)
 
 
 def banner(settings: Settings, tokens: dict[str, str]) -> str:
@@ -297,13 +310,14 @@ def banner(settings: Settings, tokens: dict[str, str]) -> str:
             f"ledger :{settings.ledger_port}",
             f"Logs: {RUN_DIR / 'logs'}/   Stop: make down (or Ctrl-C under make run)",
             "",
-            "A text meme (demo has 100 tokens):",
+            "A meme about food in Long Island City (demo starts with 100 tokens):",
             f"  curl -s '{base}/memes?lat=40.730610&lon=-73.935242&query=food' \\",
             f"    -H 'Authorization: Bearer {tokens['demo']}'",
             "",
-            "An AI meme, once OPENAI_BASE_URL is set (else text):",
-            f"  curl -s '{base}/v1/memes?lat=48.8566&lon=2.3522&query=croissants&kind=ai' \\",
-            f"    -H 'Authorization: Bearer {tokens['demo']}'",
+            "demo has the ai role: with OPENAI_BASE_URL set it gets AI memes (2 tokens),",
+            "else text ones. Paris, as a PNG:",
+            f"  curl -s '{base}/v1/memes?lat=48.8566&lon=2.3522&query=croissants&format=png' \\",
+            f"    -H 'Authorization: Bearer {tokens['demo']}' -o meme.png",
             "",
             "The demo account as the admin sees it:",
             f"  curl -s {base}/v1/accounts/demo -H 'Authorization: Bearer {tokens['demo-admin']}'",

@@ -29,6 +29,14 @@ SHARDS = 16
 def cluster(servers_dir: Path) -> Iterator[list[int]]:
     ports = [free_port() for _ in range(3)]
     nodes: list[Running] = []
+    try:
+        yield from _cluster(servers_dir, ports, nodes)
+    finally:
+        for node in nodes:
+            stop_pid(node.process.pid)
+
+
+def _cluster(servers_dir: Path, ports: list[int], nodes: list[Running]) -> Iterator[list[int]]:
     for port in ports:
         data = servers_dir / f"cluster-{port}"
         data.mkdir()
@@ -68,8 +76,6 @@ def cluster(servers_dir: Path) -> Iterator[list[int]]:
         assert deadline, "the cluster never became ready"
         subprocess.run(["sleep", "0.05"], check=True)
     yield ports
-    for node in nodes:
-        stop_pid(node.process.pid)
 
 
 @pytest.fixture(scope="module")

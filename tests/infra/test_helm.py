@@ -1,0 +1,176 @@
+"""The Helm chart: lint, render, and the properties a safe rollout depends on."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+import yaml
+
+from tests.infra.conftest import ENVIRONMENTS, Manifest, by_kind
+from tests.infra.tools import CHART, KUBE_VERSION, WORKFLOWS, helm_template, run, tool
+
+COMPONENTS = ("gateway", "meme", "ledger")
+HTTP_COMPONENTS = ("gateway", "meme")
+PORTS = {"gateway": 8080, "meme": 8081, "ledger": 8082}
+MODULES = {c: f"services.{c}" for c in COMPONENTS}
+
+
+def values(values_file: str) -> dict[str, object]:
+    data = yaml.safe_load((CHART / values_file).read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def merged_values(values_file: str) -> dict[str, object]:
+    base = values("values.yaml")
+    for key, value in values(values_file).items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = {**base[key], **value}  # type: ignore[dict-item]
+        else:
+            base[key] = value
+    return base
+
+
+@pytest.mark.parametrize("values_file", ENVIRONMENTS)
+def test_helm_lint(values_file: str) -> None:
+    result = run(
+        [
+            tool("helm"),
+            "lint",
+            CHART,
+            "--strict",
+            "--kube-version",
+            KUBE_VERSION,
+            "-f",
+            CHART / values_file,
+        ]
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize("values_file", ENVIRONMENTS)
+def test_renders_every_component(rendered: dict[str, list[Manifest]], values_file: str) -> None:
+    manifests = rendered[values_file]
+    deployments = by_kind(manifests, "Deployment")
+    services = by_kind(manifests, "Service")
+    accounts = by_kind(manifests, "ServiceAccount")
+    for component in COMPONENTS:
+        assert f"maas-{component}" in deployments
+        assert f"maas-{component}" in services
+        assert f"maas-{component}" in accounts
+        assert services[f"maas-{component}"]["spec"]["ports"][0]["port"] == PORTS[component]
+        assert f"maas-{component}" in by_kind(manifests, "PodDisruptionBudget")
+    assert len(by_kind(manifests, "ConfigMap")) == 1
+    # Secrets are never rendered: they come from existingSecret.
+    assert not by_kind(manifests, "Secret")
+
+
+def test_prod_has_autoscaling_monitoring_and_network_policies(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    manifests = rendered["values-prod.yaml"]
+    hpas = by_kind(manifests, "HorizontalPodAutoscaler")
+    assert set(hpas) == {"maas-gateway", "maas-meme"}
+    for hpa in hpas.values():
+        assert hpa["apiVersion"] == "autoscaling/v2"
+        kinds = {m["type"] for m in hpa["spec"]["metrics"]}
+        assert kinds == {"Resource", "Pods"}, "HPA scales on CPU and on a per-pod traffic metric"
+        assert hpa["spec"]["minReplicas"] >= 2
+    for name in hpas:
+        assert "replicas" not in by_kind(manifests, "Deployment")[name]["spec"], (
+            "an autoscaled Deployment must leave replicas to the HPA"
+        )
+    assert set(by_kind(manifests, "ServiceMonitor")) == {"maas-metrics"}
+    assert set(by_kind(manifests, "NetworkPolicy")) == {f"maas-{c}" for c in COMPONENTS}
+
+
+@pytest.mark.parametrize("values_file", ENVIRONMENTS)
+def test_pods_are_hardened_and_roll_without_dropping_capacity(
+    rendered: dict[str, list[Manifest]], values_file: str
+) -> None:
+    for component in COMPONENTS:
+        deployment = by_kind(rendered[values_file], "Deployment")[f"maas-{component}"]
+        spec = deployment["spec"]
+        rolling = spec["strategy"]["rollingUpdate"]
+        assert rolling == {"maxUnavailable": 0, "maxSurge": "25%"}
+        assert spec["minReadySeconds"] > 0
+        pod = spec["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] == 10001
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        zones = {t["topologyKey"] for t in pod["topologySpreadConstraints"]}
+        assert zones == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+        (container,) = pod["containers"]
+        assert container["command"] == ["python", "-m", MODULES[component]]
+        assert container["ports"][0]["containerPort"] == PORTS[component]
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["lifecycle"]["preStop"]["sleep"]["seconds"] > 0
+        security = container["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"] == {"drop": ["ALL"]}
+        assert security["runAsUser"] == 10001
+        assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+        assert any(v["name"] == "tmp" and "emptyDir" in v for v in pod["volumes"])
+        for bound in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(container["resources"][bound])
+        assert container["image"].startswith("ghcr.io/maas/maas:")
+
+
+@pytest.mark.parametrize("values_file", ENVIRONMENTS)
+def test_ledger_replicas_follow_shards(
+    rendered: dict[str, list[Manifest]], values_file: str
+) -> None:
+    ledger = merged_values(values_file)["ledger"]
+    assert isinstance(ledger, dict)
+    shards, per = int(ledger["shards"]), int(ledger["shardsPerReplica"])
+    deployment = by_kind(rendered[values_file], "Deployment")["maas-ledger"]
+    assert deployment["spec"]["replicas"] == math.ceil(shards / per)
+    assert deployment["spec"]["replicas"] <= shards
+    config = next(iter(by_kind(rendered[values_file], "ConfigMap").values()))
+    assert config["data"]["MAAS_SHARDS"] == str(shards)
+
+
+def test_ledger_replicas_scale_with_a_shard_override() -> None:
+    result = helm_template("values-prod.yaml", "--set", "ledger.shards=128")
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    assert by_kind(docs, "Deployment")["maas-ledger"]["spec"]["replicas"] == 16
+
+
+def test_prod_service_accounts_carry_irsa_roles(rendered: dict[str, list[Manifest]]) -> None:
+    accounts = by_kind(rendered["values-prod.yaml"], "ServiceAccount")
+    for name in ("maas-gateway", "maas-ledger"):
+        arn = accounts[name]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+        assert re.fullmatch(r"arn:aws:iam::\d{12}:role/.+", arn)
+    # The meme service needs no AWS access.
+    assert "annotations" not in accounts["maas-meme"]["metadata"]
+    assert all(a["automountServiceAccountToken"] is False for a in accounts.values())
+
+
+def test_prometheus_rule_is_the_observability_rule_files(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    (rule,) = by_kind(rendered["values-prod.yaml"], "PrometheusRule").values()
+    rules_dir = CHART.parent.parent / "observability" / "rules"
+    expected = []
+    for name in ("recording.yml", "alerts.yml"):
+        expected += yaml.safe_load((rules_dir / name).read_text())["groups"]
+    assert rule["spec"]["groups"] == expected
+
+
+def test_release_workflow_can_rewrite_the_prod_image_tag() -> None:
+    """release.yml rewrites `  tag: "<sha>"` with sed; exactly one such line must exist."""
+    text = (CHART / "values-prod.yaml").read_text()
+    workflow = (WORKFLOWS / "release.yml").read_text()
+    assert r"s/^(  tag: \")[0-9a-f]{40}(\")$/" in workflow
+    matches = re.findall(r'^  tag: "([0-9a-f]{40})"$', text, flags=re.MULTILINE)
+    assert len(matches) == 1
+    image = values("values-prod.yaml")["image"]
+    assert isinstance(image, dict)
+    assert image["tag"] == matches[0]
