@@ -277,9 +277,10 @@ def alive(name: str) -> int | None:
 def up(settings: Settings) -> list[Running]:
     """Start what is not running yet, provision the queues, seed the demo accounts."""
     (RUN_DIR / "pids").mkdir(parents=True, exist_ok=True)
-    started = [_start_once(server) for server in backends(settings, RUN_DIR)]
-    asyncio.run(provision(settings))
-    started += [_start_once(server) for server in services(settings)]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        started = list(pool.map(_start_once, backends(settings, RUN_DIR)))
+        asyncio.run(provision(settings))
+        started += pool.map(_start_once, services(settings))
     return [running for running in started if running is not None]
 
 

@@ -46,6 +46,7 @@ async def fuzz(stack: ServiceStack) -> str:
         "--suppress-health-check", "all",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        cwd=stack.run_dir,  # its example database stays out of the work tree
     )  # fmt: skip
     output, _ = await process.communicate()
     report = output.decode(errors="replace")
