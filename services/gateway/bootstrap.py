@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from services.gateway.adapters.auth import Authenticator
+from services.gateway.adapters.credits import CreditLog
 from services.gateway.adapters.meme_client import MemeClient
 from services.gateway.adapters.relay import Relay
 from services.gateway.adapters.tokens import TokenBank
@@ -41,6 +42,7 @@ def build_app(settings: Settings, *, relay: bool = True) -> web.Application:
                 auth=Authenticator(settings),
                 bank=TokenBank(redis, keys, accounts, settings.idempotency_ttl_s),
                 accounts=accounts,
+                credits=CreditLog(mongo[settings.mongo_db]),
                 memes=memes,
                 redis=redis,
                 sqs=sqs,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from services.gateway.adapters.auth import Authenticator
+from services.gateway.adapters.credits import CreditLog
 from services.gateway.adapters.meme_client import MemeClient
 from services.gateway.adapters.tokens import TokenBank
 from shared.accounts import AccountStore
@@ -21,6 +22,7 @@ class Gateway:
     auth: Authenticator
     bank: TokenBank
     accounts: AccountStore
+    credits: CreditLog
     memes: MemeClient
     redis: Redis
     sqs: SQSClient

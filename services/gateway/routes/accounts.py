@@ -25,6 +25,10 @@ IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 TOKENS_CREDITED = Counter("maas_tokens_credited_total", "Tokens credited by the admin API")
 
 
+def idempotency_conflict() -> ApiError:
+    return ApiError("idempotency_conflict", "this Idempotency-Key was used with a different body")
+
+
 def admin(request: web.Request) -> Principal:
     principal = request.app[DEPS].auth.authenticate(request.headers.get("Authorization"))
     if ADMIN_ROLE not in principal.roles:
@@ -130,14 +134,24 @@ async def credit_account(request: web.Request) -> web.Response:
             "invalid_params", f"reason: a string of 1-{MAX_REASON_CHARS} characters", field="reason"
         )
     fingerprint = hashlib.sha256(orjson.dumps({"amount": amount, "reason": reason})).hexdigest()
+    first = await deps.credits.first_answer(account, key)
+    if first is None:
+        first = await apply_credit(deps, account, key, amount, reason, fingerprint)
+    if first["fingerprint"] != fingerprint:
+        raise idempotency_conflict()
+    return json_response({"event_id": first["event_id"], "tokens": first["tokens"]}, status=202)
+
+
+async def apply_credit(
+    deps: Gateway, account: str, key: str, amount: int, reason: str, fingerprint: str
+) -> dict[str, Any]:
     try:
         outcome = await deps.bank.credit(account, amount, reason, key, fingerprint)
     except UnknownAccount:
         raise ApiError("not_found", f"no account {account!r}") from None
     if outcome.status == Status.CONFLICT:
-        raise ApiError(
-            "idempotency_conflict", "this Idempotency-Key was used with a different body"
-        )
+        raise idempotency_conflict()
     if outcome.status == Status.APPLIED:
         TOKENS_CREDITED.inc(amount)
-    return json_response({"event_id": outcome.event_id, "tokens": outcome.balance}, status=202)
+    await deps.credits.record(account, key, fingerprint, outcome.event_id, outcome.balance)
+    return {"fingerprint": fingerprint, "event_id": outcome.event_id, "tokens": outcome.balance}

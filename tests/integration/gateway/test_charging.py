@@ -113,3 +113,23 @@ async def test_a_burst_over_the_limit_gets_429_with_an_honest_retry_after(
     await asyncio.sleep(retry_after)
     async with http.get(f"{stack.gateway}/memes", params=PARIS, headers=headers) as r:
         assert r.status == 200, f"still limited {time.monotonic() - started:.2f} s later"
+
+
+async def test_a_credit_retried_after_redis_lost_its_data_is_not_applied_twice(
+    make_stack: ServiceStack, http: aiohttp.ClientSession
+) -> None:
+    stack = await make_stack()  # type: ignore[operator]
+    await stack.create_account(http, "durable", 10)
+    url = f"{stack.gateway}/v1/accounts/durable/credits"
+    headers = {**stack.admin, "Idempotency-Key": "invoice-77"}
+    async with http.post(url, json={"amount": 25}, headers=headers) as r:
+        first = await r.json()
+    assert (r.status, first["tokens"]) == (202, 35)
+    await stack.drained("durable")
+    await stack.flush_redis()
+    async with http.post(url, json={"amount": 25}, headers=headers) as r:
+        assert (r.status, await r.json()) == (202, first)
+    async with http.post(url, json={"amount": 26}, headers=headers) as r:
+        assert r.status == 409
+    async with http.get(f"{stack.gateway}/v1/account", headers=stack.auth("durable")) as r:
+        assert (await r.json())["tokens"] == 35
