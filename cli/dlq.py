@@ -87,25 +87,24 @@ async def show_letter(args: argparse.Namespace) -> int:
 
 
 async def redrive(args: argparse.Namespace) -> int:
-    async with connect() as c:
-        dead = DeadLetters(c.sqs, c.dlq_url, c.queue_url)
-        async with dead.held() as letters:
-            chosen = [m for m in letters if args.all or m.message_id == args.message_id]
-            for letter in chosen:
-                await dead.redrive(letter)
-                print(f"redriven {letter.message_id}")
-    return 0 if chosen else 1
+    return await act_on_chosen(args, "redriven")
 
 
 async def purge(args: argparse.Namespace) -> int:
     if not args.yes:
         print("purging deletes token events for good; add --yes to confirm")
         return 2
+    return await act_on_chosen(args, "purged")
+
+
+async def act_on_chosen(args: argparse.Namespace, done: str) -> int:
+    """Redrive or purge the message named in `args` (or all), in queue order."""
     async with connect() as c:
         dead = DeadLetters(c.sqs, c.dlq_url, c.queue_url)
+        action = dead.redrive if done == "redriven" else dead.purge
         async with dead.held() as letters:
             chosen = [m for m in letters if args.all or m.message_id == args.message_id]
             for letter in chosen:
-                await dead.purge(letter)
-                print(f"purged {letter.message_id}")
+                await action(letter)
+                print(f"{done} {letter.message_id}")
     return 0 if chosen else 1
