@@ -36,4 +36,5 @@ fmt:
 	.venv/bin/ruff check --fix .
 
 test: lint
+	@infra/local/install_infra_tools.sh
 	.venv/bin/pytest

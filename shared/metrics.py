@@ -33,10 +33,11 @@ HTTP_REQUESTS = Counter(
 )
 HTTP_LATENCY = Histogram(
     "maas_http_request_duration_seconds",
-    "Time to answer an HTTP request",
-    ["service", "route"],
+    "Time to answer an HTTP request; `kind` is the meme kind where there is one",
+    ["service", "route", "kind"],
     buckets=LATENCY_BUCKETS,
 )
+METRIC_KIND = "metric_kind"
 
 
 def http_metrics_middleware(service: str) -> web.middleware:  # type: ignore[valid-type]
@@ -57,6 +58,8 @@ def http_metrics_middleware(service: str) -> web.middleware:  # type: ignore[val
             resource = request.match_info.route.resource
             route = resource.canonical if resource is not None else "unmatched"
             HTTP_REQUESTS.labels(service, route, request.method, str(status)).inc()
-            HTTP_LATENCY.labels(service, route).observe(time.perf_counter() - started)
+            HTTP_LATENCY.labels(service, route, request.get(METRIC_KIND, "")).observe(
+                time.perf_counter() - started
+            )
 
     return middleware

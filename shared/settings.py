@@ -13,7 +13,7 @@ from functools import cached_property
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, BaseModel, Field, PositiveInt
+from pydantic import AliasChoices, BaseModel, Field, PositiveInt, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "maas-dev-only-secret-do-not-deploy"  # noqa: S105 - DEV-ONLY, by design
@@ -115,6 +115,16 @@ class Settings(BaseSettings):
     ledger_wait_time_s: int = Field(default=20, ge=0, le=20)
     reconcile_interval_s: int = Field(default=60, ge=0)
     reconcile_accounts: PositiveInt = 10_000
+
+    @field_validator(
+        "sqs_endpoint_url", "jwt_jwks_url", "jwt_issuer", "jwt_audience", "geocoder_url",
+        "openai_base_url", "openai_api_key", "google_api_key", "aws_access_key_id",
+        "aws_secret_access_key", mode="before",
+    )  # fmt: skip
+    @classmethod
+    def empty_is_unset(cls, value: object) -> object:
+        """`VAR=` means "not set": a chart or compose file can blank out a default."""
+        return None if value == "" else value
 
     @cached_property
     def redis_port(self) -> int:

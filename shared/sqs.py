@@ -26,7 +26,7 @@ async def sqs_client(settings: Settings) -> AsyncIterator[SQSClient]:
             "aws_access_key_id": settings.aws_access_key_id,
             "aws_secret_access_key": settings.aws_secret_access_key or "",
         }
-    elif settings.sqs_endpoint_url:
+    elif settings.sqs_endpoint_url and settings.env != "prod":
         key, secret = LOCALSTACK_DEV_CREDENTIALS
         credentials = {"aws_access_key_id": key, "aws_secret_access_key": secret}
     session = aioboto3.Session(region_name=settings.aws_region, **credentials)

@@ -42,7 +42,7 @@ go_tool actionlint github.com/rhysd/actionlint "$ACTIONLINT_VERSION" \
 
 stamp="$VENV/.pins"
 want="${PY_PINS[*]} $HCL2_PIN"
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || [ ! -x "$VENV/bin/checkov" ]; then
   log "infra venv: $want"
   start=$SECONDS
   rm -rf "$VENV"

@@ -19,6 +19,7 @@ from services.gateway.domain.params import parse_meme_request
 from services.gateway.domain.pricing import choose_kind, rate_limit_for
 from services.gateway.routes.context import REQUEST_ID
 from shared.errors import ApiError
+from shared.metrics import METRIC_KIND
 from shared.web import json_response, read_json
 
 TOKENS_CHARGED = Counter("maas_tokens_charged_total", "Tokens charged for memes", ["kind"])
@@ -39,6 +40,7 @@ async def serve_meme(request: web.Request, values: dict[str, Any]) -> web.Stream
     params = parse_meme_request(values)
     kind = choose_kind(params.kind, principal.roles, deps.memes.ai_available)
     price = deps.settings.price(kind)
+    request[METRIC_KIND] = kind  # AI memes have their own latency objective
     request_id = request[REQUEST_ID]
     reason = f"meme:{kind}"
     try:
