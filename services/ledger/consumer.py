@@ -18,7 +18,7 @@ from typing import Any
 from prometheus_client import Gauge
 from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
 
-from services.ledger.handler import Handled, MessageHandler
+from services.ledger.handler import Handled, MessageHandler, Received
 from shared.aio import sleep_unless
 from shared.sqs import SQSClient
 
@@ -62,8 +62,8 @@ class Consumer:
                 log.warning("receive failed; retrying", exc_info=True)
                 await sleep_unless(stop, 1.0)
                 continue
-            for message in received:
-                await self._process(message, stop)
+            if received:
+                await self._process(received, stop)
 
     async def _receive(self, stop: asyncio.Event) -> list[dict[str, Any]]:
         receive = asyncio.ensure_future(
@@ -83,58 +83,76 @@ class Consumer:
             return []
         return list(receive.result().get("Messages", []))
 
-    async def _process(self, message: dict[str, Any], stop: asyncio.Event) -> None:
-        receipt = message["ReceiptHandle"]
-        receive_count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
-        IN_FLIGHT.inc()
+    async def _process(self, messages: list[dict[str, Any]], stop: asyncio.Event) -> None:
+        received = [
+            Received(
+                m["MessageId"],
+                m["Body"],
+                int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1")),
+            )
+            for m in messages
+        ]
+        receipts = {m["MessageId"]: m["ReceiptHandle"] for m in messages}
+        IN_FLIGHT.inc(len(messages))
         try:
-            async with self._keep_invisible(receipt):
-                handled = await self._apply(message, receive_count, stop)
-            if handled is not None and handled.done:
-                await self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt)
-            elif handled is not None:
-                log.warning(
-                    "message not applied; left for redelivery",
-                    extra={
-                        "message_id": message["MessageId"],
-                        "outcome": str(handled.outcome),
-                        "reason": handled.reason,
-                        "receive_count": receive_count,
-                    },
+            async with self._keep_invisible(list(receipts.values())):
+                handled = await self._apply(received, stop)
+            done = [receipts[mid] for mid, h in handled.items() if h.done]
+            if done:
+                await self.sqs.delete_message_batch(
+                    QueueUrl=self.queue_url,
+                    Entries=[{"Id": str(n), "ReceiptHandle": r} for n, r in enumerate(done)],
                 )
+            for message in received:
+                outcome = handled.get(message.message_id)
+                if outcome is not None and not outcome.done:
+                    log.warning(
+                        "message not applied; left for redelivery",
+                        extra={
+                            "message_id": message.message_id,
+                            "outcome": str(outcome.outcome),
+                            "reason": outcome.reason,
+                            "receive_count": message.receive_count,
+                        },
+                    )
         except Exception:
-            log.exception("message handling failed", extra={"message_id": message["MessageId"]})
+            log.exception("message handling failed", extra={"messages": list(receipts)})
         finally:
-            IN_FLIGHT.dec()
+            IN_FLIGHT.dec(len(messages))
 
-    async def _apply(
-        self, message: dict[str, Any], receive_count: int, stop: asyncio.Event
-    ) -> Handled | None:
+    async def _apply(self, received: list[Received], stop: asyncio.Event) -> dict[str, Handled]:
+        """Apply, waiting out a MongoDB outage; nothing is handled if stopped meanwhile."""
         delay = 0.2
         while True:
             try:
-                return await self.handler.handle(
-                    message["Body"], message["MessageId"], receive_count
-                )
+                return await self.handler.handle(received)
             except MONGO_DOWN:
                 if stop.is_set():
-                    return None
-                log.warning("MongoDB unreachable; holding the message", extra={"retry_in_s": delay})
+                    return {}
+                log.warning(
+                    "MongoDB unreachable; holding the messages", extra={"retry_in_s": delay}
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
     @contextlib.asynccontextmanager
-    async def _keep_invisible(self, receipt: str) -> AsyncIterator[None]:
-        """Extend the message's visibility while it is being worked on."""
+    async def _keep_invisible(self, receipts: list[str]) -> AsyncIterator[None]:
+        """Extend the messages' visibility while they are being worked on."""
 
         async def heartbeat() -> None:
             while True:
                 await asyncio.sleep(self.visibility_timeout_s / 2)
                 with contextlib.suppress(Exception):
-                    await self.sqs.change_message_visibility(
+                    await self.sqs.change_message_visibility_batch(
                         QueueUrl=self.queue_url,
-                        ReceiptHandle=receipt,
-                        VisibilityTimeout=self.visibility_timeout_s,
+                        Entries=[
+                            {
+                                "Id": str(n),
+                                "ReceiptHandle": receipt,
+                                "VisibilityTimeout": self.visibility_timeout_s,
+                            }
+                            for n, receipt in enumerate(receipts)
+                        ],
                     )
 
         task = asyncio.create_task(heartbeat())

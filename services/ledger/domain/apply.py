@@ -67,17 +67,20 @@ class AccountUpdate:
 class Plan:
     updates: list[AccountUpdate] = field(default_factory=list)
     duplicates: int = 0
-    problems: list[str] = field(default_factory=list)
+    problems: dict[str, str] = field(default_factory=dict)  # account -> why it is held
+    held: set[str] = field(default_factory=set)  # ids of the events that must wait
 
-    @property
-    def outcome(self) -> Outcome:
-        if self.problems:
-            return Outcome.GAP
-        return Outcome.APPLIED if self.updates else Outcome.DUPLICATE
+    def hold(self, account: str, events: list[Event], reason: str) -> None:
+        self.problems[account] = reason
+        self.held.update(e.id for e in events)
 
 
 def plan(events: list[Event], positions: dict[str, Position]) -> Plan:
-    """Decide, per account, which events apply now, which are duplicates, and any gap."""
+    """Decide, per account, which events apply now, which are duplicates, which wait.
+
+    `events` may span several messages of several shards, in the order received; an
+    account's events all come from its own shard, so they are in seq order.
+    """
     by_account: dict[str, list[Event]] = defaultdict(list)
     for event in events:
         by_account[event.account].append(event)
@@ -85,19 +88,20 @@ def plan(events: list[Event], positions: dict[str, Position]) -> Plan:
     for account, account_events in by_account.items():
         position = positions.get(account)
         if position is None:
-            result.problems.append(f"unknown account {account!r}")
+            result.hold(account, account_events, f"unknown account {account!r}")
             continue
         update = AccountUpdate(account, position, position)
-        for event in account_events:
+        for index, event in enumerate(account_events):
             if update.end.is_duplicate(event):
                 result.duplicates += 1
             elif update.end.is_followed_by(event):
                 update.add(event)
             else:
-                result.problems.append(
+                reason = (
                     f"gap for {account!r}: applied up to epoch {update.end.epoch} seq "
                     f"{update.end.seq}, next event is epoch {event.epoch} seq {event.seq}"
                 )
+                result.hold(account, account_events[index:], reason)
                 break
         if update.events:
             result.updates.append(update)

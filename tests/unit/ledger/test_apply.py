@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from services.ledger.domain.apply import Outcome, Position, plan
+from services.ledger.domain.apply import Position, plan
 from shared.events import Event
 
 
@@ -21,11 +21,20 @@ def event(account: str, epoch: int, seq: int, kind: str = "debit", amount: int =
 def test_consecutive_events_fold_into_one_update() -> None:
     events = [event("a", 1, 1), event("a", 1, 2, amount=2), event("a", 1, 3, "refund", 2)]
     result = plan(events, {"a": Position(1, 0)})
-    assert result.outcome is Outcome.APPLIED
+    assert (result.held, result.problems) == (set(), {})
     (update,) = result.updates
     assert (update.start, update.end) == (Position(1, 0), Position(1, 3))
     assert (update.balance, update.calls, update.tokens_spent) == (-1, 1, 1)
     assert update.calls_by_kind == {"text": 1}
+
+
+def test_events_of_several_messages_fold_per_account() -> None:
+    events = [event("a", 1, 1), event("b", 1, 1), event("a", 1, 2), event("b", 1, 2)]
+    result = plan(events, {"a": Position(1, 0), "b": Position(1, 0)})
+    assert [(u.account, u.end.seq, len(u.events)) for u in result.updates] == [
+        ("a", 2, 2),
+        ("b", 2, 2),
+    ]
 
 
 def test_events_already_applied_are_skipped() -> None:
@@ -34,38 +43,39 @@ def test_events_already_applied_are_skipped() -> None:
     assert [e.seq for e in result.updates[0].events] == [3]
 
 
-def test_a_whole_duplicate_message_changes_nothing() -> None:
+def test_a_whole_duplicate_delivery_changes_nothing() -> None:
     result = plan([event("a", 1, 1), event("a", 1, 2)], {"a": Position(1, 2)})
-    assert (result.outcome, result.updates, result.duplicates) == (Outcome.DUPLICATE, [], 2)
+    assert (result.updates, result.duplicates, result.held) == ([], 2, set())
 
 
 def test_an_older_epoch_is_a_duplicate() -> None:
     result = plan([event("a", 1, 7)], {"a": Position(2, 1)})
-    assert result.outcome is Outcome.DUPLICATE
+    assert (result.updates, result.duplicates) == ([], 1)
 
 
-def test_a_gap_is_never_skipped_but_other_accounts_apply() -> None:
-    result = plan([event("a", 1, 3), event("b", 1, 1)], {"a": Position(1, 1), "b": Position(0, 0)})
-    assert result.outcome is Outcome.GAP
-    assert "gap for 'a'" in result.problems[0]
-    assert [u.account for u in result.updates] == ["b"]
+def test_a_gap_holds_that_account_from_the_gap_on_and_others_apply() -> None:
+    events = [event("a", 1, 2), event("a", 1, 4), event("a", 1, 5), event("b", 1, 1)]
+    result = plan(events, {"a": Position(1, 1), "b": Position(0, 0)})
+    assert "gap for 'a'" in result.problems["a"]
+    assert result.held == {"a-1-4", "a-1-5"}
+    assert [(u.account, u.end.seq) for u in result.updates] == [("a", 2), ("b", 1)]
 
 
 def test_a_new_epoch_starts_at_seq_one_after_the_old_epoch_drains() -> None:
     events = [event("a", 1, 5), event("a", 3, 1), event("a", 3, 2)]
     result = plan(events, {"a": Position(1, 4)})
-    assert result.outcome is Outcome.APPLIED
+    assert result.held == set()
     assert result.updates[0].end == Position(3, 2)
 
 
 def test_a_new_epoch_not_starting_at_one_is_a_gap() -> None:
-    assert plan([event("a", 2, 2)], {"a": Position(1, 9)}).outcome is Outcome.GAP
+    assert plan([event("a", 2, 2)], {"a": Position(1, 9)}).held == {"a-2-2"}
 
 
-def test_an_unknown_account_is_a_problem() -> None:
+def test_an_unknown_account_is_held_with_a_reason() -> None:
     result = plan([event("ghost", 1, 1)], {})
-    assert result.outcome is Outcome.GAP
-    assert "unknown account" in result.problems[0]
+    assert result.held == {"ghost-1-1"}
+    assert "unknown account" in result.problems["ghost"]
 
 
 def test_credits_add_to_the_balance_without_usage() -> None:
