@@ -316,6 +316,10 @@ def document() -> Schema:
                         "404": error("No such account"),
                         "409": error("The key was used with a different body"),
                         "413": error("Body too large"),
+                        "503": error(
+                            "Not durable yet (SQS unreachable); retry with the same key",
+                            {"Retry-After": header("Seconds to wait", "integer")},
+                        ),
                         **admin_errors(),
                     },
                 }

@@ -7,6 +7,8 @@ that the ledger will apply can never disagree.
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from dataclasses import dataclass
 from enum import IntEnum
@@ -44,6 +46,7 @@ class Outcome:
     seq: int = 0
     retry_after_ms: int = 0
     event_id: str = ""
+    entry_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,9 @@ class LiveAccount:
     balance: int
     calls: int
     tokens_spent: int
+
+
+SHIPPING_POLL_S = 0.02
 
 
 def new_event_id() -> str:
@@ -104,6 +110,26 @@ class TokenBank:
         ]
         return self._given(await self._hydrated(account, self._give, keys, args))
 
+    async def wait_shipped(
+        self, account: str, idempotency_key: str, entry_id: str, timeout_s: float
+    ) -> bool:
+        """Wait until the relay has handed a credit's event to SQS, where it is durable.
+
+        Shipped means: its outbox entry is gone while its idempotency record is still
+        there (both gone is Redis losing its data, and the credit with it).
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.xrange(self.keys.outbox_of(account), entry_id, entry_id, count=1)
+                pipe.exists(self.keys.idempotency(account, idempotency_key))
+                pending, recorded = await pipe.execute()
+            if not pending:
+                return bool(recorded)
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(SHIPPING_POLL_S)
+
     async def balance(self, account: str) -> int | None:
         raw = await self.redis.hget(self.keys.account(account), "balance")
         return None if raw is None else int(raw)
@@ -138,4 +164,11 @@ class TokenBank:
 
     @staticmethod
     def _given(raw: Any) -> Outcome:
-        return Outcome(Status(raw[0]), int(raw[1]), int(raw[2]), int(raw[3]), event_id=str(raw[4]))
+        return Outcome(
+            Status(raw[0]),
+            int(raw[1]),
+            int(raw[2]),
+            int(raw[3]),
+            event_id=str(raw[4]),
+            entry_id=str(raw[5]),
+        )

@@ -20,6 +20,7 @@ from shared.web import json_response, read_json
 
 MAX_TOKENS = 10**12
 MAX_REASON_CHARS = 100
+CREDIT_DURABLE_WITHIN_S = 5.0
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 TOKENS_CREDITED = Counter("maas_tokens_credited_total", "Tokens credited by the admin API")
@@ -153,5 +154,11 @@ async def apply_credit(
         raise idempotency_conflict()
     if outcome.status == Status.APPLIED:
         TOKENS_CREDITED.inc(amount)
+    if not await deps.bank.wait_shipped(account, key, outcome.entry_id, CREDIT_DURABLE_WITHIN_S):
+        raise ApiError(
+            "upstream_unavailable",
+            "the credit is not durable yet; retry with the same Idempotency-Key",
+            headers={"Retry-After": "1"},
+        )
     await deps.credits.record(account, key, fingerprint, outcome.event_id, outcome.balance)
     return {"fingerprint": fingerprint, "event_id": outcome.event_id, "tokens": outcome.balance}

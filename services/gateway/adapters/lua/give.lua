@@ -3,22 +3,22 @@
 -- with the same body fingerprint gets that answer back, a different body a conflict.
 -- KEYS[1] account hash, KEYS[2] outbox stream, KEYS[3] idempotency key (credits only)
 -- ARGV: account, amount, type, event id, reason, request id, fingerprint, ttl seconds
--- Returns {status, balance, epoch, seq, event id};
+-- Returns {status, balance, epoch, seq, event id, outbox entry id};
 -- status 0 applied, 1 not hydrated, 4 replayed (same key, same body), 5 conflict.
 local account_key, outbox, idem_key = KEYS[1], KEYS[2], KEYS[3]
 if idem_key then
-  local seen = redis.call('HMGET', idem_key, 'fingerprint', 'event_id', 'balance')
+  local seen = redis.call('HMGET', idem_key, 'fingerprint', 'event_id', 'balance', 'entry')
   if seen[1] then
     if seen[1] ~= ARGV[7] then
-      return {5, 0, 0, 0, seen[2]}
+      return {5, 0, 0, 0, seen[2], seen[4]}
     end
-    return {4, tonumber(seen[3]), 0, 0, seen[2]}
+    return {4, tonumber(seen[3]), 0, 0, seen[2], seen[4]}
   end
 end
 local state = redis.call('HMGET', account_key, 'balance', 'epoch', 'seq')
 local balance = tonumber(state[1])
 if not balance then
-  return {1, 0, 0, 0, ''}
+  return {1, 0, 0, 0, '', ''}
 end
 local amount = tonumber(ARGV[2])
 balance = balance + amount
@@ -28,10 +28,11 @@ if ARGV[3] == 'refund' then
   redis.call('HINCRBY', account_key, 'calls', -1)
   redis.call('HINCRBY', account_key, 'spent', -amount)
 end
-redis.call('XADD', outbox, '*', 'i', ARGV[4], 't', ARGV[3], 'a', ARGV[1], 'n', amount,
+local entry = redis.call('XADD', outbox, '*', 'i', ARGV[4], 't', ARGV[3], 'a', ARGV[1], 'n', amount,
            'e', state[2], 's', seq, 'r', ARGV[5], 'q', ARGV[6])
 if idem_key then
-  redis.call('HSET', idem_key, 'fingerprint', ARGV[7], 'event_id', ARGV[4], 'balance', balance)
+  redis.call('HSET', idem_key, 'fingerprint', ARGV[7], 'event_id', ARGV[4], 'balance', balance,
+             'entry', entry)
   redis.call('EXPIRE', idem_key, tonumber(ARGV[8]))
 end
-return {0, balance, tonumber(state[2]), seq, ARGV[4]}
+return {0, balance, tonumber(state[2]), seq, ARGV[4], entry}
