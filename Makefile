@@ -23,6 +23,9 @@ up: setup
 down:
 	@if [ -x $(PY) ]; then $(PY) -m infra.local.stack down; fi
 
+bench: setup
+	$(PY) -m bench.run $(if $(QUICK),--quick,)
+
 status:
 	@$(PY) -m infra.local.stack status
 

@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     relay_batch_size: PositiveInt = 100
     relay_lease_ttl_ms: PositiveInt = 5_000
     relay_idle_sleep_ms: PositiveInt = 50
-    relay_linger_ms: int = Field(default=250, ge=0)
+    relay_linger_ms: int = Field(default=1000, ge=0)
 
     # Meme service.
     meme_host: str = "127.0.0.1"

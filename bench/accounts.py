@@ -1,0 +1,98 @@
+"""Accounts for the load, and the books: balances in Redis and MongoDB, and the drain."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from services.gateway.adapters.auth import issue_dev_token
+from services.gateway.adapters.tokens import TokenBank
+from shared.accounts import AccountStore
+from shared.keys import Keys
+from shared.settings import Settings
+from shared.stores import mongo_client, redis_client
+
+BALANCE = 1_000_000_000
+TOKEN_TTL_S = 6 * 3600
+
+
+async def seed(settings: Settings, ids: list[str], concurrency: int = 32) -> None:
+    """Create the accounts in MongoDB and hydrate them into Redis, like `maas accounts`."""
+    mongo, redis = mongo_client(settings), redis_client(settings)
+    try:
+        store = AccountStore(mongo[settings.mongo_db])
+        bank = TokenBank(redis, Keys(settings.shards), store, settings.idempotency_ttl_s)
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(account: str) -> None:
+            async with gate:
+                await store.create(account, BALANCE)
+                await bank.hydrate(account)
+
+        await asyncio.gather(*(one(a) for a in ids))
+    finally:
+        await mongo.close()
+        await redis.aclose()
+
+
+def tokens(settings: Settings, ids: list[str], roles: list[str]) -> list[str]:
+    return [issue_dev_token(settings, a, roles, TOKEN_TTL_S) for a in ids]
+
+
+@dataclass(frozen=True)
+class Books:
+    """Σ balances on both sides, and how many accounts MongoDB has not caught up on."""
+
+    redis_balance: int
+    mongo_balance: int
+    behind: int
+
+    @property
+    def drained(self) -> bool:
+        return self.behind == 0
+
+
+class Auditor:
+    """Reads both sides of the books with clients kept open between polls."""
+
+    def __init__(self, settings: Settings, ids: list[str]) -> None:
+        self.settings = settings
+        self.ids = ids
+        self.keys = Keys(settings.shards)
+        self.mongo = mongo_client(settings)
+        self.redis = redis_client(settings)
+
+    async def close(self) -> None:
+        await self.mongo.close()
+        await self.redis.aclose()
+
+    async def books(self) -> Books:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for account in self.ids:
+                pipe.hmget(self.keys.account(account), "balance", "epoch", "seq")
+            live = await pipe.execute()
+        stored = {
+            doc["_id"]: doc
+            async for doc in self.mongo[self.settings.mongo_db]["accounts"].find(
+                {}, {"balance": 1, "epoch": 1, "seq": 1}
+            )
+        }
+        behind = redis_sum = mongo_sum = 0
+        for account, (balance, epoch, seq) in zip(self.ids, live, strict=True):
+            doc = stored[account]
+            redis_sum += int(balance)
+            mongo_sum += int(doc["balance"])
+            if int(seq) > 0 and (int(doc["epoch"]), int(doc["seq"])) != (int(epoch), int(seq)):
+                behind += 1
+        return Books(redis_sum, mongo_sum, behind)
+
+    async def wait_drained(self, timeout_s: float) -> tuple[float, Books]:
+        """Seconds until MongoDB applied every event Redis assigned (or the timeout)."""
+        started = time.monotonic()
+        deadline = started + timeout_s
+        while True:
+            state = await self.books()
+            if state.drained or time.monotonic() > deadline:
+                return time.monotonic() - started, state
+            await asyncio.sleep(0.05)

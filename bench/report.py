@@ -1,0 +1,158 @@
+"""The bench's Markdown: what docs/performance.md quotes and what stdout shows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROCESSES = ("gateway", "meme", "redis", "ledger", "localstack", "ferretdb", "hello", "fake-openai")
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def ms(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def errors(scenario: dict[str, Any]) -> str:
+    counts = scenario.get("errors", {})
+    return ", ".join(f"{k}: {v}" for k, v in counts.items()) or "none"
+
+
+def throughput(scenarios: list[dict[str, Any]]) -> str:
+    rows = []
+    for s in scenarios:
+        lat = s["latency_ms"]
+        offered = f"{s['offered_rps']:.0f}" if s.get("offered_rps") else "max"
+        rows.append(
+            [
+                s["name"],
+                s["what"],
+                offered,
+                f"{s['rps']:.0f}",
+                ms(lat["p50"]),
+                ms(lat.get("p90", lat.get("p99", 0))),
+                ms(lat["p99"]),
+                ms(lat["max"]),
+                errors(s) if "statuses" in s else "-",
+            ]
+        )
+    header = ["scenario", "what", "offered/s", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms"]
+    return table([*header, "non-200"], rows)
+
+
+def processes(scenarios: list[dict[str, Any]]) -> str:
+    """CPU as % of one core over the scenario, and the peak RSS during it."""
+    rows = []
+    for s in scenarios:
+        cells = [s["name"]]
+        for name in PROCESSES:
+            usage = s["processes"].get(name)
+            if usage is None:
+                cells.append("-")
+                continue
+            count = f" x{usage['processes']}" if usage["processes"] > 1 else ""
+            cells.append(f"{usage['cpu_pct']:.0f}% / {usage['peak_rss_mb_max']:.0f} MB{count}")
+        generator = s.get("wrk_cpu_s", s.get("generator_cpu_s"))
+        seconds = s["seconds"]
+        cells.append(f"{100 * generator / seconds:.0f}%" if generator is not None else "-")
+        machine = s.get("machine")
+        cells.append(
+            f"{machine['others_pct_of_one_core']:.0f}% ({machine['busy_pct_of_all_cores']:.0f}%)"
+            if machine
+            else "-"
+        )
+        rows.append(cells)
+    header = ["scenario", *PROCESSES, "load generator", "not ours (machine busy)"]
+    return table(header, rows)
+
+
+def pipeline(scenarios: list[dict[str, Any]]) -> str:
+    rows = []
+    for s in scenarios:
+        if "books" not in s or s["name"].endswith("/text"):
+            continue
+        b, p = s["books"], s["pipeline"]
+        sqs = p["sqs_requests_per_1000_memes"]
+        lag = p["ledger_lag_p99_s_le"]
+        rows.append(
+            [
+                s["name"].removesuffix("/ai"),
+                str(b["tokens_charged_by_200"]),
+                str(b["delta_redis"]),
+                "pending" if b["delta_mongo"] is None else str(b["delta_mongo"]),
+                "exact" if b["exact"] else "**MISMATCH**",
+                f"{p['drain_s']:.2f}" if p["drained"] else f"> {p['drain_s']:.0f} (still behind)",
+                f"{p['apply_rate_eps']:.0f}",
+                "n/a" if lag is None else f"≤ {lag:g}",
+                "n/a" if sqs is None else f"{sqs:.2f}",
+            ]
+        )
+    header = [
+        "scenario",
+        "Σ charged (200s)",
+        "Δ Redis",
+        "Δ MongoDB",
+        "books",
+        "drain s",
+        "ledger events/s",
+        "ledger lag p99 s",
+        "SQS req / 1000 memes",
+    ]
+    return table(header, rows)
+
+
+def final(result: dict[str, Any]) -> str:
+    b = result["books"]
+    if not b["drained"]:
+        redis = "exact" if b["redis_exact"] else "**MISMATCH**"
+        verdict = f"Redis side {redis}, MongoDB side **not verified** (ledger behind)"
+    else:
+        verdict = "exact" if b["exact"] else "**MISMATCH**"
+    drained = (
+        f"the ledger caught up {b['final_drain_s']:.1f} s after the last scenario"
+        if b["drained"]
+        else f"the ledger was still {b['accounts_behind']} accounts behind after "
+        f"{b['final_drain_s']:.0f} s"
+    )
+    return (
+        f"Whole run: Σ tokens charged by 200 responses = {b['tokens_charged_by_200']}, "
+        f"Δ Σ Redis = {b['delta_redis']}, Δ Σ MongoDB = {b['delta_mongo']}: {verdict}; "
+        f'{drained}. "pending" above: the ledger had not caught up within the scenario\'s '
+        "drain timeout, so that scenario's MongoDB side is covered by this whole-run check."
+    )
+
+
+def goals(result: dict[str, Any]) -> str:
+    rows = [
+        [t["target"], t["goal"], t["measured"], "met" if t["met"] else "**missed**"]
+        for t in result["targets"]
+    ]
+    return table(["target", "goal", "measured", ""], rows)
+
+
+def render(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    scenarios = result["scenarios"]
+    return "\n\n".join(
+        [
+            f"### MaaS bench, {result['at']}{' (quick)' if result['quick'] else ''}",
+            f"{m['nproc']} x {m['cpu']}, {m['ram_gb']} GB RAM, Linux {m['kernel']}, "
+            f"Python {m['python']}; gateway workers: {result['gateway_workers']}; "
+            f"wrk -t1 -c{result['connections']}; wall time {result['wall_s']} s.",
+            "#### Targets",
+            goals(result),
+            "#### Throughput and latency",
+            throughput(scenarios),
+            "#### After the load: books and pipeline",
+            pipeline(scenarios),
+            final(result),
+            "#### CPU (% of one core) / peak RSS per process",
+            "The last column is CPU spent by processes the bench did not start (the machine "
+            "is shared), and in brackets how busy all cores were.",
+            processes(scenarios),
+        ]
+    )

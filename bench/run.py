@@ -1,0 +1,517 @@
+"""`make bench`: the whole pipeline measured in one run, next to its ceilings.
+
+    python -m bench.run [--quick] [--workers N]
+
+Starts a private stack on free loopback ports, seeds accounts with large balances,
+runs the scenarios of docs/performance.md with wrk and redis-benchmark, checks the
+accounting exactly after every scenario that charges, prints Markdown tables and
+writes the JSON under bench/results/. Exits non-zero if the books do not balance;
+a missed performance target is reported, not fatal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from bench import accounts, metrics, procstat
+from bench.load import Wrk, WrkResult, meme_paths, redis_benchmark, run_wrk, write_requests
+from bench.report import render
+from bench.stack import BenchStack
+from services.gateway.adapters.tokens import lua_script
+from shared.settings import Settings
+from shared.stores import redis_client
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CONNECTIONS = 64
+REDIS_CLIENTS = 64
+GRACE_S = 2
+AI_GRACE_S = 5
+DRAIN_TIMEOUT_S = 120
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Profile:
+    accounts: int
+    ai_accounts: int
+    request_lines: int
+    hello_s: int
+    metered_s: int
+    warmup_s: int
+    full_s: int
+    fixed_s: int
+    ai_s: int
+    redis_requests: int
+    drain_timeout_s: int
+    final_drain_timeout_s: int
+
+
+FULL = Profile(1000, 100, 20_000, 15, 15, 5, 30, 20, 30, 300_000, 15, 180)
+QUICK = Profile(200, 50, 5_000, 5, 5, 2, 5, 3, 5, 50_000, 5, 90)
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def machine() -> dict[str, Any]:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = next(
+        (ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")),
+        platform.processor(),
+    )
+    meminfo = Path("/proc/meminfo").read_text().split()
+    ram_gb = int(meminfo[meminfo.index("MemTotal:") + 1]) / 1024 / 1024
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "ram_gb": round(ram_gb, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+class Bench:
+    def __init__(self, stack: BenchStack, profile: Profile, work: Path) -> None:
+        self.stack = stack
+        self.profile = profile
+        self.work = work
+        self.settings: Settings = stack.settings
+        self.rng = random.Random(20240601)  # the same requests on every run
+        self.text_ids = [f"bench-{i:05d}" for i in range(profile.accounts)]
+        self.ai_ids = [f"bench-ai-{i:04d}" for i in range(profile.ai_accounts)]
+        self.scenarios: list[dict[str, Any]] = []
+        self.charged_total = 0
+        self.seeded_total = accounts.BALANCE * (profile.accounts + profile.ai_accounts)
+        self.auditor = accounts.Auditor(self.settings, self.text_ids + self.ai_ids)
+
+    # -- measuring ------------------------------------------------------------------
+
+    def measured(self, run: Callable[[], T]) -> tuple[T, dict[str, Any], float]:
+        """Run `run` with CPU and peak RSS of every stack process measured around it."""
+        roots = self.stack.pids()
+        procstat.reset_all(roots)
+        before = procstat.snapshot(roots)
+        busy = procstat.machine_busy_s()
+        started = time.monotonic()
+        result = run()
+        seconds = time.monotonic() - started
+        usage: dict[str, Any] = procstat.usage(before, procstat.snapshot(roots), seconds)
+        usage["machine"] = {"busy_cpu_s": procstat.machine_busy_s() - busy, "seconds": seconds}
+        return result, usage, seconds
+
+    def scrape(self, service: str) -> metrics.Scrape:
+        return metrics.scrape(self.stack.url(service))
+
+    # -- setup ----------------------------------------------------------------------
+
+    async def seed(self) -> None:
+        await accounts.seed(self.settings, self.text_ids + self.ai_ids)
+        text_tokens = accounts.tokens(self.settings, self.text_ids, [])
+        ai_tokens = accounts.tokens(self.settings, self.ai_ids, ["ai"])
+        n = self.profile.request_lines
+        pick = self.rng.choice
+        write_requests(self.work / "hello.txt", [("/", "")])
+        write_requests(
+            self.work / "account.txt", [("/v1/account", pick(text_tokens)) for _ in range(n)]
+        )
+        write_requests(
+            self.work / "text.txt",
+            [(path, pick(text_tokens)) for path in meme_paths(self.rng, n)],
+        )
+        write_requests(
+            self.work / "ai.txt",
+            [(path, pick(ai_tokens)) for path in meme_paths(self.rng, n // 4, "ai")],
+        )
+
+    # -- scenarios ------------------------------------------------------------------
+
+    async def hello(self) -> None:
+        log("bare aiohttp hello")
+        result, usage, _ = await asyncio.to_thread(
+            self.measured,
+            lambda: run_wrk(
+                self.stack.hello_url, self.work / "hello.txt", self.profile.hello_s, CONNECTIONS
+            ),
+        )
+        self.add("hello", "bare aiohttp ceiling", result, usage)
+
+    async def redis(self) -> None:
+        """EVALSHA of the real charge script on a hydrated account, on keys of its own."""
+        log("redis-benchmark EVALSHA charge")
+        redis = redis_client(self.settings)
+        account, outbox = "maas:{rb}:acct:rb", "maas:{rb}:bench-outbox"
+        try:
+            sha = str(await redis.script_load(lua_script("charge")))
+            await redis.hset(account, mapping={"balance": 10**15, "epoch": 1, "seq": 0})
+            limits = self.settings.rate_limits["default"]
+            command = [
+                "EVALSHA",
+                sha,
+                "2",
+                account,
+                outbox,
+                "rb",
+                "1",
+                str(limits.rate),
+                str(limits.burst),
+                "ev-__rand_int__",
+                "meme:text",
+                "rq-__rand_int__",
+            ]
+            port = self.settings.redis_port
+            n = self.profile.redis_requests
+            result, usage, _ = await asyncio.to_thread(
+                self.measured, lambda: redis_benchmark(port, n, REDIS_CLIENTS, command)
+            )
+        finally:
+            await redis.delete(account, outbox)
+            await redis.aclose()
+        self.scenarios.append(
+            {"name": "redis", "what": "EVALSHA charge.lua", **result, "processes": usage}
+        )
+
+    async def metered(self) -> None:
+        log("metered path without the meme call (GET /v1/account)")
+        result, usage, _ = await asyncio.to_thread(
+            self.measured,
+            lambda: run_wrk(
+                self.stack.url("gateway"),
+                self.work / "account.txt",
+                self.profile.metered_s,
+                CONNECTIONS,
+            ),
+        )
+        self.add("metered", "GET /v1/account", result, usage)
+
+    async def pipeline(self, name: str, what: str, runs: list[Wrk]) -> list[WrkResult]:
+        """Run charging load, wait (bounded) for the ledger, and check the books exactly.
+
+        Redis is checked at once: Σ tokens charged by 200s == Δ Σ Redis balances. MongoDB
+        is checked for the scenario when the ledger drained before and after it; whatever
+        is left is checked once at the end of the run (`final_books`).
+        """
+        start_books = await self.auditor.books()
+        gateway0, ledger0 = self.scrape("gateway"), self.scrape("ledger")
+
+        def load() -> list[WrkResult]:
+            for run in runs:
+                run.start()
+            return [run.wait() for run in runs]
+
+        log(f"{name}: {what}")
+        results, usage, load_s = await asyncio.to_thread(self.measured, load)
+        drain_s, end_books = await self.auditor.wait_drained(self.profile.drain_timeout_s)
+        gateway1, ledger1 = self.scrape("gateway"), self.scrape("ledger")
+        charged = sum(r.charged for r in results)
+        self.charged_total += charged
+        memes = sum(r.ok for r in results)
+        d_redis = start_books.redis_balance - end_books.redis_balance
+        mongo_comparable = start_books.drained and end_books.drained
+        d_mongo = start_books.mongo_balance - end_books.mongo_balance
+        applied = metrics.delta(ledger1, ledger0, "maas_ledger_events_applied_total")
+        sqs_requests = metrics.delta(gateway1, gateway0, "maas_relay_sqs_requests_total")
+        books = {
+            "tokens_charged_by_200": charged,
+            "delta_redis": d_redis,
+            "delta_mongo": d_mongo if mongo_comparable else None,
+            "exact": charged == d_redis and (not mongo_comparable or d_mongo == charged),
+        }
+        pipeline = {
+            "drain_s": round(drain_s, 2),
+            "drained": end_books.drained,
+            "events_applied": applied,
+            "apply_rate_eps": round(applied / (load_s + drain_s), 1),
+            "ledger_lag_p99_s_le": metrics.quantile(
+                ledger1, ledger0, "maas_ledger_lag_seconds", 0.99
+            ),
+            "relay_lag_p99_s_le": metrics.quantile(
+                gateway1, gateway0, "maas_relay_lag_seconds", 0.99
+            ),
+            "sqs_requests": sqs_requests,
+            "sqs_requests_per_1000_memes": (
+                round(1000 * sqs_requests / memes, 2) if memes else None
+            ),
+        }
+        for index, result in enumerate(results):
+            suffix = "" if len(results) == 1 else f"/{['ai', 'text'][index]}"
+            self.add(f"{name}{suffix}", what, result, usage, books=books, pipeline=pipeline)
+        status = "exact" if books["exact"] else "MISMATCH"
+        drained = f"drained in {drain_s:.2f} s" if end_books.drained else "ledger still behind"
+        log(f"  books {status}: {books}; {drained}")
+        return results
+
+    async def final_books(self) -> dict[str, Any]:
+        """After all load: wait for the ledger, then Σ charged == Δ Redis == Δ MongoDB."""
+        log("waiting for the ledger to apply everything")
+        drain_s, end = await self.auditor.wait_drained(self.profile.final_drain_timeout_s)
+        d_redis = self.seeded_total - end.redis_balance
+        d_mongo = self.seeded_total - end.mongo_balance
+        books = {
+            "tokens_charged_by_200": self.charged_total,
+            "delta_redis": d_redis,
+            "delta_mongo": d_mongo,
+            "drained": end.drained,
+            "accounts_behind": end.behind,
+            "final_drain_s": round(drain_s, 2),
+            "exact": end.drained and self.charged_total == d_redis == d_mongo,
+            "redis_exact": self.charged_total == d_redis,
+        }
+        verdict = "exact" if books["exact"] else "MISMATCH" if end.drained else "NOT VERIFIED"
+        log(f"  final books {verdict}: {books}")
+        return books
+
+    def meme_load(self, seconds: int, rate: float = 0.0, grace: int = GRACE_S) -> Wrk:
+        return Wrk(
+            self.stack.url("gateway"),
+            self.work / "text.txt",
+            seconds,
+            CONNECTIONS,
+            rate=rate,
+            grace_s=grace,
+        )
+
+    async def memes(self) -> None:
+        p = self.profile
+        await self.pipeline("warm-up", "text memes, unmeasured", [self.meme_load(p.warmup_s)])
+        (full,) = await self.pipeline(
+            "full", "text memes at saturation", [self.meme_load(p.full_s)]
+        )
+        saturation = full.rps
+        for share in (25, 50, 75):
+            rate = round(saturation * share / 100)
+            await self.pipeline(
+                f"fixed-{share}%",
+                f"text memes at {rate}/s offered",
+                [self.meme_load(p.fixed_s, rate=rate)],
+            )
+        await self.pipeline(
+            "fixed-3000",
+            "text memes at 3000/s offered",
+            [self.meme_load(p.fixed_s, rate=3000)],
+        )
+        await self.ai(round(saturation * 0.25))
+
+    async def ai(self, text_rate: float) -> None:
+        await asyncio.to_thread(self.stack.wait_ai_ready, 30)
+        ai = Wrk(
+            self.stack.url("gateway"),
+            self.work / "ai.txt",
+            self.profile.ai_s,
+            CONNECTIONS,
+            grace_s=AI_GRACE_S,
+        )
+        text = self.meme_load(self.profile.ai_s, rate=text_rate, grace=AI_GRACE_S)
+        await self.pipeline(
+            "ai",
+            f"AI memes (upstream 500 ms) + text at {text_rate:.0f}/s",
+            [ai, text],
+        )
+
+    def add(
+        self,
+        name: str,
+        what: str,
+        result: WrkResult,
+        usage: dict[str, Any],
+        **extra: Any,
+    ) -> None:
+        self.scenarios.append(
+            {"name": name, "what": what, **result.as_dict(), "processes": usage, **extra}
+        )
+
+    def close_accounts(self) -> None:
+        """Split each scenario's machine CPU into ours and others' (the machine is shared).
+
+        Ours is every stack process plus the load generators of that scenario; what is
+        left was spent by processes the bench did not start.
+        """
+        for s in self.scenarios:
+            usage = s["processes"]
+            machine = usage.pop("machine", None)
+            if machine is None:
+                continue
+            generators = sum(
+                x.get("wrk_cpu_s", x.get("generator_cpu_s", 0.0))
+                for x in self.scenarios
+                if x["processes"] is usage
+            )
+            ours = sum(u["cpu_s"] for u in usage.values()) + generators
+            seconds = machine["seconds"]
+            cores = os.cpu_count() or 1
+            s["machine"] = {
+                "busy_pct_of_all_cores": round(100 * machine["busy_cpu_s"] / seconds / cores, 1),
+                "ours_pct_of_one_core": round(100 * ours / seconds, 1),
+                "others_pct_of_one_core": round(
+                    100 * max(0.0, machine["busy_cpu_s"] - ours) / seconds, 1
+                ),
+            }
+            for x in self.scenarios:
+                if x["processes"] is usage and x is not s:
+                    x["machine"] = s["machine"]
+
+
+def find(scenarios: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    return next(s for s in scenarios if s["name"] == name)
+
+
+def targets(scenarios: list[dict[str, Any]], final: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of the issue with the measured figure; never adjusted to pass."""
+    full, hello, metered = (find(scenarios, n) for n in ("full", "hello", "metered"))
+    fixed = find(scenarios, "fixed-3000")
+    charging = [s for s in scenarios if "books" in s]
+    unexpected = sum(
+        n
+        for s in [*charging, metered]
+        for status, n in s["errors"].items()
+        if status not in ("402", "429")
+    )
+    gateway_rss = max(
+        s["processes"]["gateway"]["peak_rss_mb_max"]
+        for s in scenarios
+        if "gateway" in s["processes"]
+    )
+    sqs = full["pipeline"]["sqs_requests_per_1000_memes"]
+    lag = full["pipeline"]["ledger_lag_p99_s_le"]
+    achieved = fixed["rps"] / 3000
+    rows = [
+        (
+            "full text path at saturation",
+            f"{full['rps']:.0f} req/s",
+            ">= 5000",
+            full["rps"] >= 5000,
+        ),
+        (
+            "p99 at 3000 req/s offered",
+            f"{fixed['latency_ms']['p99']:.1f} ms (achieved {fixed['rps']:.0f}/s)",
+            "<= 50 ms",
+            fixed["latency_ms"]["p99"] <= 50 and achieved >= 0.95,
+        ),
+        ("errors other than 402/429", str(unexpected), "0", unexpected == 0),
+        (
+            "metered path / hello ceiling",
+            f"{metered['rps']:.0f} / {hello['rps']:.0f} = {metered['rps'] / hello['rps']:.2f}",
+            ">= 0.33",
+            metered["rps"] >= hello["rps"] / 3,
+        ),
+        (
+            "ledger lag p99 (full path)",
+            "n/a" if lag is None else f"<= {lag:g} s",
+            "<= 2 s",
+            lag is not None and lag <= 2,
+        ),
+        (
+            "ledger drain after full path",
+            f"{full['pipeline']['drain_s']:.2f} s",
+            "<= 5 s",
+            full["pipeline"]["drained"] and full["pipeline"]["drain_s"] <= 5,
+        ),
+        (
+            "SQS requests per 1000 memes (full path)",
+            "n/a" if sqs is None else f"{sqs:.2f}",
+            "<= 20",
+            sqs is not None and sqs <= 20,
+        ),
+        ("gateway peak RSS", f"{gateway_rss:.0f} MB", "<= 150 MB", gateway_rss <= 150),
+        (
+            "exact accounting (each scenario, and the whole run once the ledger caught up)",
+            f"{sum(s['books']['exact'] for s in charging)}/{len(charging)} scenarios; "
+            + (
+                f"run: {final['tokens_charged_by_200']} = {final['delta_redis']} = "
+                f"{final['delta_mongo']}"
+                if final["drained"]
+                else f"run: Redis {'exact' if final['redis_exact'] else 'MISMATCH'}, "
+                f"MongoDB not verified ({final['accounts_behind']} accounts behind after "
+                f"{final['final_drain_s']:.0f} s)"
+            ),
+            "all equal",
+            final["exact"] and all(s["books"]["exact"] for s in charging),
+        ),
+    ]
+    return [{"target": t, "measured": m, "goal": g, "met": bool(ok)} for t, m, g, ok in rows]
+
+
+async def run(profile: Profile, workers: int, quick: bool) -> int:
+    started = time.monotonic()
+    stack = BenchStack(workers=workers)
+    work = stack.run_dir / "requests"
+    work.mkdir(parents=True, exist_ok=True)
+    bench = Bench(stack, profile, work)
+    try:
+        log(f"starting the stack in {stack.run_dir} (gateway workers: {workers})")
+        await stack.start()
+        log(f"seeding {profile.accounts} + {profile.ai_accounts} AI accounts")
+        await bench.seed()
+        await bench.hello()
+        await bench.redis()
+        await bench.metered()
+        await bench.memes()
+        final = await bench.final_books()
+    except BaseException:
+        log(f"failed; logs are in {stack.logs()}")
+        raise
+    finally:
+        stack.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(bench.auditor.close(), timeout=5)
+    bench.close_accounts()
+    result = {
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": quick,
+        "profile": profile.__dict__,
+        "gateway_workers": workers,
+        "connections": CONNECTIONS,
+        "machine": machine(),
+        "scenarios": bench.scenarios,
+        "books": final,
+        "targets": targets(bench.scenarios, final),
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    print(render(result))
+    exact = final["exact"] and all(s["books"]["exact"] for s in bench.scenarios if "books" in s)
+    log(f"results in {out}; {result['wall_s']} s")
+    if not final["drained"]:
+        log(
+            f"ACCOUNTING NOT VERIFIED: the ledger was still {final['accounts_behind']} accounts "
+            "behind Redis when the bench gave up waiting; MongoDB's side is unchecked"
+        )
+        return 2
+    if not exact:
+        log("ACCOUNTING MISMATCH: see the books table")
+        return 1
+    stack.remove()
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short run (< 3 minutes)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=Settings().gateway_workers,
+        help="gateway worker processes (default: MAAS_GATEWAY_WORKERS or 1)",
+    )
+    args = parser.parse_args()
+    sys.exit(asyncio.run(run(QUICK if args.quick else FULL, args.workers, args.quick)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""The whole pipeline on free loopback ports, in a throw-away directory, for one bench run.
+
+Reuses the local stack's process helpers; the wiring (which settings each service gets)
+lives here so the bench does not depend on the test suite.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from infra.local.stack import (
+    Running,
+    Server,
+    ferretdb_server,
+    free_port,
+    http_ok,
+    localstack_server,
+    redis_server,
+    service,
+    start,
+    stop_pid,
+    tcp_answers,
+)
+from shared.settings import Settings, env_names
+from shared.sqs import provision_queues, sqs_client
+
+# Limiting is the product's business, not the bench's: every bucket is out of reach.
+UNLIMITED = {"default": {"rate": 1_000_000_000, "burst": 1_000_000_000}}
+FAKE_AI_DELAY_S = 0.5
+
+
+def as_env(values: dict[str, Any]) -> dict[str, str]:
+    """Settings field values -> the environment variables the services read them from."""
+    names = env_names()
+    env: dict[str, str] = {}
+    for key, value in values.items():
+        if isinstance(value, bool):
+            env[names[key]] = "true" if value else "false"
+        elif isinstance(value, dict | list):
+            env[names[key]] = orjson.dumps(value).decode()
+        else:
+            env[names[key]] = str(value)
+    return env
+
+
+def python_server(name: str, module: str, port: int, *args: str) -> Server:
+    return Server(
+        name=name,
+        port=port,
+        argv=[sys.executable, "-m", module, str(port), *args],
+        ready=lambda: tcp_answers(port),
+    )
+
+
+@dataclass
+class BenchStack:
+    """Redis, LocalStack, FerretDB, the fake OpenAI, meme, ledger and gateway processes."""
+
+    workers: int
+    run_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="maas-bench-")))
+    processes: dict[str, Running] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.fake_ai_port = free_port()
+        self.hello_port = free_port()
+        self.values: dict[str, Any] = {
+            "redis_url": f"redis://127.0.0.1:{free_port()}/0",
+            "sqs_endpoint_url": f"http://127.0.0.1:{free_port()}",
+            "mongo_url": f"mongodb://127.0.0.1:{free_port()}",
+            "mongo_db": "maas_bench",
+            "gateway_port": free_port(),
+            "meme_port": free_port(),
+            "ledger_port": free_port(),
+            "gateway_workers": self.workers,
+            "rate_limits": UNLIMITED,
+            "openai_base_url": f"http://127.0.0.1:{self.fake_ai_port}/v1",
+            "openai_api_key": "bench-not-a-secret",
+        }
+        self.values["meme_url"] = f"http://127.0.0.1:{self.values['meme_port']}"
+        self.settings = Settings(**self.values)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{getattr(self.settings, f'{name}_port')}"
+
+    @property
+    def hello_url(self) -> str:
+        return f"http://127.0.0.1:{self.hello_port}"
+
+    def pids(self) -> dict[str, int]:
+        return {name: running.process.pid for name, running in self.processes.items()}
+
+    def _start(self, server: Server) -> None:
+        self.processes[server.name] = start(server, self.run_dir, timeout_s=120)
+
+    def data(self, name: str) -> Path:
+        path = self.run_dir / "data" / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    async def start(self) -> None:
+        """Backends first, then the queues, then the services that need them."""
+        s = self.settings
+        self._start(redis_server(s.redis_port, self.data("redis")))
+        self._start(ferretdb_server(s.mongo_port, self.data("ferretdb")))
+        self._start(localstack_server(s.sqs_port, self.data("localstack")))
+        async with sqs_client(s) as sqs:
+            await provision_queues(sqs, s)
+        self._start(
+            python_server(
+                "fake-openai", "bench.fake_openai", self.fake_ai_port, str(FAKE_AI_DELAY_S)
+            )
+        )
+        env = as_env(self.values)
+        for name in ("meme", "ledger", "gateway"):
+            self._start(service(name, getattr(s, f"{name}_port"), env))
+        self._start(python_server("hello", "bench.hello", self.hello_port, str(self.workers)))
+
+    def wait_ai_ready(self, timeout_s: float) -> None:
+        """The gateway picks AI only once the meme service says its upstream is there."""
+        deadline = time.monotonic() + timeout_s
+        while not http_ok(f"{self.url('meme')}/readyz", b'"ai_available":true'):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the meme service never reported AI available")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        for name in reversed(list(self.processes)):
+            stop_pid(self.processes.pop(name).process.pid)
+
+    def logs(self) -> Path:
+        return self.run_dir / "logs"
+
+    def remove(self) -> None:
+        shutil.rmtree(self.run_dir, ignore_errors=True)
