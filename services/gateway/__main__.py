@@ -17,37 +17,32 @@ import tempfile
 from shared.settings import Settings
 
 
-def serve(settings: Settings) -> None:
-    import uvloop  # noqa: PLC0415 - after the metrics mode is chosen, see above
-    from aiohttp import web  # noqa: PLC0415
+def run_worker(settings: Settings) -> None:
+    from services.gateway.bootstrap import build_app  # noqa: PLC0415 - see above
+    from shared.serve import serve  # noqa: PLC0415
 
-    from services.gateway.bootstrap import build_app  # noqa: PLC0415
-    from shared.logging import configure_logging  # noqa: PLC0415
-
-    configure_logging("gateway", settings.log_level)
-    uvloop.install()
-    web.run_app(
-        build_app(settings),
+    serve(
+        "gateway",
+        lambda: build_app(settings),
         host=settings.gateway_host,
         port=settings.gateway_port,
-        access_log=None,
-        print=None,
+        log_level=settings.log_level,
+        shutdown_timeout_s=10,
         reuse_port=True,
-        shutdown_timeout=10,
     )
 
 
 def main() -> None:
     settings = Settings()
     if settings.gateway_workers == 1:
-        serve(settings)
+        run_worker(settings)
         return
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="maas-metrics-"))
     children = []
     for _ in range(settings.gateway_workers):
         pid = os.fork()
         if pid == 0:
-            serve(settings)
+            run_worker(settings)
             os._exit(0)
         children.append(pid)
 

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import uvloop
-from aiohttp import web
-
 from services.ledger.bootstrap import build_app
-from shared.logging import configure_logging
+from shared.serve import serve
 from shared.settings import Settings
 
 
 def main() -> None:
     settings = Settings()
-    configure_logging("ledger", settings.log_level)
-    uvloop.install()
-    web.run_app(
-        build_app(settings),
+    serve(
+        "ledger",
+        lambda: build_app(settings),
         host=settings.ledger_host,
         port=settings.ledger_port,
-        access_log=None,
-        print=None,
-        shutdown_timeout=settings.visibility_timeout_s,
+        log_level=settings.log_level,
+        # Long enough to finish applying what the worker holds.
+        shutdown_timeout_s=settings.visibility_timeout_s,
     )
 
 

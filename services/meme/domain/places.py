@@ -7,7 +7,7 @@ the `Place` a meme talks about, measured from the caller's point.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 EARTH_RADIUS_KM = 6371.0088
@@ -29,15 +29,7 @@ class Place:
     source: str
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "admin1": self.admin1,
-            "country": self.country,
-            "lat": self.lat,
-            "lon": self.lon,
-            "distance_km": self.distance_km,
-            "source": self.source,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +49,7 @@ class Match:
         return Place(name, self.admin1, self.country, self.lat, self.lon, distance, source)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "admin1": self.admin1,
-            "country": self.country,
-            "lat": self.lat,
-            "lon": self.lon,
-        }
+        return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Match:
