@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -258,3 +259,26 @@ async def test_mongodb_down_for_10_s_loses_nothing(
     finally:
         await stack.close()
         await asyncio.to_thread(stop_pid, ferretdb.process.pid)
+
+
+async def test_sigterm_finishes_what_the_worker_holds_and_exits_cleanly(make_stack: Any) -> None:
+    stack: ServiceStack = await make_stack()
+    accounts = [f"term-{n}" for n in range(20)]
+    await create_accounts(stack, dict.fromkeys(accounts, 500))
+    await stack.stop("ledger")
+    await stack.send_batches(
+        [event(a, seq) for a in accounts for seq in range(1, 51)], per_message=2
+    )
+    await stack.start("ledger")
+
+    async def started() -> bool:
+        applied: int = sum(d["seq"] for d in (await mongo_accounts(stack)).values())
+        return applied > 0
+
+    await wait_for(started, 30, "the ledger to start applying")
+    ledger = stack.processes.pop("ledger").process
+    ledger.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(ledger.wait, 30) == 0
+    await stack.start("ledger")
+    await applied_up_to(stack, dict.fromkeys(accounts, 50), 60)
+    assert {d["balance"] for d in (await mongo_accounts(stack)).values()} == {450}
