@@ -120,6 +120,16 @@ class Relay:
         self.held = [s for s, held in enumerate(results) if held]
         self._leases_renewed_at = time.monotonic()
         SHARDS_HELD.set(len(self.held))
+        await self._measure_depth()
+
+    async def _measure_depth(self) -> None:
+        """Outbox depth for the metrics, at lease-renewal pace rather than every pass."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in self.held:
+                pipe.xlen(self.keys.outbox(shard))
+            depths = await pipe.execute()
+        for shard, depth in zip(self.held, depths, strict=True):
+            OUTBOX_DEPTH.labels(str(shard)).set(depth)
 
     async def release(self) -> None:
         await asyncio.gather(
@@ -143,13 +153,10 @@ class Relay:
         async with self.redis.pipeline(transaction=False) as pipe:
             for shard in shards:
                 pipe.xrange(self.keys.outbox(shard), count=self.batch_size)
-            for shard in shards:
-                pipe.xlen(self.keys.outbox(shard))
             results = await pipe.execute()
         now_ms = time.time() * 1000
         pending = []
-        for shard, entries, depth in zip(shards, results, results[len(shards) :], strict=False):
-            OUTBOX_DEPTH.labels(str(shard)).set(depth)
+        for shard, entries in zip(shards, results, strict=True):
             if not entries:
                 continue
             oldest_ms = int(entries[0][0].partition("-")[0])
