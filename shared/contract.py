@@ -1,4 +1,4 @@
-"""What the gateway and the meme service agree on: meme kinds, formats, query bound."""
+"""What the API promises: meme kinds, formats, the query bound and token amounts."""
 
 from __future__ import annotations
 
@@ -9,3 +9,9 @@ ImageFormat = Literal["json", "png"]
 KINDS: tuple[Kind, ...] = ("text", "ai")
 FORMATS: tuple[ImageFormat, ...] = ("json", "png")
 MAX_QUERY_CHARS = 200
+
+# The largest balance an account may hold: below 2^53, so every balance is an exact
+# integer in Redis's Lua (doubles), in JSON numbers and in MongoDB alike.
+MAX_BALANCE = 10**15
+# The most tokens one account creation or one credit may add.
+MAX_TOKENS_PER_CALL = 10**12

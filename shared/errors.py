@@ -18,6 +18,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "method_not_allowed": 405,
     "account_exists": 409,
     "idempotency_conflict": 409,
+    "balance_limit": 409,
     "payload_too_large": 413,
     "unsupported_media_type": 415,
     "rate_limited": 429,

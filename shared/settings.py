@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_cluster: bool = False
     redis_max_connections: PositiveInt = 64
+    # Caches (remote geocoder answers) live in their own Redis instance, with its own
+    # maxmemory and LRU eviction: a full cache never refuses a charge. Unset: no cache.
+    cache_redis_url: str | None = "redis://127.0.0.1:6380/0"
     mongo_url: str = "mongodb://127.0.0.1:27017"
     mongo_db: str = "maas"
     sqs_endpoint_url: str | None = "http://127.0.0.1:4566"
@@ -84,6 +87,12 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_leeway_s: int = 10
+    # JWKS keys are fetched again at least this often, so a removed key stops verifying
+    # (cached verified tokens included) within this time.
+    jwt_jwks_ttl_s: PositiveInt = 300
+    # A token with an unknown key id fetches the keys again at most this often.
+    jwt_jwks_cooldown_s: float = Field(default=10.0, gt=0)
+    jwt_jwks_timeout_s: float = Field(default=2.0, gt=0)
     relay_batch_size: PositiveInt = 100
     relay_lease_ttl_ms: PositiveInt = 5_000
     relay_idle_sleep_ms: PositiveInt = 50
@@ -117,8 +126,8 @@ class Settings(BaseSettings):
     reconcile_accounts: PositiveInt = 10_000
 
     @field_validator(
-        "sqs_endpoint_url", "jwt_jwks_url", "jwt_issuer", "jwt_audience", "geocoder_url",
-        "openai_base_url", "openai_api_key", "google_api_key", "aws_access_key_id",
+        "sqs_endpoint_url", "cache_redis_url", "jwt_jwks_url", "jwt_issuer", "jwt_audience",
+        "geocoder_url", "openai_base_url", "openai_api_key", "google_api_key", "aws_access_key_id",
         "aws_secret_access_key", mode="before",
     )  # fmt: skip
     @classmethod
@@ -129,6 +138,10 @@ class Settings(BaseSettings):
     @cached_property
     def redis_port(self) -> int:
         return urlsplit(self.redis_url).port or 6379
+
+    @cached_property
+    def cache_redis_port(self) -> int:
+        return urlsplit(self.cache_redis_url or "").port or 6380
 
     @cached_property
     def mongo_port(self) -> int:

@@ -30,6 +30,15 @@ def redis_client(settings: Settings) -> Redis:
     return aioredis.Redis(connection_pool=pool)
 
 
+def cache_client(settings: Settings) -> aioredis.Redis | None:
+    """The cache instance (LRU, bounded), never the one that holds balances; None: no cache."""
+    if settings.cache_redis_url is None:
+        return None
+    return aioredis.Redis.from_url(
+        settings.cache_redis_url, decode_responses=True, socket_timeout=1, socket_connect_timeout=1
+    )
+
+
 def mongo_client(settings: Settings) -> AsyncMongoClient[MongoDoc]:
     return AsyncMongoClient(
         settings.mongo_url, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000, tz_aware=True

@@ -8,6 +8,7 @@ import os
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import aiohttp
 import orjson
 from aiohttp import web
 from prometheus_client import (
@@ -85,6 +86,26 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError("invalid_params", "body must be a JSON object")
     return body
+
+
+class AnswerTooLarge(ValueError):
+    """An upstream answered more bytes than we are willing to hold."""
+
+
+async def read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """An upstream answer's body, refused once it passes `limit` bytes.
+
+    aiohttp reads a whole body into memory; an identity provider or a geocoder that
+    answers gigabytes (broken or hostile) must not take the process's memory with it.
+    """
+    if response.content_length is not None and response.content_length > limit:
+        raise AnswerTooLarge(f"answer of {response.content_length} bytes, limit {limit}")
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            raise AnswerTooLarge(f"answer over {limit} bytes")
+    return bytes(body)
 
 
 async def readiness(probes: dict[str, Awaitable[object]], **extra: Any) -> web.Response:

@@ -21,7 +21,15 @@ from typing import Any
 import aiohttp
 import orjson
 
-from infra.local.stack import Running, free_port, redis_server, service, start, stop_pid
+from infra.local.stack import (
+    Running,
+    cache_redis_server,
+    free_port,
+    redis_server,
+    service,
+    start,
+    stop_pid,
+)
 from services.gateway.adapters.auth import issue_dev_token
 from shared.events import Batch, Event
 from shared.keys import Keys
@@ -30,6 +38,7 @@ from shared.sqs import provision_queues, queue_url, sqs_client
 from shared.stores import mongo_client, redis_client
 
 SERVICES = ("meme", "ledger", "gateway")
+CACHE_MAXMEMORY = "2mb"  # small, so a test can fill it
 
 # Short timeouts and counts so fault tests finish quickly.
 TEST_SETTINGS: dict[str, Any] = {
@@ -95,6 +104,7 @@ class ServiceStack:
         self.values = {
             **TEST_SETTINGS,
             "redis_url": f"redis://127.0.0.1:{free_port()}/0",
+            "cache_redis_url": f"redis://127.0.0.1:{free_port()}/0",
             "sqs_endpoint_url": self.sqs_endpoint,
             "mongo_url": self.mongo_url,
             "mongo_db": f"maas_{run_id}",
@@ -126,6 +136,12 @@ class ServiceStack:
             self.processes["redis"] = await asyncio.to_thread(
                 start, redis_server(self.settings.redis_port, self.run_dir / "redis"), self.run_dir
             )
+            if self.settings.geocoder != "offline":  # only remote geocoders use the cache
+                cache = cache_redis_server(
+                    self.settings.cache_redis_port, self.run_dir / "cache", CACHE_MAXMEMORY
+                )
+                (self.run_dir / "cache").mkdir(parents=True, exist_ok=True)
+                self.processes["redis-cache"] = await asyncio.to_thread(start, cache, self.run_dir)
             async with sqs_client(self.settings) as sqs:
                 await provision_queues(sqs, self.settings)
         for name in names or SERVICES:
@@ -143,7 +159,7 @@ class ServiceStack:
         await asyncio.to_thread(stop_pid, running.process.pid)
 
     async def close(self) -> None:
-        for name in [*SERVICES, "redis"]:
+        for name in [*SERVICES, "redis", "redis-cache"]:
             if name in self.processes:
                 await self.stop(name)
 

@@ -101,6 +101,34 @@ def redis_server(port: int, data_dir: Path, *extra: str) -> Server:
     )
 
 
+def cache_redis_server(port: int, data_dir: Path, maxmemory: str = "64mb") -> Server:
+    """The cache instance: bounded memory, least recently used keys evicted, no disk."""
+    return Server(
+        "redis-cache",
+        port,
+        [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(data_dir),
+            "--appendonly",
+            "no",
+            "--save",
+            "",
+            "--maxmemory",
+            maxmemory,
+            "--maxmemory-policy",
+            "allkeys-lru",
+            "--daemonize",
+            "no",
+        ],
+        ready=lambda: tcp_answers(port, b"PING\r\n", b"+PONG"),
+    )
+
+
 def localstack_server(port: int, data_dir: Path) -> Server:
     return Server(
         "localstack",
@@ -218,11 +246,13 @@ def stop_pid(pid: int, timeout_s: float = 15) -> None:
 
 
 def backends(settings: Settings, run_dir: Path) -> list[Server]:
-    dirs = {name: run_dir / "data" / name for name in ("redis", "localstack", "ferretdb")}
+    names = ("redis", "redis-cache", "localstack", "ferretdb")
+    dirs = {name: run_dir / "data" / name for name in names}
     for path in dirs.values():
         path.mkdir(parents=True, exist_ok=True)
     return [
         redis_server(settings.redis_port, dirs["redis"]),
+        cache_redis_server(settings.cache_redis_port, dirs["redis-cache"]),
         localstack_server(settings.sqs_port, dirs["localstack"]),
         ferretdb_server(settings.mongo_port, dirs["ferretdb"]),
     ]
@@ -277,7 +307,7 @@ def alive(name: str) -> int | None:
 def up(settings: Settings) -> list[Running]:
     """Start what is not running yet, provision the queues, seed the demo accounts."""
     (RUN_DIR / "pids").mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max_workers=3) as pool:
+    with ThreadPoolExecutor(max_workers=4) as pool:
         started = list(pool.map(_start_once, backends(settings, RUN_DIR)))
         asyncio.run(provision(settings))
         started += pool.map(_start_once, services(settings))
@@ -294,7 +324,10 @@ def _start_once(server: Server) -> Running | None:
 
 def down() -> None:
     """Stop the services, then the backends they use; each group in parallel."""
-    for group in (("gateway", "ledger", "meme"), ("ferretdb", "localstack", "redis")):
+    for group in (
+        ("gateway", "ledger", "meme"),
+        ("ferretdb", "localstack", "redis", "redis-cache"),
+    ):
         pids = [pid for pid in map(alive, group) if pid]
         with ThreadPoolExecutor(max_workers=len(group)) as pool:
             list(pool.map(stop_pid, pids))
@@ -328,7 +361,7 @@ def banner(settings: Settings, tokens: dict[str, str]) -> str:
 
 
 def status() -> Iterator[str]:
-    for name in ("redis", "localstack", "ferretdb", "meme", "ledger", "gateway"):
+    for name in ("redis", "redis-cache", "localstack", "ferretdb", "meme", "ledger", "gateway"):
         pid = alive(name)
         yield f"{name:<11} {'running, pid ' + str(pid) if pid else 'stopped'}"
 

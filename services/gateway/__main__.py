@@ -14,6 +14,7 @@ import signal
 import sys
 import tempfile
 
+from shared.production import refuse_unsafe_production
 from shared.settings import Settings
 
 
@@ -34,6 +35,7 @@ def run_worker(settings: Settings) -> None:
 
 def main() -> None:
     settings = Settings()
+    refuse_unsafe_production(settings, "gateway")
     if settings.gateway_workers == 1:
         run_worker(settings)
         return

@@ -37,9 +37,10 @@ def build_app(settings: Settings, *, relay: bool = True) -> web.Application:
         async with sqs_client(settings) as sqs:
             url = await queue_url(sqs, settings.queue_name)
             keys = Keys(settings.shards)
+            auth = Authenticator(settings)
             app[DEPS] = Gateway(
                 settings=settings,
-                auth=Authenticator(settings),
+                auth=auth,
                 bank=TokenBank(redis, keys, accounts, settings.idempotency_ttl_s),
                 accounts=accounts,
                 credits=CreditLog(mongo[settings.mongo_db]),
@@ -50,6 +51,9 @@ def build_app(settings: Settings, *, relay: bool = True) -> web.Application:
             )
             await memes.ready()
             tasks = [asyncio.create_task(memes.watch_readiness(stop))]
+            if auth.keys is not None:
+                await auth.keys.start()
+                tasks.append(asyncio.create_task(auth.keys.run(stop)))
             if relay:
                 owner = f"{socket.gethostname()}:{os.getpid()}"
                 tasks.append(
@@ -74,6 +78,8 @@ def build_app(settings: Settings, *, relay: bool = True) -> web.Application:
                 with contextlib.suppress(Exception):
                     await asyncio.gather(*tasks)
                 await memes.close()
+                if auth.keys is not None:
+                    await auth.keys.close()
                 await redis.aclose()
                 await mongo.close()
 

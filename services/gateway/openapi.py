@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from shared.contract import FORMATS, KINDS, MAX_QUERY_CHARS
+from shared.contract import FORMATS, KINDS, MAX_QUERY_CHARS, MAX_TOKENS_PER_CALL
 from shared.errors import STATUS_BY_CODE
 
 Schema = dict[str, Any]
@@ -232,7 +232,11 @@ def document() -> Schema:
                                     "required": ["id", "tokens"],
                                     "properties": {
                                         "id": ACCOUNT_ID,
-                                        "tokens": {"type": "integer", "minimum": 0},
+                                        "tokens": {
+                                            "type": "integer",
+                                            "minimum": 0,
+                                            "maximum": MAX_TOKENS_PER_CALL,
+                                        },
                                     },
                                 }
                             }
@@ -296,7 +300,11 @@ def document() -> Schema:
                                     "type": "object",
                                     "required": ["amount"],
                                     "properties": {
-                                        "amount": {"type": "integer", "minimum": 1},
+                                        "amount": {
+                                            "type": "integer",
+                                            "minimum": 1,
+                                            "maximum": MAX_TOKENS_PER_CALL,
+                                        },
                                         "reason": {"type": "string", "minLength": 1},
                                     },
                                 }
@@ -314,7 +322,10 @@ def document() -> Schema:
                         },
                         "400": error("Invalid body or Idempotency-Key"),
                         "404": error("No such account"),
-                        "409": error("The key was used with a different body"),
+                        "409": error(
+                            "The key was used with a different body, or the credit would "
+                            "take the balance over its limit (balance_limit)"
+                        ),
                         "413": error("Body too large"),
                         "503": error(
                             "Not durable yet (SQS unreachable); retry with the same key",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from services.ledger.bootstrap import build_app
+from shared.production import refuse_unsafe_production
 from shared.serve import serve
 from shared.settings import Settings
 
 
 def main() -> None:
     settings = Settings()
+    refuse_unsafe_production(settings, "ledger")
     serve(
         "ledger",
         lambda: build_app(settings),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.meme.bootstrap import build_app
+from shared.production import refuse_unsafe_production
 from shared.serve import serve
 from shared.settings import Settings
 
@@ -12,6 +13,7 @@ SHUTDOWN_TIMEOUT_S = 30.0
 
 def main() -> None:
     settings = Settings()
+    refuse_unsafe_production(settings, "meme")
     serve(
         "meme",
         lambda: build_app(settings),

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 import aiohttp
 import openai
 from aiohttp import web
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import Redis
 
-from services.meme.adapters.ai import AiCaptioner
+from services.meme.adapters.ai import AiCaptioner, BoundedTransport
 from services.meme.adapters.geocoders import (
     GOOGLE_URL,
     NOMINATIM_URL,
@@ -23,20 +23,15 @@ from services.meme.app import MEMES, SETTINGS, add_routes
 from services.meme.memes import MemeMaker
 from shared.metrics import http_metrics_middleware
 from shared.settings import Settings
+from shared.stores import cache_client
 from shared.web import error_middleware
-
-
-def _redis(settings: Settings) -> Redis | RedisCluster:
-    if settings.redis_cluster:
-        return RedisCluster.from_url(settings.redis_url)
-    return Redis.from_url(settings.redis_url)
 
 
 def _remote_geocoder(
     settings: Settings,
     session: aiohttp.ClientSession,
     offline: OfflineGeocoder,
-    redis: Redis | RedisCluster,
+    redis: Redis | None,
 ) -> Geocoder:
     cache = GeoCache(
         redis, settings.geocoder, settings.geohash_precision, settings.geocode_cache_ttl_s
@@ -70,6 +65,7 @@ def _ai_client(settings: Settings) -> openai.AsyncOpenAI:
         api_key=settings.openai_api_key or "unused",
         timeout=settings.ai_timeout_s,
         max_retries=settings.ai_max_retries,
+        http_client=openai.DefaultAsyncHttpx2Client(transport=BoundedTransport()),
     )
 
 
@@ -84,7 +80,7 @@ def build_app(settings: Settings) -> web.Application:
         try:
             if settings.geocoder != "offline":
                 session = aiohttp.ClientSession(raise_for_status=False)
-                redis = _redis(settings)
+                redis = cache_client(settings)
                 geocoder = _remote_geocoder(settings, session, offline, redis)
             if settings.ai_configured:
                 ai_client = _ai_client(settings)

@@ -1,7 +1,8 @@
 """A fake Nominatim and Google Geocoding API on loopback, counting calls.
 
 Both answer one configured place, located at the asked point, in each provider's own
-wire format; `down = True` makes every answer a 500.
+wire format; `down = True` makes every answer a 500, and `raw_answer` replaces every
+answer with those bytes (a broken or hostile provider).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class FakeGeocoder(LoopbackServer):
         self.state = state
         self.country_code = country_code
         self.down = False
+        self.raw_answer: bytes | None = None
         self.calls = 0
         self.last_params: dict[str, str] = {}
 
@@ -36,6 +38,8 @@ class FakeGeocoder(LoopbackServer):
         self.last_params = dict(request.query)
         if self.down:
             return web.json_response({"error": "fake outage"}, status=500)
+        if self.raw_answer is not None:
+            return web.Response(body=self.raw_answer, content_type="application/json")
         return None
 
     async def _nominatim(self, request: web.Request) -> web.Response:

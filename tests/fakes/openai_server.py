@@ -1,7 +1,8 @@
 """A fake OpenAI-compatible endpoint speaking the chat completions wire format.
 
 Configurable per test: the caption it answers, a slow mode (answers after `delay_s`
-unless released earlier), and a queue of error statuses served before any success.
+unless released earlier), a queue of error statuses served before any success, and a
+raw body that replaces every successful answer (a broken or hostile endpoint).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class FakeOpenAI(LoopbackServer):
         self.delay_s = 0.0
         self.errors: deque[int] = deque()
         self.requests: list[dict[str, Any]] = []
+        self.raw_answer: bytes | None = None
         self._released = asyncio.Event()
         self._arrived = asyncio.Condition()
         self._ids = itertools.count(1)
@@ -73,6 +75,8 @@ class FakeOpenAI(LoopbackServer):
         if self.delay_s:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._released.wait(), self.delay_s)
+        if self.raw_answer is not None:
+            return web.Response(body=self.raw_answer, content_type="application/json")
         return web.json_response(self._completion(str(body.get("model", "fake"))))
 
     def _completion(self, model: str) -> dict[str, Any]:

@@ -3,23 +3,35 @@
 Dev: HS256 with a shared secret. Production: RS256/ES256 keys from the identity
 provider's JWKS URL. The two never mix, so an HMAC token signed with a public key
 (algorithm confusion) is rejected, as is `alg: none`. A verified token is cached
-until it expires, so the signature is checked once per token, not once per request.
+until it expires, so the signature is checked once per token, not once per request;
+a cached token signed by a key the provider has since removed stops verifying as
+soon as the key set is fetched again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import time
 from dataclasses import dataclass
 
+import aiohttp
 import jwt
+from prometheus_client import Counter
 
 from shared.errors import ApiError
 from shared.settings import Settings
+from shared.web import read_bounded
 
 ACCOUNT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}")
 ASYMMETRIC = {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512"}
 CACHE_LIMIT = 100_000
+MAX_JWKS_BYTES = 1 << 20
+
+JWKS_FETCHES = Counter("maas_jwks_fetches_total", "JWKS fetches, by result", ["result"])
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,10 +39,86 @@ class Principal:
     account: str
     roles: frozenset[str]
     expires_at: float
+    key_id: str | None = None
 
 
 def unauthorized(message: str) -> ApiError:
     return ApiError("unauthorized", message, headers={"WWW-Authenticate": 'Bearer realm="maas"'})
+
+
+class KeySet:
+    """The identity provider's signing keys, fetched on the event loop, never blocking it.
+
+    PyJWKClient fetches with blocking urllib and keeps keys until restart; this keeps
+    PyJWT's key parsing and adds what a gateway needs: one fetch at a time however many
+    requests ask, a refresh every `ttl_s / 2` (so a removed key is gone within `ttl_s`),
+    and at most one extra fetch per `cooldown_s` for tokens with an unknown key id.
+    While the provider is unreachable the last keys stay in use (and the failure is
+    counted), so an outage of the provider is not an outage of the API.
+    """
+
+    def __init__(self, url: str, *, ttl_s: float, cooldown_s: float, timeout_s: float) -> None:
+        self.url = url
+        self.ttl_s = ttl_s
+        self.cooldown_s = cooldown_s
+        self.timeout_s = timeout_s
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._last_attempt = -float("inf")
+        self._fetching: asyncio.Future[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    def __contains__(self, key_id: str | None) -> bool:
+        return key_id is not None and key_id in self._keys
+
+    async def start(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+        self._session = aiohttp.ClientSession(timeout=timeout, raise_for_status=True)
+        await self.refresh()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Refresh twice per TTL until `stop` is set."""
+        while True:
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self.ttl_s / 2)
+                return
+            except TimeoutError:
+                await self.refresh()
+
+    async def key(self, key_id: str | None) -> jwt.PyJWK:
+        if key_id not in self._keys:
+            if self._fetching is not None and not self._fetching.done():
+                await asyncio.shield(self._fetching)
+            elif time.monotonic() - self._last_attempt >= self.cooldown_s:
+                await self.refresh()
+        if key_id is None or key_id not in self._keys:
+            raise unauthorized("token signed by an unknown key")
+        return self._keys[key_id]
+
+    async def refresh(self) -> None:
+        """Fetch the keys; callers arriving during a fetch wait for that same fetch."""
+        if self._fetching is None or self._fetching.done():
+            self._fetching = asyncio.ensure_future(self._fetch())
+        await asyncio.shield(self._fetching)
+
+    async def _fetch(self) -> None:
+        if self._session is None:
+            raise RuntimeError("KeySet.start() was not called")
+        try:
+            async with self._session.get(self.url) as response:
+                body = await read_bounded(response, MAX_JWKS_BYTES)
+            keys = jwt.PyJWKSet.from_json(body.decode())
+        except (aiohttp.ClientError, TimeoutError, ValueError, jwt.PyJWTError) as exc:
+            JWKS_FETCHES.labels("error").inc()
+            log.warning("JWKS fetch failed; keeping the last keys", extra={"error": repr(exc)})
+            return
+        finally:
+            self._last_attempt = time.monotonic()
+        JWKS_FETCHES.labels("ok").inc()
+        self._keys = {k.key_id: k for k in keys.keys if k.key_id}
 
 
 class Authenticator:
@@ -39,18 +127,21 @@ class Authenticator:
         self.issuer = settings.jwt_issuer
         self.audience = settings.jwt_audience
         self._cache: dict[str, Principal] = {}
+        self.keys: KeySet | None = None
+        self._secret = ""
         if settings.jwt_jwks_url:
             self.algorithms = [a for a in settings.jwt_algorithms if a in ASYMMETRIC] or ["RS256"]
-            self._jwks: jwt.PyJWKClient | None = jwt.PyJWKClient(
-                settings.jwt_jwks_url, cache_keys=True, lifespan=300
+            self.keys = KeySet(
+                settings.jwt_jwks_url,
+                ttl_s=settings.jwt_jwks_ttl_s,
+                cooldown_s=settings.jwt_jwks_cooldown_s,
+                timeout_s=settings.jwt_jwks_timeout_s,
             )
-            self._secret = ""
         else:
             self.algorithms = ["HS256"]
-            self._jwks = None
             self._secret = settings.jwt_secret
 
-    def authenticate(self, header: str | None) -> Principal:
+    async def authenticate(self, header: str | None) -> Principal:
         if not header:
             raise unauthorized("missing bearer token")
         scheme, _, token = header.partition(" ")
@@ -58,19 +149,27 @@ class Authenticator:
             raise unauthorized("use 'Authorization: Bearer <token>'")
         token = token.strip()
         cached = self._cache.get(token)
-        if cached is not None and cached.expires_at + self.leeway > time.time():
+        if cached is not None and self._still_valid(cached):
             return cached
-        principal = self._verify(token)
+        principal = await self._verify(token)
         if len(self._cache) >= CACHE_LIMIT:
             self._cache.clear()
         self._cache[token] = principal
         return principal
 
-    def _verify(self, token: str) -> Principal:
+    def _still_valid(self, principal: Principal) -> bool:
+        if principal.expires_at + self.leeway <= time.time():
+            return False
+        return self.keys is None or principal.key_id in self.keys
+
+    async def _verify(self, token: str) -> Principal:
         try:
+            key_id: str | None = None
             key: object = self._secret
-            if self._jwks is not None:
-                key = self._jwks.get_signing_key_from_jwt(token).key
+            if self.keys is not None:
+                kid = jwt.get_unverified_header(token).get("kid")
+                key_id = kid if isinstance(kid, str) else None
+                key = (await self.keys.key(key_id)).key
             claims = jwt.decode(
                 token,
                 key=key,  # type: ignore[arg-type]
@@ -93,7 +192,7 @@ class Authenticator:
             raise unauthorized("token subject is not a valid account id")
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise unauthorized("token roles must be a list of strings")
-        return Principal(account, frozenset(roles), float(claims["exp"]))
+        return Principal(account, frozenset(roles), float(claims["exp"]), key_id)
 
 
 def issue_dev_token(settings: Settings, account: str, roles: list[str], ttl_s: int) -> str:

@@ -16,6 +16,7 @@ from importlib import resources
 from typing import Any
 
 from shared.accounts import AccountStore
+from shared.contract import MAX_BALANCE
 from shared.keys import Keys
 from shared.settings import RateLimit
 from shared.stores import Redis
@@ -32,6 +33,7 @@ class Status(IntEnum):
     RATE_LIMITED = 3
     REPLAYED = 4
     CONFLICT = 5
+    OVER_LIMIT = 6
 
 
 class UnknownAccount(Exception):
@@ -86,7 +88,7 @@ class TokenBank:
 
     async def refund(self, account: str, amount: int, reason: str, request_id: str) -> Outcome:
         keys = [self.keys.account(account), self.keys.outbox_of(account)]
-        args = [account, amount, "refund", new_event_id(), reason, request_id, "", 0]
+        args = [account, amount, "refund", new_event_id(), reason, request_id, "", 0, MAX_BALANCE]
         return self._given(await self._hydrated(account, self._give, keys, args))
 
     async def credit(
@@ -107,6 +109,7 @@ class TokenBank:
             idempotency_key,
             fingerprint,
             self.idempotency_ttl_s,
+            MAX_BALANCE,
         ]
         return self._given(await self._hydrated(account, self._give, keys, args))
 

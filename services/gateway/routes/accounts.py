@@ -15,10 +15,10 @@ from services.gateway.adapters.tokens import Status, UnknownAccount
 from services.gateway.deps import DEPS, Gateway
 from services.gateway.domain.pricing import ADMIN_ROLE
 from shared.accounts import AccountExists, empty_usage
+from shared.contract import MAX_BALANCE, MAX_TOKENS_PER_CALL
 from shared.errors import ApiError
 from shared.web import json_response, read_json
 
-MAX_TOKENS = 10**12
 MAX_REASON_CHARS = 100
 CREDIT_DURABLE_WITHIN_S = 5.0
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -30,8 +30,8 @@ def idempotency_conflict() -> ApiError:
     return ApiError("idempotency_conflict", "this Idempotency-Key was used with a different body")
 
 
-def admin(request: web.Request) -> Principal:
-    principal = request.app[DEPS].auth.authenticate(request.headers.get("Authorization"))
+async def admin(request: web.Request) -> Principal:
+    principal = await request.app[DEPS].auth.authenticate(request.headers.get("Authorization"))
     if ADMIN_ROLE not in principal.roles:
         raise ApiError("forbidden", "this route needs the 'admin' role")
     return principal
@@ -39,10 +39,10 @@ def admin(request: web.Request) -> Principal:
 
 def tokens_field(body: dict[str, Any], field: str, minimum: int) -> int:
     value = body.get(field)
-    if type(value) is not int or not minimum <= value <= MAX_TOKENS:
+    if type(value) is not int or not minimum <= value <= MAX_TOKENS_PER_CALL:
         raise ApiError(
             "invalid_params",
-            f"{field}: must be an integer from {minimum} to {MAX_TOKENS}",
+            f"{field}: must be an integer from {minimum} to {MAX_TOKENS_PER_CALL}",
             field=field,
         )
     return value
@@ -69,7 +69,7 @@ def usage_of(doc: dict[str, Any]) -> dict[str, Any]:
 async def get_own_account(request: web.Request) -> web.Response:
     """Served from Redis alone: the live balance and usage, one round trip."""
     deps = request.app[DEPS]
-    principal = deps.auth.authenticate(request.headers.get("Authorization"))
+    principal = await deps.auth.authenticate(request.headers.get("Authorization"))
     try:
         live = await deps.bank.live(principal.account)
     except UnknownAccount:
@@ -85,7 +85,7 @@ async def get_own_account(request: web.Request) -> web.Response:
 
 
 async def create_account(request: web.Request) -> web.Response:
-    admin(request)
+    await admin(request)
     deps = request.app[DEPS]
     body = await read_json(request)
     account = account_id(body.get("id"))
@@ -99,7 +99,7 @@ async def create_account(request: web.Request) -> web.Response:
 
 
 async def get_account(request: web.Request) -> web.Response:
-    admin(request)
+    await admin(request)
     deps = request.app[DEPS]
     account = request.match_info["account"]
     doc = await deps.accounts.get(account)
@@ -117,7 +117,7 @@ async def get_account(request: web.Request) -> web.Response:
 
 async def credit_account(request: web.Request) -> web.Response:
     """Credit purchased tokens; the billing team may retry blindly with the same key."""
-    admin(request)
+    await admin(request)
     deps = request.app[DEPS]
     account = request.match_info["account"]
     key = request.headers.get("Idempotency-Key", "")
@@ -152,6 +152,13 @@ async def apply_credit(
         raise ApiError("not_found", f"no account {account!r}") from None
     if outcome.status == Status.CONFLICT:
         raise idempotency_conflict()
+    if outcome.status == Status.OVER_LIMIT:
+        raise ApiError(
+            "balance_limit",
+            f"this credit would take the balance over {MAX_BALANCE} tokens",
+            balance=outcome.balance,
+            limit=MAX_BALANCE,
+        )
     if outcome.status == Status.APPLIED:
         TOKENS_CREDITED.inc(amount)
     if not await deps.bank.wait_shipped(account, key, outcome.entry_id, CREDIT_DURABLE_WITHIN_S):

@@ -36,7 +36,7 @@ async def post_meme(request: web.Request) -> web.StreamResponse:
 
 async def serve_meme(request: web.Request, values: dict[str, Any]) -> web.StreamResponse:
     deps = request.app[DEPS]
-    principal = deps.auth.authenticate(request.headers.get("Authorization"))
+    principal = await deps.auth.authenticate(request.headers.get("Authorization"))
     params = parse_meme_request(values)
     kind = choose_kind(params.kind, principal.roles, deps.memes.ai_available)
     price = deps.settings.price(kind)

@@ -10,16 +10,19 @@ themselves and never in front of text memes.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
+import httpx2
 import openai
 import orjson
-from openai.types.chat import ChatCompletionMessageParam
+from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 from services.meme.domain.formats import clean_text
 from services.meme.domain.places import Place
 from shared.errors import ApiError
 
 MAX_CAPTION_CHARS = 280
+MAX_ANSWER_BYTES = 256 * 1024  # a caption's completion is well under 4 KiB
 
 SYSTEM_PROMPT = (
     "You write short, funny meme captions. The user message is a JSON object with a "
@@ -61,6 +64,61 @@ def clean_caption(raw: str) -> str:
     return f"{top}\n{clean_text(' '.join(lines[1:]), room)}" if room >= 2 else top
 
 
+class _BoundedBody(httpx2.AsyncByteStream):
+    def __init__(self, inner: httpx2.AsyncByteStream, limit: int) -> None:
+        self._inner = inner
+        self._limit = limit
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        received = 0
+        async for chunk in self._inner:
+            received += len(chunk)
+            if received > self._limit:
+                raise httpx2.ReadError(f"answer over {self._limit} bytes")
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class BoundedTransport(httpx2.AsyncBaseTransport):
+    """Refuses answers over `limit` bytes while they stream in.
+
+    Neither the openai client nor its HTTP library bounds an answer's size, and an
+    endpoint that streams gigabytes (broken or hostile) would take the process's
+    memory; this wraps the default transport and stops reading at the limit.
+    """
+
+    def __init__(self, limit: int = MAX_ANSWER_BYTES) -> None:
+        self._inner = httpx2.AsyncHTTPTransport()
+        self._limit = limit
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await self._inner.handle_async_request(request)
+        if not isinstance(response.stream, httpx2.AsyncByteStream):
+            return response
+        return httpx2.Response(
+            status_code=response.status_code,
+            headers=response.headers,
+            stream=_BoundedBody(response.stream, self._limit),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def caption_of(completion: ChatCompletion) -> str:
+    """The completion's text; an answer of any other shape is the endpoint's fault."""
+    try:
+        content = completion.choices[0].message.content
+    except (AttributeError, IndexError, TypeError):
+        content = None
+    if not isinstance(content, str):
+        raise ApiError("upstream_error", "the AI endpoint answered a malformed completion")
+    return content
+
+
 class AiCaptioner:
     def __init__(
         self, client: openai.AsyncOpenAI, *, model: str, deadline_s: float, concurrency: int
@@ -85,11 +143,10 @@ class AiCaptioner:
                 )
         except (TimeoutError, openai.APITimeoutError):
             raise ApiError("upstream_timeout", "the AI endpoint did not answer in time") from None
-        except openai.OpenAIError as exc:
+        except (openai.OpenAIError, ValueError) as exc:  # ValueError: a body that is not JSON
             message = f"the AI endpoint failed: {type(exc).__name__}"
             raise ApiError("upstream_error", message) from None
-        content = completion.choices[0].message.content if completion.choices else None
-        caption = clean_caption(content or "")
+        caption = clean_caption(caption_of(completion))
         if not caption:
             raise ApiError("upstream_error", "the AI endpoint answered an empty caption")
         return caption

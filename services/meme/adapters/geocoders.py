@@ -17,18 +17,20 @@ import aiohttp
 import orjson
 import reverse_geocoder
 from prometheus_client import Counter, Histogram
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.meme.domain.places import Match, Place, geohash
 from shared.keys import Keys
 from shared.metrics import LATENCY_BUCKETS
+from shared.web import read_bounded
 
 log = logging.getLogger(__name__)
 
 NOMINATIM_URL = "https://nominatim.openstreetmap.org"
 GOOGLE_URL = "https://maps.googleapis.com"
 USER_AGENT = "maas-meme/0.1"
+MAX_ANSWER_BYTES = 256 * 1024  # a reverse-geocoding answer is a few KiB
 
 GEOCODER_CACHE = Counter(
     "maas_geocoder_cache_total", "Remote geocoder cache lookups by result", ["result"]
@@ -71,11 +73,12 @@ class OfflineGeocoder:
 
 
 class GeoCache:
-    """Provider answers in Redis by geohash cell; a Redis failure is only a miss."""
+    """Provider answers in the cache Redis by geohash cell; a Redis failure is only a miss.
 
-    def __init__(
-        self, redis: Redis | RedisCluster, provider: str, precision: int, ttl_s: int
-    ) -> None:
+    Without a cache instance (`redis` None) every lookup is a miss.
+    """
+
+    def __init__(self, redis: Redis | None, provider: str, precision: int, ttl_s: int) -> None:
         self._redis = redis
         self._provider = provider
         self._precision = precision
@@ -85,6 +88,8 @@ class GeoCache:
         return Keys.geocode(self._provider, geohash(lat, lon, self._precision))
 
     async def get(self, key: str) -> Match | None:
+        if self._redis is None:
+            return None
         try:
             raw = await self._redis.get(key)
             match = Match.from_json(orjson.loads(raw)) if raw is not None else None
@@ -95,6 +100,8 @@ class GeoCache:
         return match
 
     async def put(self, key: str, match: Match) -> None:
+        if self._redis is None:
+            return
         try:
             await self._redis.set(key, orjson.dumps(match.to_json()), ex=self._ttl_s)
         except RedisError as exc:
@@ -105,7 +112,8 @@ class ProviderError(Exception):
     """The provider answered, but with nothing we can name (error status, no result)."""
 
 
-# Timeouts, network errors, error answers and malformed bodies: all mean "ask offline".
+# Timeouts, network errors, error answers and malformed or oversized bodies (parsing
+# an answer of the wrong shape raises any of these): all mean "ask offline".
 _PROVIDER_FAILURES = (
     TimeoutError,
     aiohttp.ClientError,
@@ -113,6 +121,7 @@ _PROVIDER_FAILURES = (
     ValueError,
     KeyError,
     TypeError,
+    AttributeError,
 )
 
 
@@ -168,7 +177,7 @@ class RemoteGeocoder(ABC):
         ) as response:
             if response.status != 200:
                 raise ProviderError(f"{self.provider} answered HTTP {response.status}")
-            return orjson.loads(await response.read())
+            return orjson.loads(await read_bounded(response, MAX_ANSWER_BYTES))
 
     @abstractmethod
     async def _fetch(self, lat: float, lon: float) -> Match:

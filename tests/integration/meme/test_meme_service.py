@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image
 from prometheus_client import REGISTRY
 
-from infra.local.stack import free_port, redis_server, start, stop_pid
+from infra.local.stack import cache_redis_server, free_port, start, stop_pid
 from services.meme.bootstrap import build_app
 from services.meme.domain.places import geohash
 from shared.settings import Settings
@@ -57,10 +57,10 @@ def sample(name: str, **labels: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def cache_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
-    run_dir = tmp_path_factory.mktemp("meme-redis")
-    running = start(redis_server(port, run_dir, "--appendonly", "no"), run_dir)
+    run_dir = tmp_path_factory.mktemp("meme-cache")
+    running = start(cache_redis_server(port, run_dir), run_dir)
     yield f"redis://127.0.0.1:{port}/0"
     stop_pid(running.process.pid)
 
@@ -290,7 +290,7 @@ async def test_configured_endpoint_is_advertised(fake_ai: FakeOpenAI) -> None:
 
 
 async def test_nominatim_cache_hit_skips_the_network(
-    fake_geocoder: FakeGeocoder, redis_url: str
+    fake_geocoder: FakeGeocoder, cache_url: str
 ) -> None:
     first_point, nearby = (45.76400, 4.83560), (45.76405, 4.83565)
     assert geohash(*first_point, 7) == geohash(*nearby, 7)
@@ -298,7 +298,7 @@ async def test_nominatim_cache_hit_skips_the_network(
     async with meme_service(
         geocoder="nominatim",
         geocoder_url=fake_geocoder.base_url,
-        redis_url=redis_url,
+        cache_redis_url=cache_url,
         geohash_precision=7,
     ) as client:
         _, first = await generate(client, query="cats", lat=first_point[0], lon=first_point[1])
@@ -313,13 +313,13 @@ async def test_nominatim_cache_hit_skips_the_network(
     assert fake_geocoder.last_params["format"] == "jsonv2"
 
 
-async def test_google_wire_format_and_key(fake_geocoder: FakeGeocoder, redis_url: str) -> None:
+async def test_google_wire_format_and_key(fake_geocoder: FakeGeocoder, cache_url: str) -> None:
     fake_geocoder.name = "Googleton"
     async with meme_service(
         geocoder="google",
         geocoder_url=fake_geocoder.base_url,
         MAAS_GOOGLE_API_KEY="g-key",
-        redis_url=redis_url,
+        cache_redis_url=cache_url,
     ) as client:
         status, body = await generate(client, query="cats", lat=-12.0464, lon=-77.0428)
     assert status == 200
@@ -335,12 +335,12 @@ async def test_google_wire_format_and_key(fake_geocoder: FakeGeocoder, redis_url
 
 
 async def test_provider_down_falls_back_offline(
-    fake_geocoder: FakeGeocoder, redis_url: str
+    fake_geocoder: FakeGeocoder, cache_url: str
 ) -> None:
     fake_geocoder.down = True
     errors = sample("maas_geocoder_errors_total", provider="nominatim")
     async with meme_service(
-        geocoder="nominatim", geocoder_url=fake_geocoder.base_url, redis_url=redis_url
+        geocoder="nominatim", geocoder_url=fake_geocoder.base_url, cache_redis_url=cache_url
     ) as client:
         status, body = await generate(client, query="cats", lat=48.8566, lon=2.3522)
     assert status == 200
@@ -349,11 +349,49 @@ async def test_provider_down_falls_back_offline(
     assert sample("maas_geocoder_errors_total", provider="nominatim") == errors + 1
 
 
+HOSTILE_ANSWERS = {
+    "oversized": b'{"address": {"city": "' + b"x" * (4 << 20) + b'"}}',
+    "not json": b"<html>surprise</html>",
+    "wrong types": b'{"address": ["city"], "lat": {"deg": 1}, "lon": null}',
+    "not an object": b"[1, 2, 3]",
+}
+
+
+@pytest.mark.parametrize("answer", HOSTILE_ANSWERS.values(), ids=HOSTILE_ANSWERS.keys())
+async def test_hostile_geocoder_answers_fall_back_offline(
+    fake_geocoder: FakeGeocoder, cache_url: str, answer: bytes
+) -> None:
+    fake_geocoder.raw_answer = answer
+    async with meme_service(
+        geocoder="nominatim", geocoder_url=fake_geocoder.base_url, cache_redis_url=cache_url
+    ) as client:
+        status, body = await generate(client, query="cats", lat=41.9028, lon=12.4964)
+    assert status == 200
+    assert (body["location"]["name"], body["location"]["source"]) == ("Rome", "offline-fallback")
+
+
+HOSTILE_AI_ANSWERS = {
+    "oversized": b'{"choices": [{"message": {"content": "' + b"x" * (8 << 20) + b'"}}]}',
+    "not json": b"<html>surprise</html>",
+    "no choices": b'{"id": "x", "object": "chat.completion"}',
+    "wrong types": b'{"choices": [{"message": {"content": ["a", "b"]}}]}',
+    "null content": b'{"choices": [{"message": null}]}',
+}
+
+
+@pytest.mark.parametrize("answer", HOSTILE_AI_ANSWERS.values(), ids=HOSTILE_AI_ANSWERS.keys())
+async def test_hostile_ai_answers_are_502(fake_ai: FakeOpenAI, answer: bytes) -> None:
+    fake_ai.raw_answer = answer
+    async with meme_service(OPENAI_BASE_URL=fake_ai.url, ai_max_retries=0) as client:
+        status, body = await generate(client, query="cats", kind="ai")
+    assert (status, body["error"]["code"]) == (502, "upstream_error")
+
+
 async def test_provider_unreachable_and_redis_down_still_answer() -> None:
     closed = f"http://127.0.0.1:{free_port()}"
     no_redis = f"redis://127.0.0.1:{free_port()}/0"
     async with meme_service(
-        geocoder="nominatim", geocoder_url=closed, redis_url=no_redis
+        geocoder="nominatim", geocoder_url=closed, cache_redis_url=no_redis
     ) as client:
         status, body = await generate(client, query="cats", lat=35.6762, lon=139.6503)
     assert status == 200

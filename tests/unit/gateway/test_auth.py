@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from collections.abc import AsyncIterator
 from typing import Any
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from services.gateway.adapters.auth import Authenticator, issue_dev_token
 from shared.errors import ApiError
 from shared.settings import Settings
+from tests.fakes.identity_provider import IdentityProvider
 
 SETTINGS = Settings(jwt_secret="unit-test-secret-of-at-least-32-bytes")
 
@@ -28,137 +27,132 @@ def b64(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
 
-def rejected(auth: Authenticator, token: str) -> ApiError:
+async def rejected(auth: Authenticator, token: str) -> ApiError:
     with pytest.raises(ApiError) as caught:
-        auth.authenticate(f"Bearer {token}")
+        await auth.authenticate(f"Bearer {token}")
     assert caught.value.status == 401
     assert caught.value.headers["WWW-Authenticate"].startswith("Bearer")
     return caught.value
 
 
-def test_a_good_token_gives_the_account_and_roles() -> None:
-    principal = Authenticator(SETTINGS).authenticate(
+async def test_a_good_token_gives_the_account_and_roles() -> None:
+    principal = await Authenticator(SETTINGS).authenticate(
         f"Bearer {issue_dev_token(SETTINGS, 'alice', ['ai'], 60)}"
     )
     assert (principal.account, principal.roles) == ("alice", frozenset({"ai"}))
 
 
-def test_alg_none_is_rejected() -> None:
+async def test_alg_none_is_rejected() -> None:
     now = int(time.time())
     token = f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64({'sub': 'a', 'exp': now + 60})}."
-    rejected(Authenticator(SETTINGS), token)
+    await rejected(Authenticator(SETTINGS), token)
 
 
-def test_a_tampered_payload_is_rejected() -> None:
+async def test_a_tampered_payload_is_rejected() -> None:
     header, _, signature = issue_dev_token(SETTINGS, "alice", [], 60).split(".")
     forged = b64({"sub": "alice", "roles": ["admin"], "exp": int(time.time()) + 60})
-    rejected(Authenticator(SETTINGS), f"{header}.{forged}.{signature}")
+    await rejected(Authenticator(SETTINGS), f"{header}.{forged}.{signature}")
 
 
-def test_another_secret_is_rejected() -> None:
+async def test_another_secret_is_rejected() -> None:
     token = issue_dev_token(
         Settings(jwt_secret="someone-elses-secret-of-32-bytes-or-more"), "alice", [], 60
     )
-    rejected(Authenticator(SETTINGS), token)
+    await rejected(Authenticator(SETTINGS), token)
 
 
-def test_expired_and_not_yet_valid_tokens_are_rejected() -> None:
+async def test_expired_and_not_yet_valid_tokens_are_rejected() -> None:
     now = int(time.time())
     expired = jwt.encode(
         {"sub": "a", "exp": now - 60}, "unit-test-secret-of-at-least-32-bytes", algorithm="HS256"
     )
-    assert rejected(Authenticator(SETTINGS), expired).message == "token expired"
+    assert (await rejected(Authenticator(SETTINGS), expired)).message == "token expired"
     early = jwt.encode(
         {"sub": "a", "exp": now + 600, "nbf": now + 300},
         "unit-test-secret-of-at-least-32-bytes",
         algorithm="HS256",
     )
-    rejected(Authenticator(SETTINGS), early)
+    await rejected(Authenticator(SETTINGS), early)
 
 
-def test_exp_is_required() -> None:
+async def test_exp_is_required() -> None:
     token = jwt.encode({"sub": "a"}, "unit-test-secret-of-at-least-32-bytes", algorithm="HS256")
-    rejected(Authenticator(SETTINGS), token)
+    await rejected(Authenticator(SETTINGS), token)
 
 
 @pytest.mark.parametrize("sub", ["", "a b", "x" * 65, "../etc"])
-def test_a_subject_that_is_not_an_account_id_is_rejected(sub: str) -> None:
+async def test_a_subject_that_is_not_an_account_id_is_rejected(sub: str) -> None:
     token = jwt.encode(
         {"sub": sub, "exp": int(time.time()) + 60},
         "unit-test-secret-of-at-least-32-bytes",
         algorithm="HS256",
     )
-    rejected(Authenticator(SETTINGS), token)
+    await rejected(Authenticator(SETTINGS), token)
 
 
-def test_roles_must_be_a_list_of_strings() -> None:
+async def test_roles_must_be_a_list_of_strings() -> None:
     token = jwt.encode(
         {"sub": "a", "roles": "admin", "exp": int(time.time()) + 60},
         "unit-test-secret-of-at-least-32-bytes",
         algorithm="HS256",
     )
-    rejected(Authenticator(SETTINGS), token)
+    await rejected(Authenticator(SETTINGS), token)
 
 
-def test_issuer_and_audience_are_checked_when_configured() -> None:
+async def test_issuer_and_audience_are_checked_when_configured() -> None:
     strict = Settings(
         jwt_secret="unit-test-secret-of-at-least-32-bytes", jwt_issuer="idp", jwt_audience="maas"
     )
     good = issue_dev_token(strict, "alice", [], 60)
-    assert Authenticator(strict).authenticate(f"Bearer {good}").account == "alice"
-    rejected(Authenticator(strict), issue_dev_token(SETTINGS, "alice", [], 60))
+    assert (await Authenticator(strict).authenticate(f"Bearer {good}")).account == "alice"
+    await rejected(Authenticator(strict), issue_dev_token(SETTINGS, "alice", [], 60))
 
 
-def test_verified_tokens_are_cached_until_they_expire() -> None:
+async def test_verified_tokens_are_cached_until_they_expire() -> None:
     auth = Authenticator(SETTINGS)
     token = issue_dev_token(SETTINGS, "alice", [], 60)
-    first = auth.authenticate(f"Bearer {token}")
-    assert auth.authenticate(f"Bearer {token}") is first
+    first = await auth.authenticate(f"Bearer {token}")
+    assert await auth.authenticate(f"Bearer {token}") is first
 
 
-@pytest.fixture(scope="module")
-def identity_provider() -> Iterator[tuple[str, rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey]]:
-    """A loopback JWKS endpoint, as an identity provider publishes its keys."""
-    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    ec_key = ec.generate_private_key(ec.SECP256R1())
-    keys = []
-    for kid, key, alg in (("rsa-1", rsa_key, "RS256"), ("ec-1", ec_key, "ES256")):
-        jwk = json.loads(jwt.algorithms.get_default_algorithms()[alg].to_jwk(key.public_key()))
-        keys.append({**jwk, "kid": kid, "alg": alg, "use": "sig"})
-    body = json.dumps({"keys": keys}).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/jwks.json", rsa_key, ec_key
-    server.shutdown()
+@pytest.fixture
+async def idp() -> AsyncIterator[IdentityProvider]:
+    provider = IdentityProvider()
+    provider.add_key("rsa-1", "RS256")
+    provider.add_key("ec-1", "ES256")
+    async with provider:
+        yield provider
 
 
-def test_jwks_tokens_in_rs256_and_es256_are_accepted(
-    identity_provider: tuple[str, rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey],
+def jwks_settings(idp: IdentityProvider, **overrides: Any) -> Settings:
+    return Settings(jwt_jwks_url=idp.jwks_url, jwt_algorithms=["RS256", "ES256"], **overrides)
+
+
+@pytest.fixture
+async def jwks_auth(idp: IdentityProvider) -> AsyncIterator[Authenticator]:
+    auth = Authenticator(jwks_settings(idp, jwt_jwks_ttl_s=1, jwt_jwks_cooldown_s=0.2))
+    assert auth.keys is not None
+    await auth.keys.start()
+    stop = asyncio.Event()
+    refresher = asyncio.create_task(auth.keys.run(stop))
+    yield auth
+    stop.set()
+    await refresher
+    await auth.keys.close()
+
+
+async def test_jwks_tokens_in_rs256_and_es256_are_accepted(
+    idp: IdentityProvider, jwks_auth: Authenticator
 ) -> None:
-    url, rsa_key, ec_key = identity_provider
-    auth = Authenticator(Settings(jwt_jwks_url=url, jwt_algorithms=["RS256", "ES256"]))
-    claims = {"sub": "bob", "roles": ["ai"], "exp": int(time.time()) + 60}
-    for kid, key, alg in (("rsa-1", rsa_key, "RS256"), ("ec-1", ec_key, "ES256")):
-        token = jwt.encode(claims, key, algorithm=alg, headers={"kid": kid})
-        assert auth.authenticate(f"Bearer {token}").account == "bob"
+    for kid in ("rsa-1", "ec-1"):
+        token = idp.token(kid, "bob", ["ai"])
+        assert (await jwks_auth.authenticate(f"Bearer {token}")).account == "bob"
 
 
-def test_hmac_signed_with_the_public_key_is_rejected(
-    identity_provider: tuple[str, rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey],
+async def test_hmac_signed_with_the_public_key_is_rejected(
+    idp: IdentityProvider, jwks_auth: Authenticator
 ) -> None:
-    url, rsa_key, _ = identity_provider
-    auth = Authenticator(Settings(jwt_jwks_url=url, jwt_algorithms=["RS256"]))
+    rsa_key, _ = idp.keys["rsa-1"]
     public_pem = rsa_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -166,4 +160,81 @@ def test_hmac_signed_with_the_public_key_is_rejected(
     payload = b64({"sub": "mallory", "roles": ["admin"], "exp": int(time.time()) + 60})
     signature = hmac.new(public_pem, f"{header}.{payload}".encode(), hashlib.sha256).digest()
     token = f"{header}.{payload}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
-    rejected(auth, token)
+    await rejected(jwks_auth, token)
+
+
+async def test_a_rotated_key_verifies_and_a_removed_one_stops_within_the_ttl(
+    idp: IdentityProvider, jwks_auth: Authenticator
+) -> None:
+    old = idp.token("rsa-1", "carol", [])
+    assert (await jwks_auth.authenticate(f"Bearer {old}")).account == "carol"  # now cached
+    idp.add_key("rsa-2")
+    new = idp.token("rsa-2", "carol", [])
+    await asyncio.sleep(0.25)  # past the cooldown of the start-up fetch
+    assert (await jwks_auth.authenticate(f"Bearer {new}")).account == "carol"  # unknown kid
+    idp.remove_key("rsa-1")
+    removed_at = time.monotonic()
+
+    async def still_verifies() -> bool:
+        try:
+            await jwks_auth.authenticate(f"Bearer {old}")
+        except ApiError as error:
+            if error.status == 401:
+                return False
+            raise
+        return True
+
+    while await still_verifies():
+        assert time.monotonic() - removed_at < 3, "a removed key still verifies (TTL 1 s)"
+        await asyncio.sleep(0.05)
+    assert time.monotonic() - removed_at <= 1 + 0.5  # the TTL, plus the fetch on loopback
+    assert (await jwks_auth.authenticate(f"Bearer {new}")).account == "carol"
+
+
+async def test_unknown_key_ids_fetch_once_per_cooldown_without_blocking(
+    idp: IdentityProvider,
+) -> None:
+    auth = Authenticator(jwks_settings(idp, jwt_jwks_cooldown_s=0.5, jwt_jwks_timeout_s=2))
+    assert auth.keys is not None
+    await auth.keys.start()
+    try:
+        await asyncio.sleep(0.6)  # past the cooldown of the start-up fetch
+        idp.delay_s = 0.5
+        fetches = idp.fetches
+        storm = [idp.foreign_token(f"unknown-{i}", "mallory") for i in range(100)]
+        started = time.monotonic()
+        results = await asyncio.gather(
+            *(auth.authenticate(f"Bearer {t}") for t in storm), return_exceptions=True
+        )
+        assert all(isinstance(r, ApiError) and r.status == 401 for r in results)
+        assert idp.fetches - fetches == 1
+        assert time.monotonic() - started < 2  # they shared one slow fetch
+        await rejected(auth, idp.foreign_token("unknown-again", "mallory"))
+        assert idp.fetches - fetches == 1  # within the cooldown: no fetch at all
+    finally:
+        await auth.keys.close()
+
+
+async def test_an_unreachable_provider_keeps_the_last_keys(idp: IdentityProvider) -> None:
+    auth = Authenticator(jwks_settings(idp, jwt_jwks_timeout_s=0.2))
+    assert auth.keys is not None
+    await auth.keys.start()
+    try:
+        token = idp.token("rsa-1", "dave", [])
+        idp.delay_s = 1.0  # every fetch now times out
+        await auth.keys.refresh()
+        assert (await auth.authenticate(f"Bearer {token}")).account == "dave"
+    finally:
+        await auth.keys.close()
+
+
+async def test_a_non_string_key_id_is_rejected(idp: IdentityProvider) -> None:
+    auth = Authenticator(jwks_settings(idp))
+    assert auth.keys is not None
+    await auth.keys.start()
+    try:
+        header = b64({"alg": "RS256", "typ": "JWT", "kid": ["rsa-1"]})
+        payload = b64({"sub": "eve", "exp": int(time.time()) + 60})
+        await rejected(auth, f"{header}.{payload}.c2lnbmF0dXJl")
+    finally:
+        await auth.keys.close()

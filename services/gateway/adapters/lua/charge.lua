@@ -5,8 +5,7 @@
 -- status 0 charged, 1 not hydrated, 2 insufficient tokens, 3 rate limited.
 local account_key, outbox = KEYS[1], KEYS[2]
 local price, rate, burst = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local state = redis.call('HMGET', account_key, 'balance', 'epoch', 'seq', 'rl_tokens', 'rl_ts',
-                         'calls', 'spent')
+local state = redis.call('HMGET', account_key, 'balance', 'epoch', 'rl_tokens', 'rl_ts')
 local balance = tonumber(state[1])
 if not balance then
   return {1, 0, 0, 0, 0}
@@ -15,8 +14,8 @@ local bucket, now_ms
 if rate > 0 then
   local now = redis.call('TIME')
   now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-  bucket = tonumber(state[4]) or burst
-  local last = tonumber(state[5]) or now_ms
+  bucket = tonumber(state[3]) or burst
+  local last = tonumber(state[4]) or now_ms
   bucket = math.min(burst, bucket + math.max(0, now_ms - last) * rate / 1000)
   if bucket < 1 then
     return {3, balance, 0, 0, math.ceil((1 - bucket) * 1000 / rate)}
@@ -25,16 +24,16 @@ end
 if balance < price then
   return {2, balance, 0, 0, 0}
 end
-balance = balance - price
-local epoch = state[2]
-local seq = tonumber(state[3]) + 1
-local calls, spent = (tonumber(state[6]) or 0) + 1, (tonumber(state[7]) or 0) + price
+-- HINCRBY keeps the counters exact integers; Lua's own numbers print in %.14g.
+balance = redis.call('HINCRBY', account_key, 'balance', -price)
+local seq = redis.call('HINCRBY', account_key, 'seq', 1)
+redis.call('HINCRBY', account_key, 'calls', 1)
+redis.call('HINCRBY', account_key, 'spent', price)
 if rate > 0 then
-  redis.call('HSET', account_key, 'balance', balance, 'seq', seq, 'calls', calls, 'spent', spent,
-             'rl_tokens', string.format('%.6f', bucket - 1), 'rl_ts', now_ms)
-else
-  redis.call('HSET', account_key, 'balance', balance, 'seq', seq, 'calls', calls, 'spent', spent)
+  redis.call('HSET', account_key, 'rl_tokens', string.format('%.6f', bucket - 1),
+             'rl_ts', string.format('%d', now_ms))
 end
+local epoch = state[2]
 redis.call('XADD', outbox, '*', 'i', ARGV[5], 't', 'debit', 'a', ARGV[1], 'n', price,
            'e', epoch, 's', seq, 'r', ARGV[6], 'q', ARGV[7])
 return {0, balance, tonumber(epoch), seq, 0}

@@ -2,9 +2,11 @@
 -- A credit carries an idempotency key: the first call records its answer, a repeat
 -- with the same body fingerprint gets that answer back, a different body a conflict.
 -- KEYS[1] account hash, KEYS[2] outbox stream, KEYS[3] idempotency key (credits only)
--- ARGV: account, amount, type, event id, reason, request id, fingerprint, ttl seconds
+-- ARGV: account, amount, type, event id, reason, request id, fingerprint, ttl seconds,
+--       the largest balance a credit may reach
 -- Returns {status, balance, epoch, seq, event id, outbox entry id};
--- status 0 applied, 1 not hydrated, 4 replayed (same key, same body), 5 conflict.
+-- status 0 applied, 1 not hydrated, 4 replayed (same key, same body), 5 conflict,
+-- 6 the credit would take the balance over its limit (nothing changed).
 local account_key, outbox, idem_key = KEYS[1], KEYS[2], KEYS[3]
 if idem_key then
   local seen = redis.call('HMGET', idem_key, 'fingerprint', 'event_id', 'balance', 'entry')
@@ -15,24 +17,27 @@ if idem_key then
     return {4, tonumber(seen[3]), 0, 0, seen[2], seen[4]}
   end
 end
-local state = redis.call('HMGET', account_key, 'balance', 'epoch', 'seq')
+local state = redis.call('HMGET', account_key, 'balance', 'epoch')
 local balance = tonumber(state[1])
 if not balance then
   return {1, 0, 0, 0, '', ''}
 end
 local amount = tonumber(ARGV[2])
-balance = balance + amount
-local seq = tonumber(state[3]) + 1
-redis.call('HSET', account_key, 'balance', balance, 'seq', seq)
+if ARGV[3] == 'credit' and balance + amount > tonumber(ARGV[9]) then
+  return {6, balance, 0, 0, '', ''}
+end
+-- HINCRBY keeps the counters exact integers; Lua's own numbers print in %.14g.
+balance = redis.call('HINCRBY', account_key, 'balance', ARGV[2])
+local seq = redis.call('HINCRBY', account_key, 'seq', 1)
 if ARGV[3] == 'refund' then
   redis.call('HINCRBY', account_key, 'calls', -1)
-  redis.call('HINCRBY', account_key, 'spent', -amount)
+  redis.call('HINCRBY', account_key, 'spent', '-' .. ARGV[2])
 end
-local entry = redis.call('XADD', outbox, '*', 'i', ARGV[4], 't', ARGV[3], 'a', ARGV[1], 'n', amount,
-           'e', state[2], 's', seq, 'r', ARGV[5], 'q', ARGV[6])
+local entry = redis.call('XADD', outbox, '*', 'i', ARGV[4], 't', ARGV[3], 'a', ARGV[1],
+           'n', ARGV[2], 'e', state[2], 's', seq, 'r', ARGV[5], 'q', ARGV[6])
 if idem_key then
-  redis.call('HSET', idem_key, 'fingerprint', ARGV[7], 'event_id', ARGV[4], 'balance', balance,
-             'entry', entry)
+  redis.call('HSET', idem_key, 'fingerprint', ARGV[7], 'event_id', ARGV[4],
+             'balance', string.format('%d', balance), 'entry', entry)
   redis.call('EXPIRE', idem_key, tonumber(ARGV[8]))
 end
 return {0, balance, tonumber(state[2]), seq, ARGV[4], entry}

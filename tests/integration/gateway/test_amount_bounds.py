@@ -1,0 +1,70 @@
+"""Token amounts are bounded and exact end to end: Redis, the outbox, MongoDB, the API."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from shared.accounts import AccountStore
+from shared.contract import MAX_BALANCE, MAX_TOKENS_PER_CALL
+from shared.stores import mongo_client
+from tests.stack import ServiceStack
+
+
+async def credit(
+    stack: ServiceStack, http: aiohttp.ClientSession, account: str, amount: object, key: str
+) -> tuple[int, dict[str, object]]:
+    async with http.post(
+        f"{stack.gateway}/v1/accounts/{account}/credits",
+        json={"amount": amount},
+        headers={**stack.admin, "Idempotency-Key": key},
+    ) as response:
+        return response.status, await response.json()
+
+
+async def test_credits_reach_the_largest_balance_exactly_and_no_further(
+    shared_stack: ServiceStack, http: aiohttp.ClientSession
+) -> None:
+    stack = shared_stack
+    room = 5
+    mongo = mongo_client(stack.settings)
+    try:  # years of purchases, as the ledger would have recorded them
+        await AccountStore(mongo[stack.settings.mongo_db]).create("bounds-top", MAX_BALANCE - room)
+    finally:
+        await mongo.close()
+    status, body = await credit(stack, http, "bounds-top", room + 1, "over")
+    assert (status, body["error"]["code"]) == (409, "balance_limit")  # type: ignore[index]
+    status, body = await credit(stack, http, "bounds-top", room, "to-the-top")
+    assert (status, body["tokens"]) == (202, MAX_BALANCE)
+    status, body = await credit(stack, http, "bounds-top", 1, "one-more")
+    assert (status, body["error"]["code"]) == (409, "balance_limit")  # type: ignore[index]
+
+    async with http.get(
+        f"{stack.gateway}/memes", params={"query": "riches"}, headers=stack.auth("bounds-top")
+    ) as response:
+        assert (await response.json())["tokens_remaining"] == MAX_BALANCE - 1
+    live = await stack.redis_account("bounds-top")
+    assert live["balance"] == str(MAX_BALANCE - 1)  # an integer, never 1e+15
+    await stack.drained("bounds-top")
+    stored = await stack.mongo_account("bounds-top")
+    assert stored is not None
+    assert stored["balance"] == MAX_BALANCE - 1
+    assert isinstance(stored["balance"], int)
+
+
+async def test_amounts_out_of_range_are_400_and_change_nothing(
+    shared_stack: ServiceStack, http: aiohttp.ClientSession
+) -> None:
+    stack = shared_stack
+    await stack.create_account(http, "bounds-bad", 5)
+    for amount in (0, -1, MAX_TOKENS_PER_CALL + 1, 2**53, 1e3, "10", None, True):
+        status, body = await credit(stack, http, "bounds-bad", amount, f"bad-{amount!s}")
+        assert (status, body["error"]["code"]) == (400, "invalid_params"), amount  # type: ignore[index]
+    for tokens in (MAX_TOKENS_PER_CALL + 1, -1, 2**63):
+        async with http.post(
+            f"{stack.gateway}/v1/accounts",
+            json={"id": "bounds-new", "tokens": tokens},
+            headers=stack.admin,
+        ) as response:
+            assert response.status == 400, tokens
+    live = await stack.redis_account("bounds-bad")
+    assert (live["balance"], live["seq"]) == ("5", "0")
