@@ -16,6 +16,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "unknown_account": 403,
     "not_found": 404,
     "method_not_allowed": 405,
+    "request_timeout": 408,
     "account_exists": 409,
     "idempotency_conflict": 409,
     "balance_limit": 409,

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     meme_timeout_s: float = 2.0
     meme_ai_timeout_s: float = 25.0
     max_body_bytes: PositiveInt = 16_384
+    # A client that sends its request body slower than this gets 408 (a slow sender holds
+    # a handler; slow headers are the ingress's to cut, see docs/security.md).
+    body_timeout_s: float = Field(default=5.0, gt=0)
     jwt_secret: str = DEV_JWT_SECRET
     jwt_jwks_url: str | None = None
     jwt_algorithms: list[str] = Field(default_factory=lambda: ["HS256"])

@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+# How long a client may take to send a request body: a slow sender holds a handler.
+BODY_TIMEOUT_S = web.AppKey("body_timeout_s", float)
+
+CLOSE = {"Connection": "close"}
+
 _HTTP_ERROR_CODES = {
     400: "invalid_params",
     401: "unauthorized",
@@ -76,9 +81,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 async def read_json(request: web.Request) -> dict[str, Any]:
     """The request's JSON object body, or a 400 the client can act on.
 
-    The size limit is the application's `client_max_size` (aiohttp answers 413).
+    The size limit is the application's `client_max_size` (aiohttp answers 413); the
+    time limit is the application's BODY_TIMEOUT_S (408).
     """
-    raw = await request.read()
+    try:
+        async with asyncio.timeout(request.app.get(BODY_TIMEOUT_S, 5.0)):
+            raw = await request.read()
+    except TimeoutError:
+        raise ApiError(
+            "request_timeout", "the request body did not arrive in time", headers=CLOSE
+        ) from None
     try:
         body = orjson.loads(raw) if raw else {}
     except orjson.JSONDecodeError:

@@ -20,6 +20,11 @@ output "redis_configuration_endpoint" {
   value       = aws_elasticache_replication_group.redis.configuration_endpoint_address
 }
 
+output "cache_redis_primary_endpoint" {
+  description = "Cache instance: meme secret cache-redis-url = rediss://:<auth token>@<this>:6379/0."
+  value       = aws_elasticache_replication_group.cache.primary_endpoint_address
+}
+
 output "gateway_role_arn" {
   description = "IRSA role for serviceAccounts.gateway.roleArn."
   value       = aws_iam_role.service["gateway"].arn

@@ -113,3 +113,44 @@ resource "aws_elasticache_replication_group" "redis" {
   auto_minor_version_upgrade = true
   apply_immediately          = false
 }
+
+# The cache instance (remote geocoder answers): its own memory bound and LRU eviction, so a
+# full cache evicts old answers and can never refuse a charge (eviction policy and memory are
+# per instance; a separate database would share both). Losing it costs only cache misses.
+resource "aws_elasticache_parameter_group" "cache" {
+  name        = "${local.name}-cache7"
+  family      = "redis7"
+  description = "MaaS cache: evict the least recently used keys when full"
+
+  parameter {
+    name  = "maxmemory-policy"
+    value = "allkeys-lru"
+  }
+}
+
+resource "aws_elasticache_replication_group" "cache" {
+  replication_group_id = "${local.name}-cache"
+  description          = "MaaS caches (remote geocoder answers), never balances"
+  engine               = "redis"
+  engine_version       = var.redis_engine_version
+  node_type            = var.cache_redis_node_type
+  port                 = 6379
+  parameter_group_name = aws_elasticache_parameter_group.cache.name
+  subnet_group_name    = aws_elasticache_subnet_group.redis.name
+  security_group_ids   = [aws_security_group.redis.id]
+
+  num_cache_clusters         = 2
+  automatic_failover_enabled = true
+  multi_az_enabled           = true
+
+  at_rest_encryption_enabled = true
+  kms_key_id                 = aws_kms_key.redis.arn
+  transit_encryption_enabled = true
+  auth_token                 = var.cache_redis_auth_token
+  auth_token_update_strategy = "ROTATE"
+
+  snapshot_retention_limit   = 1
+  maintenance_window         = var.redis_maintenance_window
+  auto_minor_version_upgrade = true
+  apply_immediately          = false
+}

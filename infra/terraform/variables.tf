@@ -125,6 +125,18 @@ variable "redis_auth_token" {
   sensitive   = true
 }
 
+variable "cache_redis_node_type" {
+  description = "ElastiCache node type of the cache instance (geocoder answers)."
+  type        = string
+  default     = "cache.t4g.medium"
+}
+
+variable "cache_redis_auth_token" {
+  description = "AUTH token of the cache instance (16-128 printable characters); from a secret store, never committed."
+  type        = string
+  sensitive   = true
+}
+
 variable "redis_snapshot_retention_days" {
   description = "Days of automatic daily snapshots kept."
   type        = number

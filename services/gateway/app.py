@@ -7,14 +7,15 @@ from aiohttp import web
 from services.gateway.routes import accounts, memes, ops
 from services.gateway.routes.context import request_id_middleware
 from shared.metrics import http_metrics_middleware
-from shared.web import error_middleware, healthz, metrics_handler
+from shared.web import BODY_TIMEOUT_S, error_middleware, healthz, metrics_handler
 
 
-def create_app(max_body_bytes: int) -> web.Application:
+def create_app(max_body_bytes: int, body_timeout_s: float) -> web.Application:
     app = web.Application(
         client_max_size=max_body_bytes,
         middlewares=[request_id_middleware, http_metrics_middleware("gateway"), error_middleware],
     )
+    app[BODY_TIMEOUT_S] = body_timeout_s
     app.router.add_get("/memes", memes.get_meme)
     app.router.add_get("/v1/memes", memes.get_meme)
     app.router.add_post("/v1/meme", memes.post_meme)

@@ -25,7 +25,7 @@ from shared.stores import mongo_client, redis_client
 
 
 def build_app(settings: Settings, *, relay: bool = True) -> web.Application:
-    app = create_app(settings.max_body_bytes)
+    app = create_app(settings.max_body_bytes, settings.body_timeout_s)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         redis = redis_client(settings)

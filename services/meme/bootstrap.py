@@ -24,7 +24,7 @@ from services.meme.memes import MemeMaker
 from shared.metrics import http_metrics_middleware
 from shared.settings import Settings
 from shared.stores import cache_client
-from shared.web import error_middleware
+from shared.web import BODY_TIMEOUT_S, error_middleware
 
 
 def _remote_geocoder(
@@ -105,6 +105,7 @@ def build_app(settings: Settings) -> web.Application:
         middlewares=[http_metrics_middleware("meme"), error_middleware],
     )
     app[SETTINGS] = settings
+    app[BODY_TIMEOUT_S] = settings.body_timeout_s
     app.cleanup_ctx.append(clients)
     add_routes(app)
     return app

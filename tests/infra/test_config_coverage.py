@@ -18,12 +18,14 @@ IRSA_FIELDS = {"aws_access_key_id", "aws_secret_access_key"}
 # values file when it uses them (prod sets the JWKS, issuer, audience and OpenAI endpoint).
 OPTIONAL_FIELDS = {"jwt_jwks_url", "jwt_issuer", "jwt_audience", "geocoder_url", "openai_base_url"}
 # Connection URLs: in the ConfigMap when they carry no credential (dev), else in the Secret.
-URL_FIELDS = {"redis_url", "mongo_url"}
+URL_FIELDS = {"redis_url", "mongo_url", "cache_redis_url"}
+# Read by one service only: the others need not have it.
+ONLY_FOR = {"cache_redis_url": "maas-meme"}
 
 
 def test_allow_lists_name_real_settings() -> None:
     fields = set(env_names())
-    for group in (SECRET_FIELDS, IRSA_FIELDS, OPTIONAL_FIELDS, URL_FIELDS):
+    for group in (SECRET_FIELDS, IRSA_FIELDS, OPTIONAL_FIELDS, URL_FIELDS, set(ONLY_FOR)):
         assert group <= fields
     for name in OPTIONAL_FIELDS:
         assert Settings.model_fields[name].default is None
@@ -55,7 +57,8 @@ def test_every_setting_reaches_every_service(
         config_maps, secret_env = container_env(deployment)
         assert config_maps == {config_map["metadata"]["name"]}
         available = set(data) | secret_env
-        assert required - available == set(), f"{name} misses settings"
+        needed = required - {names[f] for f, only in ONLY_FOR.items() if only != name}
+        assert needed - available == set(), f"{name} misses settings"
         assert not (set(data) & secret_env), f"{name}: a setting in both ConfigMap and Secret"
         assert not (secret_env & {names[f] for f in IRSA_FIELDS}), "use IRSA, not AWS keys"
 
@@ -66,6 +69,7 @@ def test_prod_takes_credentials_from_the_secret(rendered: dict[str, list[Manifes
     secret_env = {name: container_env(d)[1] for name, d in deployments.items()}
     for env in secret_env.values():
         assert {names["redis_url"], names["mongo_url"]} <= env
+    assert names["cache_redis_url"] in secret_env["maas-meme"]
     assert names["openai_api_key"] in secret_env["maas-meme"]
     assert names["jwt_secret"] not in secret_env["maas-meme"]
 

@@ -174,3 +174,23 @@ def test_release_workflow_can_rewrite_the_prod_image_tag() -> None:
     image = values("values-prod.yaml")["image"]
     assert isinstance(image, dict)
     assert image["tag"] == matches[0]
+
+
+@pytest.mark.parametrize(
+    ("extra", "renders"),
+    [
+        ((), True),  # base values: prod with a required jwt-secret
+        (("--set", "secretEnv.gateway[0].optional=true"), False),
+        (("--set", "secretEnv.gateway=null"), False),
+        (
+            ("--set", "secretEnv.gateway=null", "--set", "config.MAAS_JWT_JWKS_URL=https://i/j"),
+            True,
+        ),
+        (("--set", "secretEnv.gateway=null", "--set", "config.MAAS_ENV=dev"), True),
+    ],
+)
+def test_production_requires_a_jwt_source(extra: tuple[str, ...], renders: bool) -> None:
+    result = helm_template("values.yaml", "--set", "image.tag=abc", *extra)
+    assert (result.returncode == 0) is renders, result.stderr
+    if not renders:
+        assert "MAAS_ENV=prod needs a JWT source" in result.stderr

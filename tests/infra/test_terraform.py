@@ -138,6 +138,18 @@ def test_redis_is_a_durable_encrypted_cluster() -> None:
     assert settings == {"cluster-enabled": "yes", "maxmemory-policy": "noeviction"}
 
 
+def test_the_cache_is_a_separate_evicting_instance() -> None:
+    cache = blocks("resource")["aws_elasticache_replication_group.cache"]
+    assert unquote(cache["parameter_group_name"]) == "${aws_elasticache_parameter_group.cache.name}"
+    assert cache["at_rest_encryption_enabled"] is True
+    assert cache["transit_encryption_enabled"] is True
+    assert var_ref(cache["auth_token"]) == "cache_redis_auth_token"
+    assert blocks("variable")["cache_redis_auth_token"]["sensitive"] is True
+    params = blocks("resource")["aws_elasticache_parameter_group.cache"]["parameter"]
+    settings = {unquote(p["name"]): unquote(p["value"]) for p in params}
+    assert settings == {"maxmemory-policy": "allkeys-lru"}
+
+
 def policy_actions(document: str) -> dict[str, set[str]]:
     """Actions per resource reference of an aws_iam_policy_document."""
     statements = blocks("data")[f"aws_iam_policy_document.{document}"]["statement"]
@@ -195,6 +207,7 @@ def test_outputs_feed_the_helm_values() -> None:
         "queue_url",
         "dlq_url",
         "redis_configuration_endpoint",
+        "cache_redis_primary_endpoint",
         "gateway_role_arn",
         "ledger_role_arn",
         "mongo_srv_host",

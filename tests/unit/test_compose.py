@@ -22,8 +22,10 @@ def compose() -> dict[str, Any]:
 
 
 def test_the_stack_has_the_three_backends_and_the_three_services(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"redis", "mongo", "localstack", "gateway", "meme", "ledger"}
+    backends = {"redis", "redis-cache", "mongo", "localstack"}
+    assert set(compose["services"]) == backends | {"gateway", "meme", "ledger"}
     assert compose["services"]["redis"]["image"] == "redis:7"
+    assert compose["services"]["redis-cache"]["image"] == "redis:7"
     assert compose["services"]["mongo"]["image"] == "mongo:7"
     assert compose["services"]["localstack"]["image"].startswith("localstack/localstack")
 
@@ -50,6 +52,7 @@ def test_every_environment_variable_is_a_setting_with_a_matching_value(
     assert env["MAAS_DLQ_NAME"] == DEFAULTS.dlq_name
     assert env["MAAS_MONGO_DB"] == DEFAULTS.mongo_db
     assert env["MAAS_REDIS_URL"].endswith(f":{DEFAULTS.redis_port}/0")
+    assert env["MAAS_CACHE_REDIS_URL"] == "redis://redis-cache:6379/0"
     assert env["MAAS_MONGO_URL"].endswith(f":{DEFAULTS.mongo_port}")
     assert env["MAAS_SQS_ENDPOINT_URL"].endswith(f":{DEFAULTS.sqs_port}")
     assert env["MAAS_MEME_URL"].endswith(f":{DEFAULTS.meme_port}")
@@ -58,6 +61,7 @@ def test_every_environment_variable_is_a_setting_with_a_matching_value(
 def test_backend_ports_are_the_settings_ports(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert services["redis"]["ports"] == [f"{DEFAULTS.redis_port}:6379"]
+    assert services["redis-cache"]["ports"] == [f"{DEFAULTS.cache_redis_port}:6379"]
     assert services["mongo"]["ports"] == [f"{DEFAULTS.mongo_port}:27017"]
     assert services["localstack"]["ports"] == [f"{DEFAULTS.sqs_port}:4566"]
 
@@ -67,6 +71,13 @@ def test_redis_keeps_every_balance(compose: dict[str, Any]) -> None:
     assert "--appendonly yes" in command
     assert "--appendfsync everysec" in command
     assert "--maxmemory-policy noeviction" in command
+
+
+def test_the_cache_evicts_and_never_persists(compose: dict[str, Any]) -> None:
+    command = " ".join(compose["services"]["redis-cache"]["command"])
+    assert "--maxmemory-policy allkeys-lru" in command
+    assert "--maxmemory 256mb" in command
+    assert "--appendonly no" in command
 
 
 def test_the_localstack_hook_creates_the_queues_of_the_settings(compose: dict[str, Any]) -> None:

@@ -1,5 +1,6 @@
 # terraform workspace select eu-west-1
-# terraform apply -var-file=environments/eu-west-1.tfvars -var="redis_auth_token=$REDIS_AUTH_TOKEN"
+# terraform apply -var-file=environments/eu-west-1.tfvars -var="redis_auth_token=$REDIS_AUTH_TOKEN" \
+#   -var="cache_redis_auth_token=$CACHE_REDIS_AUTH_TOKEN"
 # Accounts homed in Europe live entirely here: own gateway, Redis, queue and Atlas cluster.
 region       = "eu-west-1"
 region_short = "euw1"

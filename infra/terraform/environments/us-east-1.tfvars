@@ -1,5 +1,6 @@
 # terraform workspace select us-east-1
-# terraform apply -var-file=environments/us-east-1.tfvars -var="redis_auth_token=$REDIS_AUTH_TOKEN"
+# terraform apply -var-file=environments/us-east-1.tfvars -var="redis_auth_token=$REDIS_AUTH_TOKEN" \
+#   -var="cache_redis_auth_token=$CACHE_REDIS_AUTH_TOKEN"
 region       = "us-east-1"
 region_short = "use1"
 environment  = "prod"

@@ -258,3 +258,33 @@ async def test_health_readiness_metrics_and_openapi(
         assert "maas_tokens_charged_total" in text
     async with http.get(f"{stack.gateway}/openapi.json") as response:
         assert await response.read() == render()
+
+
+async def test_clients_cannot_set_properties_the_server_owns(
+    stack: ServiceStack, http: aiohttp.ClientSession
+) -> None:
+    """Mass assignment: extra fields in bodies and queries change nothing they name."""
+    owned = {"balance": 10**9, "epoch": 7, "seq": 99, "usage": {"calls": -5}, "roles": ["admin"]}
+    async with http.post(
+        f"{stack.gateway}/v1/accounts",
+        json={"id": "mass", "tokens": 3, **owned},
+        headers=stack.admin,
+    ) as response:
+        assert (response.status, await response.json()) == (201, {"id": "mass", "tokens": 3})
+    async with http.post(
+        f"{stack.gateway}/v1/accounts/mass/credits",
+        json={"amount": 1, "account": "someone-else", **owned},
+        headers={**stack.admin, "Idempotency-Key": "mass-1"},
+    ) as response:
+        assert (response.status, (await response.json())["tokens"]) == (202, 4)
+    params = {**PARIS, "price": "0", "tokens_charged": "0", "kind": "text", "account": "bob"}
+    async with http.get(f"{stack.gateway}/memes", params=params, headers=stack.auth("mass")) as r:
+        body = await r.json()
+        assert (r.status, body["tokens_charged"], body["tokens_remaining"]) == (200, 1, 3)
+    async with http.get(f"{stack.gateway}/v1/account", headers=stack.auth("mass")) as response:
+        own = await response.json()
+    assert (own["tokens"], own["roles"], own["usage"]["calls"]) == (3, [], 1)
+    await stack.drained("mass")
+    stored = await stack.mongo_account("mass")
+    assert stored is not None
+    assert (stored["balance"], stored["epoch"], stored["seq"]) == (3, 1, 2)

@@ -34,6 +34,23 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 {{- end -}}
 {{- end -}}
 
+{{/*
+Production fails closed: the gateway needs a JWT source, a JWKS URL or a required secret.
+(The gateway itself also refuses the dev secret and short secrets at start-up.)
+*/}}
+{{- define "maas.requireJwtSource" -}}
+{{- if eq (toString .Values.config.MAAS_ENV) "prod" -}}
+{{- $jwks := .Values.config.MAAS_JWT_JWKS_URL | default "" -}}
+{{- $secret := false -}}
+{{- range .Values.secretEnv.gateway -}}
+{{- if and (eq .name "MAAS_JWT_SECRET") (not .optional) }}{{ $secret = true }}{{ end -}}
+{{- end -}}
+{{- if not (or $jwks $secret) -}}
+{{- fail "MAAS_ENV=prod needs a JWT source: config.MAAS_JWT_JWKS_URL, or a secretEnv.gateway entry for MAAS_JWT_SECRET that is not optional" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "maas.ledgerReplicas" -}}
 {{- $shards := int .Values.ledger.shards -}}
 {{- $per := int .Values.ledger.shardsPerReplica -}}
