@@ -23,10 +23,14 @@ class AccountExists(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Hydration:
+    """What Redis loads: the balance and usage, and the applied position they include."""
+
     balance: int
     epoch: int
     calls: int
     tokens_spent: int
+    applied_epoch: int
+    applied_seq: int
 
 
 def empty_usage() -> dict[str, Any]:
@@ -73,4 +77,6 @@ class AccountStore:
             epoch=int(doc["hydrations"]),
             calls=int(usage.get("calls", 0)),
             tokens_spent=int(usage.get("tokens_spent", 0)),
+            applied_epoch=int(doc["epoch"]),
+            applied_seq=int(doc["seq"]),
         )

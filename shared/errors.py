@@ -27,6 +27,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "upstream_error": 502,
     "upstream_unavailable": 503,
     "ai_unavailable": 503,
+    "shutting_down": 503,
     "upstream_timeout": 504,
 }
 

@@ -39,4 +39,17 @@ class Keys:
         return f"maas:geo:{provider}:{geohash}"
 
     def idempotency(self, account: str, key: str) -> str:
-        return f"maas:{self.tag(self.shard_of(account))}:idem:{account}:{key}"
+        """Length-prefixed, so no account and key pair can spell another pair's key."""
+        return f"maas:{self.tag(self.shard_of(account))}:idem:{len(account)}:{account}:{key}"
+
+    def pending(self, shard: int) -> str:
+        """Charges not yet delivered nor refunded, by charge id (a hash)."""
+        return f"maas:{self.tag(shard)}:pending"
+
+    def deadlines(self, shard: int) -> str:
+        """When each pending charge may be refunded by the sweeper (a sorted set, ms)."""
+        return f"maas:{self.tag(shard)}:deadlines"
+
+    def refund_decided(self, account: str, charge_id: str) -> str:
+        """Marks a charge from an earlier epoch whose refund was decided once."""
+        return f"maas:{self.tag(self.shard_of(account))}:refunded:{charge_id}"

@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     meme_url: str = "http://127.0.0.1:8081"
     meme_timeout_s: float = 2.0
     meme_ai_timeout_s: float = 25.0
+    # On SIGTERM, memes in flight may finish for this long; then they are refunded (503).
+    gateway_drain_s: float = Field(default=25.0, ge=0)
+    # A charge still pending this long after its meme's timeout is refunded by the sweeper.
+    charge_settle_margin_s: float = Field(default=5.0, gt=0)
     max_body_bytes: PositiveInt = 16_384
     # A client that sends its request body slower than this gets 408 (a slow sender holds
     # a handler; slow headers are the ingress's to cut, see docs/security.md).
@@ -156,6 +160,11 @@ class Settings(BaseSettings):
 
     def price(self, kind: str) -> int:
         return self.price_ai if kind == "ai" else self.price_text
+
+    def refundable_after_s(self, kind: str) -> float:
+        """How long a charge of this kind may stay pending before the sweeper refunds it."""
+        timeout = self.meme_ai_timeout_s if kind == "ai" else self.meme_timeout_s
+        return timeout + self.charge_settle_margin_s
 
     @property
     def ai_configured(self) -> bool:

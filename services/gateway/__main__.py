@@ -17,6 +17,8 @@ import tempfile
 from shared.production import refuse_unsafe_production
 from shared.settings import Settings
 
+SHUTDOWN_REFUNDS_S = 5.0
+
 
 def run_worker(settings: Settings) -> None:
     from services.gateway.bootstrap import build_app  # noqa: PLC0415 - see above
@@ -28,7 +30,8 @@ def run_worker(settings: Settings) -> None:
         host=settings.gateway_host,
         port=settings.gateway_port,
         log_level=settings.log_level,
-        shutdown_timeout_s=10,
+        # The drain window, then time to refund what did not finish in it.
+        shutdown_timeout_s=settings.gateway_drain_s + SHUTDOWN_REFUNDS_S,
         reuse_port=True,
     )
 

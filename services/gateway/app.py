@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from services.gateway.routes import accounts, memes, ops
-from services.gateway.routes.context import request_id_middleware
+from services.gateway.routes.context import add_request_id_header, request_id_middleware
 from shared.metrics import http_metrics_middleware
 from shared.web import BODY_TIMEOUT_S, error_middleware, healthz, metrics_handler
 
@@ -16,6 +16,7 @@ def create_app(max_body_bytes: int, body_timeout_s: float) -> web.Application:
         middlewares=[request_id_middleware, http_metrics_middleware("gateway"), error_middleware],
     )
     app[BODY_TIMEOUT_S] = body_timeout_s
+    app.on_response_prepare.append(add_request_id_header)
     app.router.add_get("/memes", memes.get_meme)
     app.router.add_get("/v1/memes", memes.get_meme)
     app.router.add_post("/v1/meme", memes.post_meme)

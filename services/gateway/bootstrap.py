@@ -17,6 +17,8 @@ from services.gateway.adapters.relay import Relay
 from services.gateway.adapters.tokens import TokenBank
 from services.gateway.app import create_app
 from services.gateway.deps import DEPS, Gateway
+from services.gateway.drain import Drain
+from services.gateway.sweeper import Sweeper
 from shared.accounts import AccountStore
 from shared.keys import Keys
 from shared.settings import Settings
@@ -26,6 +28,12 @@ from shared.stores import mongo_client, redis_client
 
 def build_app(settings: Settings, *, relay: bool = True) -> web.Application:
     app = create_app(settings.max_body_bytes, settings.body_timeout_s)
+    drain = Drain(settings.gateway_drain_s)
+
+    async def begin_drain(_: web.Application) -> None:
+        drain.begin()
+
+    app.on_shutdown.append(begin_drain)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         redis = redis_client(settings)
@@ -38,16 +46,18 @@ def build_app(settings: Settings, *, relay: bool = True) -> web.Application:
             url = await queue_url(sqs, settings.queue_name)
             keys = Keys(settings.shards)
             auth = Authenticator(settings)
+            bank = TokenBank(redis, keys, accounts, settings.idempotency_ttl_s)
             app[DEPS] = Gateway(
                 settings=settings,
                 auth=auth,
-                bank=TokenBank(redis, keys, accounts, settings.idempotency_ttl_s),
+                bank=bank,
                 accounts=accounts,
                 credits=CreditLog(mongo[settings.mongo_db]),
                 memes=memes,
                 redis=redis,
                 sqs=sqs,
                 queue_url=url,
+                drain=drain,
             )
             await memes.ready()
             tasks = [asyncio.create_task(memes.watch_readiness(stop))]
@@ -55,25 +65,26 @@ def build_app(settings: Settings, *, relay: bool = True) -> web.Application:
                 await auth.keys.start()
                 tasks.append(asyncio.create_task(auth.keys.run(stop)))
             if relay:
-                owner = f"{socket.gethostname()}:{os.getpid()}"
-                tasks.append(
-                    asyncio.create_task(
-                        Relay(
-                            redis,
-                            sqs,
-                            url,
-                            keys,
-                            owner,
-                            batch_size=settings.relay_batch_size,
-                            lease_ttl_ms=settings.relay_lease_ttl_ms,
-                            linger_ms=settings.relay_linger_ms,
-                            idle_sleep_ms=settings.relay_idle_sleep_ms,
-                        ).run(stop)
-                    )
+                relayer = Relay(
+                    redis,
+                    sqs,
+                    url,
+                    keys,
+                    f"{socket.gethostname()}:{os.getpid()}",
+                    batch_size=settings.relay_batch_size,
+                    lease_ttl_ms=settings.relay_lease_ttl_ms,
+                    linger_ms=settings.relay_linger_ms,
+                    idle_sleep_ms=settings.relay_idle_sleep_ms,
                 )
+                sweeper = Sweeper(bank, lambda: relayer.held)
+                tasks += [
+                    asyncio.create_task(relayer.run(stop)),
+                    asyncio.create_task(sweeper.run(stop)),
+                ]
             try:
                 yield
             finally:
+                await drain.refund_leftovers(bank)
                 stop.set()
                 with contextlib.suppress(Exception):
                     await asyncio.gather(*tasks)

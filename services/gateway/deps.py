@@ -10,6 +10,7 @@ from services.gateway.adapters.auth import Authenticator
 from services.gateway.adapters.credits import CreditLog
 from services.gateway.adapters.meme_client import MemeClient
 from services.gateway.adapters.tokens import TokenBank
+from services.gateway.drain import Drain
 from shared.accounts import AccountStore
 from shared.settings import Settings
 from shared.sqs import SQSClient
@@ -27,6 +28,7 @@ class Gateway:
     redis: Redis
     sqs: SQSClient
     queue_url: str
+    drain: Drain
 
 
 DEPS = web.AppKey("deps", Gateway)

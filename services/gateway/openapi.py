@@ -158,7 +158,11 @@ def meme_responses() -> dict[str, Schema]:
         "413": error("Body too large"),
         "429": error("Rate limited", {"Retry-After": header("Seconds to wait", "integer")}),
         "502": error("The meme service failed; the charge was refunded"),
-        "503": error("AI unavailable, or the meme service is down; refunded"),
+        "503": error(
+            "AI unavailable, the meme service is down, or this gateway is shutting down "
+            "(refunded); or balances are being restored (nothing charged)",
+            {"Retry-After": header("Seconds to wait", "integer")},
+        ),
         "504": error("The meme service timed out; refunded"),
     }
 
@@ -273,6 +277,7 @@ def document() -> Schema:
                                 }
                             },
                         },
+                        "400": error("Not a valid account id"),
                         "404": error("No such account"),
                         **admin_errors(),
                     },

@@ -194,3 +194,16 @@ def test_production_requires_a_jwt_source(extra: tuple[str, ...], renders: bool)
     assert (result.returncode == 0) is renders, result.stderr
     if not renders:
         assert "MAAS_ENV=prod needs a JWT source" in result.stderr
+
+
+@pytest.mark.parametrize("values_file", ENVIRONMENTS)
+def test_the_gateway_grace_period_covers_the_drain_and_its_refunds(values_file: str) -> None:
+    merged = merged_values(values_file)
+    config = merged["config"]
+    gateway = merged["gateway"]
+    assert isinstance(config, dict)
+    assert isinstance(gateway, dict)
+    drain = float(config["MAAS_GATEWAY_DRAIN_S"])
+    assert drain >= float(config["MAAS_MEME_AI_TIMEOUT_S"])  # an AI meme in flight can finish
+    needed = float(str(merged["preStopSleepSeconds"])) + drain + 5  # + the refunds after it
+    assert gateway["terminationGracePeriodSeconds"] >= needed

@@ -116,9 +116,15 @@ async def exercise(settings: Settings) -> tuple[list[Any], dict[str, list[int]]]
             await store.create(account, 3)
         for account in ACCOUNTS:
             outcomes: list[Outcome] = []
+            charges = []
             for _ in range(4):
-                outcomes.append(await bank.charge(account, 1, limit, "meme:text", "r"))
-            outcomes.append(await bank.refund(account, 1, "meme:text", "r"))
+                outcome, charge = await bank.charge(account, 1, limit, "meme:text", "r", 5.0)
+                outcomes.append(outcome)
+                charges.append(charge)
+            assert charges[0] is not None
+            outcomes.append(await bank.refund(charges[0]))
+            assert charges[1] is not None
+            await bank.settle(charges[1])
             for _ in range(2):
                 outcomes.append(await bank.credit(account, 10, "purchase", "key-1", "fp"))
             outcomes.append(await bank.credit(account, 10, "purchase", "key-1", "other"))

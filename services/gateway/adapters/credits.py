@@ -2,7 +2,8 @@
 
 Redis already makes a key's repeats idempotent; this copy outlives Redis, so a
 billing retry after Redis lost its data gets the first answer instead of a second
-credit.
+credit. The record's `_id` is the (account, key) pair as a document, so no account and
+key can spell another pair's id.
 """
 
 from __future__ import annotations
@@ -16,12 +17,16 @@ from pymongo.errors import DuplicateKeyError
 from shared.stores import MongoDoc
 
 
+def record_id(account: str, key: str) -> dict[str, str]:
+    return {"account": account, "key": key}
+
+
 class CreditLog:
     def __init__(self, db: AsyncDatabase[MongoDoc]) -> None:
         self.credits = db["credits"]
 
     async def first_answer(self, account: str, key: str) -> MongoDoc | None:
-        return await self.credits.find_one({"_id": f"{account}:{key}"})
+        return await self.credits.find_one({"_id": record_id(account, key)})
 
     async def record(
         self, account: str, key: str, fingerprint: str, event_id: str, tokens: int
@@ -30,7 +35,7 @@ class CreditLog:
         with contextlib.suppress(DuplicateKeyError):
             await self.credits.insert_one(
                 {
-                    "_id": f"{account}:{key}",
+                    "_id": record_id(account, key),
                     "fingerprint": fingerprint,
                     "event_id": event_id,
                     "tokens": tokens,

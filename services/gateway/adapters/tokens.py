@@ -15,6 +15,8 @@ from enum import IntEnum
 from importlib import resources
 from typing import Any
 
+import orjson
+
 from shared.accounts import AccountStore
 from shared.contract import MAX_BALANCE
 from shared.keys import Keys
@@ -34,10 +36,16 @@ class Status(IntEnum):
     REPLAYED = 4
     CONFLICT = 5
     OVER_LIMIT = 6
+    NOTHING_TO_REFUND = 7
+    DROPPED = 8
 
 
 class UnknownAccount(Exception):
     pass
+
+
+class NotHydrated(Exception):
+    """Redis lost the account again between its hydration and the retry."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +60,25 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
+class Charge:
+    """A debit whose meme is not delivered yet: what its refund or its settling needs."""
+
+    id: str
+    account: str
+    price: int
+    epoch: int
+    seq: int
+    reason: str
+    request_id: str
+
+    @classmethod
+    def decode(cls, charge_id: str, raw: str) -> Charge:
+        """A pending record, as charge.lua writes it."""
+        account, price, epoch, seq, reason, request_id = orjson.loads(raw)
+        return cls(charge_id, account, int(price), int(epoch), int(seq), reason, request_id)
+
+
+@dataclass(frozen=True, slots=True)
 class LiveAccount:
     balance: int
     calls: int
@@ -59,6 +86,7 @@ class LiveAccount:
 
 
 SHIPPING_POLL_S = 0.02
+REFUND_DECISION_TTL_S = 7 * 24 * 3600
 
 
 def new_event_id() -> str:
@@ -74,22 +102,88 @@ class TokenBank:
         self.accounts = accounts
         self.idempotency_ttl_s = idempotency_ttl_s
         self._charge = redis.register_script(lua_script("charge"))
-        self._give = redis.register_script(lua_script("give"))
+        self._settle = redis.register_script(lua_script("settle"))
+        self._refund = redis.register_script(lua_script("refund"))
+        self._credit = redis.register_script(lua_script("credit"))
         self._hydrate = redis.register_script(lua_script("hydrate"))
 
     async def charge(
-        self, account: str, price: int, limit: RateLimit | None, reason: str, request_id: str
-    ) -> Outcome:
-        keys = [self.keys.account(account), self.keys.outbox_of(account)]
-        rate, burst = (limit.rate, limit.burst) if limit else (0, 1)
-        args = [account, price, rate, burst, new_event_id(), reason, request_id]
-        raw = await self._hydrated(account, self._charge, keys, args)
-        return Outcome(Status(raw[0]), int(raw[1]), int(raw[2]), int(raw[3]), int(raw[4]))
+        self,
+        account: str,
+        price: int,
+        limit: RateLimit | None,
+        reason: str,
+        request_id: str,
+        refundable_after_s: float,
+    ) -> tuple[Outcome, Charge | None]:
+        """Debit a meme; the charge stays pending until settled or refunded.
 
-    async def refund(self, account: str, amount: int, reason: str, request_id: str) -> Outcome:
-        keys = [self.keys.account(account), self.keys.outbox_of(account)]
-        args = [account, amount, "refund", new_event_id(), reason, request_id, "", 0, MAX_BALANCE]
-        return self._given(await self._hydrated(account, self._give, keys, args))
+        A pending charge older than `refundable_after_s` is the sweeper's to refund.
+        """
+        shard = self.keys.shard_of(account)
+        keys = [
+            self.keys.account(account),
+            self.keys.outbox(shard),
+            self.keys.pending(shard),
+            self.keys.deadlines(shard),
+        ]
+        rate, burst = (limit.rate, limit.burst) if limit else (0, 1)
+        charge_id = new_event_id()
+        args = [
+            account, price, rate, burst, charge_id, reason, request_id,
+            int(refundable_after_s * 1000),
+        ]  # fmt: skip
+        raw = await self._hydrated(account, self._charge, keys, args)
+        outcome = Outcome(Status(raw[0]), int(raw[1]), int(raw[2]), int(raw[3]), int(raw[4]))
+        if outcome.status != Status.APPLIED:
+            return outcome, None
+        charge = Charge(charge_id, account, price, outcome.epoch, outcome.seq, reason, request_id)
+        return outcome, charge
+
+    async def settle(self, charge: Charge) -> None:
+        """The meme was delivered: the charge is final."""
+        shard = self.keys.shard_of(charge.account)
+        await self._settle(
+            keys=[self.keys.pending(shard), self.keys.deadlines(shard)], args=[charge.id]
+        )
+
+    async def refund(self, charge: Charge) -> Outcome:
+        """Give a charge back once, and only if its debit is counted (see refund.lua)."""
+        shard = self.keys.shard_of(charge.account)
+        keys = [
+            self.keys.account(charge.account),
+            self.keys.outbox(shard),
+            self.keys.pending(shard),
+            self.keys.deadlines(shard),
+            self.keys.refund_decided(charge.account, charge.id),
+        ]
+        args = [
+            charge.account, charge.id, charge.price, charge.epoch, charge.seq, new_event_id(),
+            charge.reason, charge.request_id, REFUND_DECISION_TTL_S,
+        ]  # fmt: skip
+        raw = await self._hydrated(charge.account, self._refund, keys, args)
+        return Outcome(Status(raw[0]), int(raw[1]), int(raw[2]), int(raw[3]))
+
+    async def overdue(self, shard: int, limit: int = 100) -> list[Charge]:
+        """Pending charges of a shard past their deadline, oldest first."""
+        seconds, micros = await self.redis.time()
+        now_ms = seconds * 1000 + micros // 1000
+        ids = [
+            str(i)
+            for i in await self.redis.zrangebyscore(
+                self.keys.deadlines(shard), "-inf", now_ms, start=0, num=limit
+            )
+        ]
+        if not ids:
+            return []
+        raws = [
+            None if raw is None else str(raw)
+            for raw in await self.redis.hmget(self.keys.pending(shard), ids)
+        ]
+        gone = [charge_id for charge_id, raw in zip(ids, raws, strict=True) if raw is None]
+        if gone:
+            await self.redis.zrem(self.keys.deadlines(shard), *gone)
+        return [Charge.decode(i, raw) for i, raw in zip(ids, raws, strict=True) if raw is not None]
 
     async def credit(
         self, account: str, amount: int, reason: str, idempotency_key: str, fingerprint: str
@@ -101,17 +195,18 @@ class TokenBank:
             self.keys.idempotency(account, idempotency_key),
         ]
         args = [
-            account,
-            amount,
-            "credit",
-            new_event_id(),
-            reason,
-            idempotency_key,
-            fingerprint,
-            self.idempotency_ttl_s,
-            MAX_BALANCE,
-        ]
-        return self._given(await self._hydrated(account, self._give, keys, args))
+            account, amount, new_event_id(), reason, idempotency_key, fingerprint,
+            self.idempotency_ttl_s, MAX_BALANCE,
+        ]  # fmt: skip
+        raw = await self._hydrated(account, self._credit, keys, args)
+        return Outcome(
+            Status(raw[0]),
+            int(raw[1]),
+            int(raw[2]),
+            int(raw[3]),
+            event_id=str(raw[4]),
+            entry_id=str(raw[5]),
+        )
 
     async def wait_shipped(
         self, account: str, idempotency_key: str, entry_id: str, timeout_s: float
@@ -155,7 +250,14 @@ class TokenBank:
             raise UnknownAccount(account)
         await self._hydrate(
             keys=[self.keys.account(account)],
-            args=[hydration.balance, hydration.epoch, hydration.calls, hydration.tokens_spent],
+            args=[
+                hydration.balance,
+                hydration.epoch,
+                hydration.calls,
+                hydration.tokens_spent,
+                hydration.applied_epoch,
+                hydration.applied_seq,
+            ],
         )
 
     async def _hydrated(self, account: str, script: Any, keys: list[str], args: list[Any]) -> Any:
@@ -163,15 +265,6 @@ class TokenBank:
         if raw[0] == Status.NOT_HYDRATED:
             await self.hydrate(account)
             raw = await script(keys=keys, args=args)
+            if raw[0] == Status.NOT_HYDRATED:
+                raise NotHydrated(account)
         return raw
-
-    @staticmethod
-    def _given(raw: Any) -> Outcome:
-        return Outcome(
-            Status(raw[0]),
-            int(raw[1]),
-            int(raw[2]),
-            int(raw[3]),
-            event_id=str(raw[4]),
-            entry_id=str(raw[5]),
-        )

@@ -101,7 +101,7 @@ async def create_account(request: web.Request) -> web.Response:
 async def get_account(request: web.Request) -> web.Response:
     await admin(request)
     deps = request.app[DEPS]
-    account = request.match_info["account"]
+    account = account_id(request.match_info["account"])
     doc = await deps.accounts.get(account)
     if doc is None:
         raise ApiError("not_found", f"no account {account!r}")
@@ -119,7 +119,7 @@ async def credit_account(request: web.Request) -> web.Response:
     """Credit purchased tokens; the billing team may retry blindly with the same key."""
     await admin(request)
     deps = request.app[DEPS]
-    account = request.match_info["account"]
+    account = account_id(request.match_info["account"])
     key = request.headers.get("Idempotency-Key", "")
     if not IDEMPOTENCY_KEY.fullmatch(key):
         raise ApiError(

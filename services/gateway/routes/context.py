@@ -22,8 +22,12 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     request[REQUEST_ID] = request_id
     token = request_id_var.set(request_id)
     try:
-        response = await handler(request)
+        return await handler(request)
     finally:
         request_id_var.reset(token)
-    response.headers["X-Request-ID"] = request_id
-    return response
+
+
+async def add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:
+    """On every answer, also those a handler writes itself before it returns."""
+    if REQUEST_ID in request:
+        response.headers["X-Request-ID"] = request[REQUEST_ID]

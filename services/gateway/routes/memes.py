@@ -1,11 +1,15 @@
 """The metered meme endpoints: authenticate, validate, charge, generate, answer.
 
-A failed generation is refunded before the error is answered, so a client is never
-charged for a meme it did not get.
+A charge stays pending until its answer is written (then it is settled) or its meme
+fails (then it is refunded before the error is answered). A charge whose gateway died
+in between is refunded by the sweeper, so a client is never charged for a meme it did
+not get.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 from typing import Any
 
@@ -13,7 +17,13 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from services.gateway.adapters.meme_client import Meme
-from services.gateway.adapters.tokens import Status, UnknownAccount
+from services.gateway.adapters.tokens import (
+    Charge,
+    NotHydrated,
+    Status,
+    TokenBank,
+    UnknownAccount,
+)
 from services.gateway.deps import DEPS
 from services.gateway.domain.params import parse_meme_request
 from services.gateway.domain.pricing import choose_kind, rate_limit_for
@@ -24,6 +34,17 @@ from shared.web import json_response, read_json
 
 TOKENS_CHARGED = Counter("maas_tokens_charged_total", "Tokens charged for memes", ["kind"])
 TOKENS_REFUNDED = Counter("maas_tokens_refunded_total", "Tokens refunded after failures", ["kind"])
+REFUNDS = Counter(
+    "maas_refunds_total",
+    "Refunds of failed memes by outcome: applied, dropped (the debit was lost with Redis's "
+    "data), nothing_to_refund (refunded before), deferred (left to the sweeper)",
+    ["kind", "outcome"],
+)
+SETTLE_FAILURES = Counter(
+    "maas_settle_failures_total", "Delivered memes whose charge could not be settled"
+)
+
+log = logging.getLogger(__name__)
 
 
 async def get_meme(request: web.Request) -> web.StreamResponse:
@@ -42,17 +63,23 @@ async def serve_meme(request: web.Request, values: dict[str, Any]) -> web.Stream
     price = deps.settings.price(kind)
     request[METRIC_KIND] = kind  # AI memes have their own latency objective
     request_id = request[REQUEST_ID]
-    reason = f"meme:{kind}"
     try:
-        charged = await deps.bank.charge(
+        charged, charge = await deps.bank.charge(
             principal.account,
             price,
             rate_limit_for(principal.roles, deps.settings),
-            reason,
+            f"meme:{kind}",
             request_id,
+            deps.settings.refundable_after_s(kind),
         )
     except UnknownAccount:
         raise ApiError("unknown_account", "no account for this token") from None
+    except NotHydrated:
+        raise ApiError(
+            "upstream_unavailable",
+            "balances are being restored; retry (nothing was charged)",
+            headers={"Retry-After": "1"},
+        ) from None
     if charged.status == Status.RATE_LIMITED:
         retry_after = max(1, math.ceil(charged.retry_after_ms / 1000))
         raise ApiError(
@@ -61,7 +88,7 @@ async def serve_meme(request: web.Request, values: dict[str, Any]) -> web.Stream
             headers={"Retry-After": str(retry_after)},
             retry_after=retry_after,
         )
-    if charged.status == Status.INSUFFICIENT:
+    if charged.status == Status.INSUFFICIENT or charge is None:
         raise ApiError(
             "insufficient_tokens",
             f"a {kind} meme costs {price} tokens; the balance is {charged.balance}",
@@ -70,22 +97,57 @@ async def serve_meme(request: web.Request, values: dict[str, Any]) -> web.Stream
             price=price,
         )
     TOKENS_CHARGED.labels(kind).inc(price)
+    with deps.drain.holding(charge):
+        try:
+            meme = await deps.drain.unless_closed(
+                deps.memes.generate(
+                    query=params.query,
+                    lat=params.lat,
+                    lon=params.lon,
+                    kind=kind,
+                    fmt=params.format,
+                    request_id=request_id,
+                )
+            )
+            response = render(meme, params.query, kind, price, charged.balance, request_id)
+            await response.prepare(request)
+            await response.write_eof()
+        except BaseException as failure:  # an upstream error, a cancelled handler, a lost client
+            await asyncio.shield(refund(deps.bank, charge, kind, failure))
+            raise
+        await settle(deps.bank, charge)
+    return response
+
+
+async def refund(bank: TokenBank, charge: Charge, kind: str, failure: BaseException) -> None:
+    """Give the charge back; a refund that fails stays pending for the sweeper."""
     try:
-        meme = await deps.memes.generate(
-            query=params.query,
-            lat=params.lat,
-            lon=params.lon,
-            kind=kind,
-            fmt=params.format,
-            request_id=request_id,
-        )
-    except ApiError as error:
-        refunded = await deps.bank.refund(principal.account, price, reason, request_id)
-        TOKENS_REFUNDED.labels(kind).inc(price)
-        error.headers["X-Tokens-Remaining"] = str(refunded.balance)
-        error.details["tokens_remaining"] = refunded.balance
-        raise
-    return render(meme, params.query, kind, price, charged.balance, request_id)
+        refunded = await bank.refund(charge)
+    except Exception:
+        log.warning("refund failed; the sweeper will refund it", exc_info=True)
+        REFUNDS.labels(kind, "deferred").inc()
+        if isinstance(failure, ApiError):
+            failure.details["refund"] = "pending"
+        return
+    REFUNDS.labels(kind, refunded.status.name.lower()).inc()
+    if refunded.status == Status.APPLIED:
+        TOKENS_REFUNDED.labels(kind).inc(charge.price)
+    if isinstance(failure, ApiError):
+        failure.headers["X-Tokens-Remaining"] = str(refunded.balance)
+        failure.details["tokens_remaining"] = refunded.balance
+
+
+async def settle(bank: TokenBank, charge: Charge) -> None:
+    """The answer is written: clear the pending record.
+
+    If this fails, the record stays and the sweeper refunds a meme that was delivered:
+    the client gets it free, which is our loss, never the client's (counted).
+    """
+    try:
+        await bank.settle(charge)
+    except Exception:
+        log.warning("settling a delivered meme failed; it will be refunded", exc_info=True)
+        SETTLE_FAILURES.inc()
 
 
 def render(

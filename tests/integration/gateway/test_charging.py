@@ -8,6 +8,8 @@ from collections import Counter
 
 import aiohttp
 
+from shared.keys import Keys
+from shared.stores import redis_client
 from tests.stack import ServiceStack
 
 GENEROUS = {"default": {"rate": 100_000, "burst": 100_000}}
@@ -133,3 +135,58 @@ async def test_a_credit_retried_after_redis_lost_its_data_is_not_applied_twice(
         assert r.status == 409
     async with http.get(f"{stack.gateway}/v1/account", headers=stack.auth("durable")) as r:
         assert (await r.json())["tokens"] == 35
+
+
+async def test_idempotency_keys_of_different_accounts_never_collide(
+    shared_stack: ServiceStack, http: aiohttp.ClientSession
+) -> None:
+    """`org` + `acme:inv-1` and `org:acme` + `inv-1` once spelled the same record."""
+    stack = shared_stack
+    await stack.create_account(http, "org", 1)
+    await stack.create_account(http, "org:acme", 1)
+    for account, key in (("org", "acme:inv-1"), ("org:acme", "inv-1")):
+        async with http.post(
+            f"{stack.gateway}/v1/accounts/{account}/credits",
+            json={"amount": 5},
+            headers={**stack.admin, "Idempotency-Key": key},
+        ) as r:
+            assert (r.status, (await r.json())["tokens"]) == (202, 6), account
+    for account in ("org", "org:acme"):
+        async with http.get(f"{stack.gateway}/v1/account", headers=stack.auth(account)) as r:
+            assert (await r.json())["tokens"] == 6, account
+
+
+async def test_a_path_account_is_validated_like_a_token_subject(
+    shared_stack: ServiceStack, http: aiohttp.ClientSession
+) -> None:
+    headers = {**shared_stack.admin, "Idempotency-Key": "k-1"}
+    for path in ("/v1/accounts/bad%20id/credits", "/v1/accounts/-dash/credits"):
+        async with http.post(
+            f"{shared_stack.gateway}{path}", json={"amount": 1}, headers=headers
+        ) as r:
+            assert (r.status, (await r.json())["error"]["code"]) == (400, "invalid_params")
+    async with http.get(f"{shared_stack.gateway}/v1/accounts/bad%20id", headers=headers) as r:
+        assert r.status == 400
+
+
+async def test_a_credit_retried_after_its_redis_record_is_deleted_credits_once(
+    shared_stack: ServiceStack, http: aiohttp.ClientSession
+) -> None:
+    stack = shared_stack
+    await stack.create_account(http, "retried", 0)
+    url = f"{stack.gateway}/v1/accounts/retried/credits"
+    headers = {**stack.admin, "Idempotency-Key": "inv-9"}
+    async with http.post(url, json={"amount": 7}, headers=headers) as r:
+        first = await r.json()
+    redis = redis_client(stack.settings)
+    try:
+        assert await redis.delete(Keys(stack.settings.shards).idempotency("retried", "inv-9")) == 1
+    finally:
+        await redis.aclose()
+    async with http.post(url, json={"amount": 7}, headers=headers) as r:
+        assert (r.status, await r.json()) == (202, first)
+    await stack.drained("retried")
+    assert (await stack.redis_account("retried"))["balance"] == "7"
+    stored = await stack.mongo_account("retried")
+    assert stored is not None
+    assert stored["balance"] == 7

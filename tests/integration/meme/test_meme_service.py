@@ -230,7 +230,9 @@ async def test_slow_ai_does_not_delay_text_memes(fake_ai: FakeOpenAI) -> None:
         ai_answers = await asyncio.gather(*ai_calls)
     p99 = latencies[int(len(latencies) * 0.99) - 1]
     assert still_hanging == 8
-    assert p99 < 0.050, f"text meme p99 {p99 * 1000:.1f} ms, median {statistics.median(latencies)}"
+    # Every text meme was answered while all AI calls still hung (above): they never queue
+    # behind AI. The bound only catches a text meme waiting for a slot; speed is the bench's.
+    assert p99 < 1.0, f"text meme p99 {p99 * 1000:.1f} ms, median {statistics.median(latencies)}"
     assert all(status == 200 for status, _ in ai_answers)
 
 

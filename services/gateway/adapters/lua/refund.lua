@@ -1,0 +1,41 @@
+-- Give a charge back, at most once, and only when its debit is counted.
+-- The debit is counted when it is in Redis's current baseline (same epoch, record still
+-- pending) or when MongoDB had applied it before the account was loaded again (its
+-- position is at or before the hydration's base position). A debit lost with Redis's data
+-- is never refunded: the client did not pay it.
+-- KEYS[1] account hash, KEYS[2] outbox stream, KEYS[3] pending charges, KEYS[4] their
+-- deadlines, KEYS[5] marker of a charge from an earlier epoch already decided
+-- ARGV: account, charge id, amount, charge epoch, charge seq, event id, reason, request id,
+--       marker ttl seconds
+-- Returns {status, balance, epoch, seq}; status 0 refunded, 1 not hydrated,
+-- 7 nothing to refund (settled or refunded before), 8 dropped (the debit is not counted).
+local account_key, outbox, pending, deadlines = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local state = redis.call('HMGET', account_key, 'balance', 'epoch', 'base_epoch', 'base_seq')
+local balance = tonumber(state[1])
+if not balance then
+  return {1, 0, 0, 0}
+end
+local was_pending = redis.call('HDEL', pending, ARGV[2])
+redis.call('ZREM', deadlines, ARGV[2])
+local charge_epoch, charge_seq = tonumber(ARGV[4]), tonumber(ARGV[5])
+local epoch = tonumber(state[2])
+if charge_epoch == epoch then
+  if was_pending == 0 then
+    return {7, balance, 0, 0}
+  end
+else
+  if not redis.call('SET', KEYS[5], '1', 'NX', 'EX', tonumber(ARGV[9])) then
+    return {7, balance, 0, 0}
+  end
+  local base_epoch, base_seq = tonumber(state[3]) or 0, tonumber(state[4]) or 0
+  if charge_epoch > base_epoch or (charge_epoch == base_epoch and charge_seq > base_seq) then
+    return {8, balance, 0, 0}
+  end
+end
+balance = redis.call('HINCRBY', account_key, 'balance', ARGV[3])
+local seq = redis.call('HINCRBY', account_key, 'seq', 1)
+redis.call('HINCRBY', account_key, 'calls', -1)
+redis.call('HINCRBY', account_key, 'spent', '-' .. ARGV[3])
+redis.call('XADD', outbox, '*', 'i', ARGV[6], 't', 'refund', 'a', ARGV[1], 'n', ARGV[3],
+           'e', state[2], 's', seq, 'r', ARGV[7], 'q', ARGV[8])
+return {0, balance, epoch, seq}

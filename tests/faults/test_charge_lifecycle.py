@@ -1,0 +1,246 @@
+"""Every charge ends delivered or refunded: through SIGTERM, SIGKILL, refund failures and
+Redis losing data, the books stay exact (delivered memes x price = debits - refunds)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+
+from infra.local.stack import redis_server, start
+from shared.keys import Keys
+from shared.stores import mongo_client, redis_client
+from tests.fakes.openai_server import FakeOpenAI
+from tests.stack import ServiceStack, wait_for
+
+GENEROUS = {"default": {"rate": 100_000, "burst": 100_000}}
+PARIS = {"lat": "48.8566", "lon": "2.3522", "query": "croissants"}
+AI = {**PARIS, "kind": "ai"}
+
+
+@pytest.fixture
+async def ai() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI() as server:
+        yield server
+
+
+async def sigterm_gateway(stack: ServiceStack) -> asyncio.Future[int]:
+    """SIGTERM the gateway without blocking the loop the fakes run on; await its exit."""
+    running = stack.processes.pop("gateway")
+    os.killpg(running.process.pid, signal.SIGTERM)
+    return asyncio.ensure_future(asyncio.to_thread(running.process.wait, 60))
+
+
+async def pending_charges(stack: ServiceStack) -> int:
+    redis = redis_client(stack.settings)
+    keys = Keys(stack.settings.shards)
+    try:
+        return sum([await redis.hlen(keys.pending(s)) for s in range(stack.settings.shards)])
+    finally:
+        await redis.aclose()
+
+
+async def books(stack: ServiceStack, account: str) -> tuple[int, int, int, int]:
+    """(Redis balance, MongoDB balance, Redis calls, MongoDB calls) once drained."""
+    await stack.drained(account, timeout_s=60)
+    live, stored = await stack.redis_account(account), await stack.mongo_account(account)
+    assert stored is not None
+    return int(live["balance"]), stored["balance"], int(live["calls"]), stored["usage"]["calls"]
+
+
+async def test_sigterm_lets_an_ai_meme_in_flight_finish_and_charges_it_once(
+    make_stack: Any, ai: FakeOpenAI, http: aiohttp.ClientSession
+) -> None:
+    stack: ServiceStack = await make_stack(
+        openai_base_url=ai.url, openai_api_key="k", gateway_drain_s=10
+    )
+    await stack.create_account(http, "drained", 10)
+    ai.slow(2.0)
+    meme = asyncio.ensure_future(
+        http.get(f"{stack.gateway}/memes", params=AI, headers=stack.auth("drained", ("ai",)))
+    )
+    await ai.wait_for_calls(1)
+    exited = await sigterm_gateway(stack)
+    async with await meme as response:
+        body = await response.json()
+        assert (response.status, body["kind"], body["tokens_remaining"]) == (200, "ai", 8)
+    assert await exited == 0
+    assert await pending_charges(stack) == 0
+    await stack.start("gateway")
+    assert await books(stack, "drained") == (8, 8, 1, 1)
+
+
+async def test_sigterm_refunds_a_call_that_outlasts_the_drain_window(
+    make_stack: Any, ai: FakeOpenAI, http: aiohttp.ClientSession
+) -> None:
+    stack: ServiceStack = await make_stack(
+        openai_base_url=ai.url, openai_api_key="k", gateway_drain_s=1
+    )
+    await stack.create_account(http, "cut-short", 10)
+    ai.slow(60)
+    meme = asyncio.ensure_future(
+        http.get(f"{stack.gateway}/memes", params=AI, headers=stack.auth("cut-short", ("ai",)))
+    )
+    await ai.wait_for_calls(1)
+    exited = await sigterm_gateway(stack)
+    async with await meme as response:
+        body = await response.json()
+        assert response.status == 503
+        assert (body["error"]["code"], body["error"]["tokens_remaining"]) == ("shutting_down", 10)
+    assert await exited == 0
+    ai.release()
+    await stack.start("gateway")
+    assert await books(stack, "cut-short") == (10, 10, 0, 0)
+
+
+async def test_sigkill_with_200_memes_in_flight_is_settled_by_the_sweeper(
+    make_stack: Any, http: aiohttp.ClientSession
+) -> None:
+    stack: ServiceStack = await make_stack(
+        rate_limits=GENEROUS, meme_timeout_s=1.0, charge_settle_margin_s=1.0
+    )
+    await stack.create_account(http, "swept", 1_000)
+    headers = stack.auth("swept")
+    delivered: list[str] = []
+    half = asyncio.Event()
+
+    async def one(client: aiohttp.ClientSession) -> None:
+        request_id = uuid.uuid4().hex
+        try:
+            async with client.get(
+                f"{stack.gateway}/memes",
+                params=PARIS,
+                headers={**headers, "X-Request-ID": request_id},
+            ) as response:
+                if response.status == 200:
+                    assert (await response.json())["id"] == request_id
+                    delivered.append(request_id)
+                    if len(delivered) == 100:
+                        half.set()
+        except (TimeoutError, aiohttp.ClientError):
+            pass
+
+    meme = stack.processes["meme"].process
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as client:
+        load = asyncio.gather(*(one(client) for _ in range(200)))
+        await half.wait()
+        meme.send_signal(signal.SIGSTOP)  # the rest wait on a frozen meme service
+        await asyncio.sleep(0.3)
+        stack.kill("gateway")
+        meme.send_signal(signal.SIGCONT)
+        await load
+    assert 100 <= len(delivered) < 200
+    assert await pending_charges(stack) > 0
+
+    await stack.start("gateway")
+
+    async def swept() -> bool:
+        return await pending_charges(stack) == 0
+
+    await wait_for(swept, 30, "the sweeper to settle the dead gateway's charges")
+    live, stored, live_calls, stored_calls = await books(stack, "swept")
+    assert live == stored == 1_000 - len(delivered)
+    assert live_calls == stored_calls == len(delivered)
+
+
+async def test_a_refund_that_fails_is_settled_by_the_sweeper(
+    make_stack: Any, http: aiohttp.ClientSession
+) -> None:
+    stack: ServiceStack = await make_stack(meme_timeout_s=1.5, charge_settle_margin_s=1.0)
+    await stack.create_account(http, "unrefunded", 10)
+    meme = stack.processes["meme"].process
+    meme.send_signal(signal.SIGSTOP)
+    try:
+        answer = asyncio.ensure_future(
+            http.get(f"{stack.gateway}/memes", params=PARIS, headers=stack.auth("unrefunded"))
+        )
+
+        async def charged() -> bool:
+            return (await stack.redis_account("unrefunded"))["balance"] == "9"
+
+        await wait_for(charged, 10, "the charge")
+        await stack.stop("redis")  # a clean shutdown: the AOF keeps the pending charge
+        async with await answer as response:
+            body = await response.json()
+            assert (response.status, body["error"].get("refund")) == (504, "pending"), body
+    finally:
+        meme.send_signal(signal.SIGCONT)
+    redis_dir = stack.run_dir / "redis"
+    stack.processes["redis"] = await asyncio.to_thread(
+        start, redis_server(stack.settings.redis_port, redis_dir), stack.run_dir
+    )
+
+    async def refunded() -> bool:
+        return (await stack.redis_account("unrefunded"))["balance"] == "10"
+
+    await wait_for(refunded, 20, "the sweeper's refund")
+    assert await pending_charges(stack) == 0
+    assert await books(stack, "unrefunded") == (10, 10, 0, 0)
+
+
+async def charge_then_lose_the_account(
+    stack: ServiceStack, http: aiohttp.ClientSession, account: str, *, after_applied: bool
+) -> dict[str, Any]:
+    """A charge whose meme hangs; Redis loses the account meanwhile; the meme then fails."""
+    keys = Keys(stack.settings.shards)
+    redis = aioredis.Redis.from_url(stack.settings.redis_url)
+    meme = stack.processes["meme"].process
+    meme.send_signal(signal.SIGSTOP)
+    try:
+        answer = asyncio.ensure_future(
+            http.get(f"{stack.gateway}/memes", params=PARIS, headers=stack.auth(account))
+        )
+
+        async def charged() -> bool:
+            return (await stack.redis_account(account)).get("seq") == "1"
+
+        await wait_for(charged, 10, "the charge")
+        if after_applied:
+            await stack.drained(account)
+        await redis.delete(keys.account(account), keys.outbox_of(account))
+        async with await answer as response:
+            assert response.status == 504
+            body: dict[str, Any] = await response.json()
+    finally:
+        meme.send_signal(signal.SIGCONT)
+        await redis.aclose()
+    return body
+
+
+async def test_a_debit_lost_with_redis_data_is_not_refunded(
+    make_stack: Any, http: aiohttp.ClientSession
+) -> None:
+    stack: ServiceStack = await make_stack(meme_timeout_s=1.0, relay_linger_ms=60_000)
+    await stack.create_account(http, "lost", 10)
+    body = await charge_then_lose_the_account(stack, http, "lost", after_applied=False)
+    assert body["error"]["tokens_remaining"] == 10  # not 11: the debit was never counted
+    assert (await stack.redis_account("lost"))["balance"] == "10"
+    assert await books(stack, "lost") == (10, 10, 0, 0)
+
+
+async def test_a_debit_applied_before_the_data_loss_is_refunded_and_journaled(
+    make_stack: Any, http: aiohttp.ClientSession
+) -> None:
+    stack: ServiceStack = await make_stack(meme_timeout_s=5.0)
+    await stack.create_account(http, "kept", 10)
+    body = await charge_then_lose_the_account(stack, http, "kept", after_applied=True)
+    assert body["error"]["tokens_remaining"] == 10
+    assert await books(stack, "kept") == (10, 10, 0, 0)
+    mongo = mongo_client(stack.settings)
+    try:
+        journal = [
+            (doc["type"], doc["epoch"], doc["seq"])
+            async for doc in mongo[stack.settings.mongo_db]["ledger"]
+            .find({"account": "kept"})
+            .sort([("epoch", 1), ("seq", 1)])
+        ]
+    finally:
+        await mongo.close()
+    assert journal == [("debit", 1, 1), ("refund", 2, 1)]

@@ -1,0 +1,77 @@
+"""The token bank against real Redis and the store, with a fault injected between calls."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+
+from infra.local.stack import free_port, redis_server, start, stop_pid
+from services.gateway.adapters.tokens import NotHydrated, Status, TokenBank
+from services.gateway.sweeper import Sweeper
+from shared.accounts import AccountStore
+from shared.keys import Keys
+from shared.settings import Settings
+from shared.stores import Redis, mongo_client, redis_client
+
+
+class FlushedAfterHydration(TokenBank):
+    """Redis loses the account right after each hydration (a failover at the worst time)."""
+
+    async def hydrate(self, account: str) -> None:
+        await super().hydrate(account)
+        await self.redis.delete(self.keys.account(account))
+
+
+@pytest.fixture
+async def backends(servers_dir: Path, mongo_url: str) -> AsyncIterator[tuple[Redis, AccountStore]]:
+    """A Redis of its own and the store, with the account `unlucky` holding 5 tokens."""
+    port = free_port()
+    data = servers_dir / f"bank-redis-{port}"
+    data.mkdir()
+    running = start(redis_server(port, data), servers_dir)
+    settings = Settings(redis_url=f"redis://127.0.0.1:{port}/0", mongo_url=mongo_url,
+                        mongo_db=f"bank_{port}")  # fmt: skip
+    redis, mongo = redis_client(settings), mongo_client(settings)
+    store = AccountStore(mongo[settings.mongo_db])
+    await store.create("unlucky", 5)
+    yield redis, store
+    await redis.aclose()
+    await mongo.close()
+    stop_pid(running.process.pid)
+
+
+async def test_not_hydrated_after_the_retry_charges_nothing(
+    backends: tuple[Redis, AccountStore],
+) -> None:
+    redis, store = backends
+    bank = FlushedAfterHydration(redis, Keys(8), store, 60)
+    with pytest.raises(NotHydrated):
+        await bank.charge("unlucky", 1, None, "meme:text", "r-1", 5.0)
+    assert await bank.redis.exists(bank.keys.outbox_of("unlucky")) == 0
+    assert await bank.redis.hlen(bank.keys.pending(bank.keys.shard_of("unlucky"))) == 0
+
+
+async def test_a_delivered_meme_left_unsettled_is_refunded_by_the_sweeper(
+    backends: tuple[Redis, AccountStore],
+) -> None:
+    """The decision for an answer written whose record was not cleared: the meme is free."""
+    redis, store = backends
+    bank = TokenBank(redis, Keys(8), store, 60)
+    charged, charge = await bank.charge("unlucky", 1, None, "meme:text", "r-2", 0.05)
+    assert charge is not None
+    assert charged.balance == 4
+    shard = bank.keys.shard_of("unlucky")
+    sweeper = Sweeper(bank, lambda: [shard])
+    before = REGISTRY.get_sample_value("maas_charges_swept_total", {"outcome": "applied"}) or 0
+    await asyncio.sleep(0.1)  # past the charge's deadline; the settle never came
+    assert await sweeper.sweep_once() == 1
+    assert await sweeper.sweep_once() == 0
+    assert await bank.redis.hget(bank.keys.account("unlucky"), "balance") == "5"
+    assert (
+        REGISTRY.get_sample_value("maas_charges_swept_total", {"outcome": "applied"}) == before + 1
+    )
+    assert (await bank.refund(charge)).status == Status.NOTHING_TO_REFUND
