@@ -256,10 +256,21 @@ class ServiceStack:
             await redis.aclose()
 
     async def redis_outbox_entries(self) -> int:
+        return await self._sum_over_shards(
+            lambda redis, keys, shard: redis.xlen(keys.outbox(shard))
+        )
+
+    async def redis_pending_charges(self) -> int:
+        """Charges neither delivered nor refunded yet."""
+        return await self._sum_over_shards(
+            lambda redis, keys, shard: redis.hlen(keys.pending(shard))
+        )
+
+    async def _sum_over_shards(self, count: Callable[[Any, Keys, int], Awaitable[int]]) -> int:
         redis = redis_client(self.settings)
         keys = Keys(self.settings.shards)
         try:
-            return sum([await redis.xlen(keys.outbox(s)) for s in range(self.settings.shards)])
+            return sum([await count(redis, keys, s) for s in range(self.settings.shards)])
         finally:
             await redis.aclose()
 

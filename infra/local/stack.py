@@ -72,61 +72,31 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def redis_server(port: int, data_dir: Path, *extra: str) -> Server:
-    """Redis as the design asks: AOF every second, never evict a balance."""
+def _redis(name: str, port: int, data_dir: Path, *config: str) -> Server:
+    argv = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir)]
     return Server(
-        "redis",
+        name,
         port,
-        [
-            "redis-server",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--dir",
-            str(data_dir),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-            "--save",
-            "",
-            "--maxmemory-policy",
-            "noeviction",
-            "--daemonize",
-            "no",
-            *extra,
-        ],
+        [*argv, "--save", "", "--daemonize", "no", *config],
         ready=lambda: tcp_answers(port, b"PING\r\n", b"+PONG"),
     )
+
+
+def redis_server(port: int, data_dir: Path, *extra: str) -> Server:
+    """Redis as the design asks: AOF every second, never evict a balance."""
+    return _redis(
+        "redis", port, data_dir,
+        "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction",
+        *extra,
+    )  # fmt: skip
 
 
 def cache_redis_server(port: int, data_dir: Path, maxmemory: str = "64mb") -> Server:
     """The cache instance: bounded memory, least recently used keys evicted, no disk."""
-    return Server(
-        "redis-cache",
-        port,
-        [
-            "redis-server",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--dir",
-            str(data_dir),
-            "--appendonly",
-            "no",
-            "--save",
-            "",
-            "--maxmemory",
-            maxmemory,
-            "--maxmemory-policy",
-            "allkeys-lru",
-            "--daemonize",
-            "no",
-        ],
-        ready=lambda: tcp_answers(port, b"PING\r\n", b"+PONG"),
-    )
+    return _redis(
+        "redis-cache", port, data_dir,
+        "--appendonly", "no", "--maxmemory", maxmemory, "--maxmemory-policy", "allkeys-lru",
+    )  # fmt: skip
 
 
 def localstack_server(port: int, data_dir: Path) -> Server:

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from infra.local.stack import redis_server, start
 from shared.keys import Keys
-from shared.stores import mongo_client, redis_client
+from shared.stores import mongo_client
 from tests.fakes.openai_server import FakeOpenAI
 from tests.stack import ServiceStack, wait_for
 
@@ -38,15 +38,6 @@ async def sigterm_gateway(stack: ServiceStack) -> asyncio.Future[int]:
     return asyncio.ensure_future(asyncio.to_thread(running.process.wait, 60))
 
 
-async def pending_charges(stack: ServiceStack) -> int:
-    redis = redis_client(stack.settings)
-    keys = Keys(stack.settings.shards)
-    try:
-        return sum([await redis.hlen(keys.pending(s)) for s in range(stack.settings.shards)])
-    finally:
-        await redis.aclose()
-
-
 async def books(stack: ServiceStack, account: str) -> tuple[int, int, int, int]:
     """(Redis balance, MongoDB balance, Redis calls, MongoDB calls) once drained."""
     await stack.drained(account, timeout_s=60)
@@ -55,24 +46,32 @@ async def books(stack: ServiceStack, account: str) -> tuple[int, int, int, int]:
     return int(live["balance"]), stored["balance"], int(live["calls"]), stored["usage"]["calls"]
 
 
-async def test_sigterm_lets_an_ai_meme_in_flight_finish_and_charges_it_once(
-    make_stack: Any, ai: FakeOpenAI, http: aiohttp.ClientSession
-) -> None:
+async def ai_meme_then_sigterm(
+    make_stack: Any, ai: FakeOpenAI, http: aiohttp.ClientSession, account: str, drain_s: float
+) -> tuple[ServiceStack, int, dict[str, Any]]:
+    """An AI meme whose model answers slowly; SIGTERM lands while it is in flight."""
     stack: ServiceStack = await make_stack(
-        openai_base_url=ai.url, openai_api_key="k", gateway_drain_s=10
+        openai_base_url=ai.url, openai_api_key="k", gateway_drain_s=drain_s
     )
-    await stack.create_account(http, "drained", 10)
-    ai.slow(2.0)
+    await stack.create_account(http, account, 10)
     meme = asyncio.ensure_future(
-        http.get(f"{stack.gateway}/memes", params=AI, headers=stack.auth("drained", ("ai",)))
+        http.get(f"{stack.gateway}/memes", params=AI, headers=stack.auth(account, ("ai",)))
     )
     await ai.wait_for_calls(1)
     exited = await sigterm_gateway(stack)
     async with await meme as response:
-        body = await response.json()
-        assert (response.status, body["kind"], body["tokens_remaining"]) == (200, "ai", 8)
+        status, body = response.status, await response.json()
     assert await exited == 0
-    assert await pending_charges(stack) == 0
+    return stack, status, body
+
+
+async def test_sigterm_lets_an_ai_meme_in_flight_finish_and_charges_it_once(
+    make_stack: Any, ai: FakeOpenAI, http: aiohttp.ClientSession
+) -> None:
+    ai.slow(2.0)
+    stack, status, body = await ai_meme_then_sigterm(make_stack, ai, http, "drained", 10)
+    assert (status, body["kind"], body["tokens_remaining"]) == (200, "ai", 8)
+    assert await stack.redis_pending_charges() == 0
     await stack.start("gateway")
     assert await books(stack, "drained") == (8, 8, 1, 1)
 
@@ -80,21 +79,10 @@ async def test_sigterm_lets_an_ai_meme_in_flight_finish_and_charges_it_once(
 async def test_sigterm_refunds_a_call_that_outlasts_the_drain_window(
     make_stack: Any, ai: FakeOpenAI, http: aiohttp.ClientSession
 ) -> None:
-    stack: ServiceStack = await make_stack(
-        openai_base_url=ai.url, openai_api_key="k", gateway_drain_s=1
-    )
-    await stack.create_account(http, "cut-short", 10)
     ai.slow(60)
-    meme = asyncio.ensure_future(
-        http.get(f"{stack.gateway}/memes", params=AI, headers=stack.auth("cut-short", ("ai",)))
-    )
-    await ai.wait_for_calls(1)
-    exited = await sigterm_gateway(stack)
-    async with await meme as response:
-        body = await response.json()
-        assert response.status == 503
-        assert (body["error"]["code"], body["error"]["tokens_remaining"]) == ("shutting_down", 10)
-    assert await exited == 0
+    stack, status, body = await ai_meme_then_sigterm(make_stack, ai, http, "cut-short", 1)
+    assert status == 503
+    assert (body["error"]["code"], body["error"]["tokens_remaining"]) == ("shutting_down", 10)
     ai.release()
     await stack.start("gateway")
     assert await books(stack, "cut-short") == (10, 10, 0, 0)
@@ -137,12 +125,12 @@ async def test_sigkill_with_200_memes_in_flight_is_settled_by_the_sweeper(
         meme.send_signal(signal.SIGCONT)
         await load
     assert 100 <= len(delivered) < 200
-    assert await pending_charges(stack) > 0
+    assert await stack.redis_pending_charges() > 0
 
     await stack.start("gateway")
 
     async def swept() -> bool:
-        return await pending_charges(stack) == 0
+        return await stack.redis_pending_charges() == 0
 
     await wait_for(swept, 30, "the sweeper to settle the dead gateway's charges")
     live, stored, live_calls, stored_calls = await books(stack, "swept")
@@ -181,7 +169,7 @@ async def test_a_refund_that_fails_is_settled_by_the_sweeper(
         return (await stack.redis_account("unrefunded"))["balance"] == "10"
 
     await wait_for(refunded, 20, "the sweeper's refund")
-    assert await pending_charges(stack) == 0
+    assert await stack.redis_pending_charges() == 0
     assert await books(stack, "unrefunded") == (10, 10, 0, 0)
 
 

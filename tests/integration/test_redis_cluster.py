@@ -124,7 +124,7 @@ async def exercise(settings: Settings) -> tuple[list[Any], dict[str, list[int]]]
             assert charges[0] is not None
             outcomes.append(await bank.refund(charges[0]))
             assert charges[1] is not None
-            await bank.settle(charges[1])
+            await bank.confirm(charges[1])
             for _ in range(2):
                 outcomes.append(await bank.credit(account, 10, "purchase", "key-1", "fp"))
             outcomes.append(await bank.credit(account, 10, "purchase", "key-1", "other"))

@@ -61,7 +61,7 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Charge:
-    """A debit whose meme is not delivered yet: what its refund or its settling needs."""
+    """A debit whose meme is not delivered yet: what its refund or its confirmation needs."""
 
     id: str
     account: str
@@ -102,7 +102,7 @@ class TokenBank:
         self.accounts = accounts
         self.idempotency_ttl_s = idempotency_ttl_s
         self._charge = redis.register_script(lua_script("charge"))
-        self._settle = redis.register_script(lua_script("settle"))
+        self._confirm = redis.register_script(lua_script("confirm"))
         self._refund = redis.register_script(lua_script("refund"))
         self._credit = redis.register_script(lua_script("credit"))
         self._hydrate = redis.register_script(lua_script("hydrate"))
@@ -116,7 +116,7 @@ class TokenBank:
         request_id: str,
         refundable_after_s: float,
     ) -> tuple[Outcome, Charge | None]:
-        """Debit a meme; the charge stays pending until settled or refunded.
+        """Debit a meme; the charge stays pending until confirmed or refunded.
 
         A pending charge older than `refundable_after_s` is the sweeper's to refund.
         """
@@ -140,10 +140,10 @@ class TokenBank:
         charge = Charge(charge_id, account, price, outcome.epoch, outcome.seq, reason, request_id)
         return outcome, charge
 
-    async def settle(self, charge: Charge) -> None:
+    async def confirm(self, charge: Charge) -> None:
         """The meme was delivered: the charge is final."""
         shard = self.keys.shard_of(charge.account)
-        await self._settle(
+        await self._confirm(
             keys=[self.keys.pending(shard), self.keys.deadlines(shard)], args=[charge.id]
         )
 

@@ -1,6 +1,6 @@
 """The metered meme endpoints: authenticate, validate, charge, generate, answer.
 
-A charge stays pending until its answer is written (then it is settled) or its meme
+A charge stays pending until its answer is written (then it is confirmed) or its meme
 fails (then it is refunded before the error is answered). A charge whose gateway died
 in between is refunded by the sweeper, so a client is never charged for a meme it did
 not get.
@@ -40,8 +40,8 @@ REFUNDS = Counter(
     "data), nothing_to_refund (refunded before), deferred (left to the sweeper)",
     ["kind", "outcome"],
 )
-SETTLE_FAILURES = Counter(
-    "maas_settle_failures_total", "Delivered memes whose charge could not be settled"
+CONFIRM_FAILURES = Counter(
+    "maas_confirm_failures_total", "Delivered memes whose charge could not be confirmed"
 )
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ async def serve_meme(request: web.Request, values: dict[str, Any]) -> web.Stream
         except BaseException as failure:  # an upstream error, a cancelled handler, a lost client
             await asyncio.shield(refund(deps.bank, charge, kind, failure))
             raise
-        await settle(deps.bank, charge)
+        await confirm(deps.bank, charge)
     return response
 
 
@@ -137,17 +137,17 @@ async def refund(bank: TokenBank, charge: Charge, kind: str, failure: BaseExcept
         failure.details["tokens_remaining"] = refunded.balance
 
 
-async def settle(bank: TokenBank, charge: Charge) -> None:
+async def confirm(bank: TokenBank, charge: Charge) -> None:
     """The answer is written: clear the pending record.
 
     If this fails, the record stays and the sweeper refunds a meme that was delivered:
     the client gets it free, which is our loss, never the client's (counted).
     """
     try:
-        await bank.settle(charge)
+        await bank.confirm(charge)
     except Exception:
-        log.warning("settling a delivered meme failed; it will be refunded", exc_info=True)
-        SETTLE_FAILURES.inc()
+        log.warning("confirming a delivered meme failed; it will be refunded", exc_info=True)
+        CONFIRM_FAILURES.inc()
 
 
 def render(

@@ -55,7 +55,7 @@ async def test_not_hydrated_after_the_retry_charges_nothing(
     assert await bank.redis.hlen(bank.keys.pending(bank.keys.shard_of("unlucky"))) == 0
 
 
-async def test_a_delivered_meme_left_unsettled_is_refunded_by_the_sweeper(
+async def test_a_delivered_meme_left_unconfirmed_is_refunded_by_the_sweeper(
     backends: tuple[Redis, AccountStore],
 ) -> None:
     """The decision for an answer written whose record was not cleared: the meme is free."""
@@ -67,7 +67,7 @@ async def test_a_delivered_meme_left_unsettled_is_refunded_by_the_sweeper(
     shard = bank.keys.shard_of("unlucky")
     sweeper = Sweeper(bank, lambda: [shard])
     before = REGISTRY.get_sample_value("maas_charges_swept_total", {"outcome": "applied"}) or 0
-    await asyncio.sleep(0.1)  # past the charge's deadline; the settle never came
+    await asyncio.sleep(0.1)  # past the charge's deadline; the confirmation never came
     assert await sweeper.sweep_once() == 1
     assert await sweeper.sweep_once() == 0
     assert await bank.redis.hget(bank.keys.account("unlucky"), "balance") == "5"

@@ -1,5 +1,5 @@
 -- Rate-limit, balance check, debit, usage, next seq, outbox append and the pending-charge
--- record, atomically. The record lives until the answer is written (settle.lua) or the
+-- record, atomically. The record lives until the answer is written (confirm.lua) or the
 -- charge is refunded (refund.lua); a sweeper refunds records past their deadline.
 -- KEYS[1] account hash, KEYS[2] outbox stream, KEYS[3] pending charges (hash),
 -- KEYS[4] their deadlines (sorted set); all of the account's shard (same hash tag).

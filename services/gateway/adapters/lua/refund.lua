@@ -8,7 +8,7 @@
 -- ARGV: account, charge id, amount, charge epoch, charge seq, event id, reason, request id,
 --       marker ttl seconds
 -- Returns {status, balance, epoch, seq}; status 0 refunded, 1 not hydrated,
--- 7 nothing to refund (settled or refunded before), 8 dropped (the debit is not counted).
+-- 7 nothing to refund (confirmed or refunded before), 8 dropped (the debit is not counted).
 local account_key, outbox, pending, deadlines = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local state = redis.call('HMGET', account_key, 'balance', 'epoch', 'base_epoch', 'base_seq')
 local balance = tonumber(state[1])
