@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-PROCESSES = ("gateway", "meme", "redis", "ledger", "localstack", "ferretdb", "hello", "fake-openai")
+PROCESSES = (
+    "gateway",
+    "meme",
+    "redis",
+    "ledger",
+    "localstack",
+    "ferretdb",
+    "postgres",
+    "hello",
+    "fake-openai",
+)
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:

@@ -16,11 +16,14 @@ apt_packages=()
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null || apt_packages+=(redis-server redis-tools)
 command -v wrk >/dev/null || apt_packages+=(wrk)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf ] || apt_packages+=(fonts-dejavu-core)
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || apt_packages+=(postgresql-15)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   log "apt-get install ${apt_packages[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_packages[@]}" >/dev/null
-  if command -v systemctl >/dev/null; then systemctl disable --now redis-server >/dev/null 2>&1 || true; fi
+  if command -v systemctl >/dev/null; then
+    systemctl disable --now redis-server postgresql >/dev/null 2>&1 || true
+  fi
 fi
 
 UV="$CACHE/uv/bin/uv"
@@ -32,17 +35,24 @@ fi
 "$UV" sync --frozen --python python3.11 --quiet
 
 # FerretDB embeds its version from build/version/version.txt, which the published module
-# lacks; build from a copy of the downloaded module with that file written in.
+# lacks; build from a copy of the downloaded module with that file written in, and with
+# ferretdb.patch applied (string _id filters and _id-ordered pages served by PostgreSQL's
+# _id index). The patch's hash is the build's commit, so a changed patch rebuilds.
 FERRETDB="$CACHE/tools/bin/ferretdb"
-if ! "$FERRETDB" --version 2>/dev/null | grep -q "version: $FERRETDB_VERSION"; then
-  log "FerretDB $FERRETDB_VERSION (go build)"
+PATCH=infra/local/ferretdb.patch
+build_id="maas-$(sha256sum "$PATCH" | cut -c1-12)"
+if ! "$FERRETDB" --version 2>/dev/null | grep -q "commit: $build_id"; then
+  log "FerretDB $FERRETDB_VERSION + $PATCH (go build)"
   src=$(go mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" \
         | python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
   build=$(mktemp -d)
   cp -r "$src/." "$build/"
   chmod -R u+w "$build"
   echo "$FERRETDB_VERSION" > "$build/build/version/version.txt"
-  (cd "$build" && go build -trimpath -o "$FERRETDB" ./cmd/ferretdb)
+  echo "$build_id" > "$build/build/version/commit.txt"
+  git -C "$build" apply "$PWD/$PATCH"
+  (cd "$build" && go build -trimpath -o "$FERRETDB.tmp" ./cmd/ferretdb)
+  mv -f "$FERRETDB.tmp" "$FERRETDB"
   rm -rf "$build"
 fi
 

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from infra.local.stack import ferretdb_server, free_port, start, stop_pid
+from infra.local.stack import free_port, start, stop_pid, store_servers
 from shared.accounts import AccountStore
 from shared.events import Event, EventType
 from shared.keys import Keys
@@ -228,11 +228,12 @@ async def test_redis_losing_its_data_rehydrates_and_reconcile_shows_the_bounded_
 
 
 async def test_mongodb_down_for_10_s_loses_nothing(
-    make_stack: Any, servers_dir: Path, http: aiohttp.ClientSession
+    make_stack: Any, store_dir: Path, http: aiohttp.ClientSession
 ) -> None:
-    port, data = free_port(), servers_dir / f"ferretdb-outage-{uuid.uuid4().hex[:6]}"
-    data.mkdir()
-    ferretdb = await asyncio.to_thread(start, ferretdb_server(port, data), data)
+    port, data = free_port(), store_dir / f"outage-{uuid.uuid4().hex[:6]}"
+    postgres_server, ferretdb_server = store_servers(port, data)
+    postgres = await asyncio.to_thread(start, postgres_server, data)
+    ferretdb = await asyncio.to_thread(start, ferretdb_server, data)
     stack: ServiceStack = await make_stack(mongo_url=f"mongodb://127.0.0.1:{port}")
     try:
         await stack.create_account(http, "patient", 1000)
@@ -248,7 +249,7 @@ async def test_mongodb_down_for_10_s_loses_nothing(
         await memes(20)
         await asyncio.to_thread(stop_pid, ferretdb.process.pid)
         await asyncio.gather(memes(100), asyncio.sleep(10))  # the outage lasts 10 s
-        ferretdb = await asyncio.to_thread(start, ferretdb_server(port, data), data)
+        ferretdb = await asyncio.to_thread(start, ferretdb_server, data)
         await memes(20)
         assert statuses == {200: 140}
         await stack.drained("patient", timeout_s=60)
@@ -259,6 +260,7 @@ async def test_mongodb_down_for_10_s_loses_nothing(
     finally:
         await stack.close()
         await asyncio.to_thread(stop_pid, ferretdb.process.pid)
+        await asyncio.to_thread(stop_pid, postgres.process.pid)
 
 
 async def test_sigterm_finishes_what_the_worker_holds_and_exits_cleanly(make_stack: Any) -> None:

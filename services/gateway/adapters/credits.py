@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from shared.store_retry import with_retries
 from shared.stores import MongoDoc
 
 
@@ -27,13 +28,12 @@ class CreditLog:
         self, account: str, key: str, fingerprint: str, event_id: str, tokens: int
     ) -> None:
         # A concurrent repeat may have recorded the same first answer already.
+        doc = {
+            "_id": f"{account}:{key}",
+            "fingerprint": fingerprint,
+            "event_id": event_id,
+            "tokens": tokens,
+            "at": datetime.now(UTC),
+        }
         with contextlib.suppress(DuplicateKeyError):
-            await self.credits.insert_one(
-                {
-                    "_id": f"{account}:{key}",
-                    "fingerprint": fingerprint,
-                    "event_id": event_id,
-                    "tokens": tokens,
-                    "at": datetime.now(UTC),
-                }
-            )
+            await with_retries(lambda: self.credits.insert_one(doc))
