@@ -34,22 +34,27 @@ def empty_usage() -> dict[str, Any]:
     return {"calls": 0, "tokens_spent": 0, "by_kind": {}}
 
 
+def new_account(account: str, tokens: int) -> MongoDoc:
+    """An account as created: no event applied yet, never hydrated."""
+    now = datetime.now(UTC)
+    return {
+        "_id": account,
+        "balance": tokens,
+        "epoch": 0,
+        "seq": 0,
+        "hydrations": 0,
+        "usage": empty_usage(),
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 class AccountStore:
     def __init__(self, db: AsyncDatabase[MongoDoc]) -> None:
         self.accounts = db["accounts"]
 
     async def create(self, account: str, tokens: int) -> None:
-        now = datetime.now(UTC)
-        doc = {
-            "_id": account,
-            "balance": tokens,
-            "epoch": 0,
-            "seq": 0,
-            "hydrations": 0,
-            "usage": empty_usage(),
-            "created_at": now,
-            "updated_at": now,
-        }
+        doc = new_account(account, tokens)
         try:
             await with_retries(lambda: self.accounts.insert_one(doc))
         except DuplicateKeyError:

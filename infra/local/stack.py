@@ -194,7 +194,13 @@ def postgres_server(port: int, data_dir: Path, *settings: str) -> Server:
         ],
         ready=lambda: (
             subprocess.run(
-                [str(postgres_bin() / "pg_isready"), "-q", f"-h{data_dir}", f"-p{port}"],
+                [
+                    str(postgres_bin() / "pg_isready"),
+                    "-q",
+                    f"-h{data_dir}",
+                    f"-p{port}",
+                    f"-U{POSTGRES_USER}",
+                ],
                 check=False,
             ).returncode
             == 0

@@ -7,6 +7,7 @@ writes every plan to the log. A statement the index cannot serve still shows a S
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections import Counter
@@ -20,7 +21,7 @@ from infra.local.stack import Running, free_port, start, stop_pid, store_servers
 from services.gateway.adapters.credits import CreditLog
 from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.domain.apply import AccountUpdate, Position
-from shared.accounts import AccountStore
+from shared.accounts import AccountStore, new_account
 from shared.events import Event
 from shared.stores import MongoDoc
 
@@ -28,8 +29,10 @@ EXPLAINED = (
     "enable_seqscan=off",
     "session_preload_libraries=auto_explain",
     "auto_explain.log_min_duration=0",
+    "jit=off",  # priced-out plans would be compiled
 )
 ACCOUNTS = 300
+BEYOND_THE_POOL = 200  # FerretDB keeps 50 connections to PostgreSQL
 
 
 class PrivateStore:
@@ -193,3 +196,26 @@ async def test_the_store_keeps_its_data_across_a_restart(store_dir: Path) -> Non
         assert stored["balance"] == 42
     finally:
         store.stop()
+
+
+async def test_more_concurrent_updates_than_store_connections_all_finish(
+    explained: PrivateStore,
+) -> None:
+    """An update reads its matches, then writes on another connection; side by side (the
+    ledger sends one per account) they must not take the whole pool and wait on each other."""
+    client = explained.client()
+    db = client[f"pool_{uuid.uuid4().hex[:6]}"]
+    ids = [f"acct-{n:04d}" for n in range(BEYOND_THE_POOL)]
+    try:
+        await db["accounts"].insert_many([new_account(a, 100) for a in ids])
+        updates = []
+        for account in ids:
+            update = AccountUpdate(account, Position(0, 0), Position(0, 0))
+            update.add(event(account, 1))
+            updates.append(update)
+        moved_elsewhere = await asyncio.wait_for(LedgerStore(db).apply(updates), timeout=120)
+        assert moved_elsewhere == set()
+        balances = [d["balance"] async for d in db["accounts"].find({}, {"balance": 1})]
+        assert balances == [99] * BEYOND_THE_POOL
+    finally:
+        await client.close()

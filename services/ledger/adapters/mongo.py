@@ -43,22 +43,7 @@ class LedgerStore:
 
     async def write_journal(self, events: list[Event], message_of: dict[str, str]) -> None:
         """Append the events to the journal; ones already there (a retry) are ignored."""
-        docs = [
-            {
-                "_id": journal_id(e.account, e.epoch, e.seq),
-                "event_id": e.id,
-                "account": e.account,
-                "type": e.type,
-                "amount": e.amount,
-                "epoch": e.epoch,
-                "seq": e.seq,
-                "reason": e.reason,
-                "request_id": e.request_id,
-                "at": parse_rfc3339(e.at),
-                "message_id": message_of[e.id],
-            }
-            for e in events
-        ]
+        docs = [journal_entry(e, message_of[e.id]) for e in events]
         try:
             await with_retries(lambda: self.journal.insert_many(docs, ordered=False))
         except BulkWriteError as error:
@@ -120,6 +105,22 @@ class LedgerStore:
             .limit(limit)
         )
         return [doc async for doc in cursor]
+
+
+def journal_entry(e: Event, message_id: str) -> MongoDoc:
+    return {
+        "_id": journal_id(e.account, e.epoch, e.seq),
+        "event_id": e.id,
+        "account": e.account,
+        "type": e.type,
+        "amount": e.amount,
+        "epoch": e.epoch,
+        "seq": e.seq,
+        "reason": e.reason,
+        "request_id": e.request_id,
+        "at": parse_rfc3339(e.at),
+        "message_id": message_id,
+    }
 
 
 def journal_id(account: str, epoch: int, seq: int) -> str:
