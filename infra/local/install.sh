@@ -37,11 +37,12 @@ fi
 # FerretDB embeds its version from build/version/version.txt, which the published module
 # lacks; build from a copy of the downloaded module with that file written in, and with
 # ferretdb.patch applied (string _id filters and _id-ordered pages served by PostgreSQL's
-# _id index). The patch's hash is the build's commit, so a changed patch rebuilds.
-FERRETDB="$CACHE/tools/bin/ferretdb"
+# _id index; updates that do not deadlock the connection pool). Each build lives in a
+# directory named after the patch's hash, never rewritten, and the clone links to its own.
 PATCH=infra/local/ferretdb.patch
-build_id="maas-$(sha256sum "$PATCH" | cut -c1-12)"
-if ! "$FERRETDB" --version 2>/dev/null | grep -q "commit: $build_id"; then
+build_id="$FERRETDB_VERSION-$(sha256sum "$PATCH" | cut -c1-12)"
+FERRETDB_DIR="$CACHE/ferretdb/$build_id"
+if ! "$FERRETDB_DIR/ferretdb" --version 2>/dev/null | grep -q "commit: $build_id"; then
   log "FerretDB $FERRETDB_VERSION + $PATCH (go build)"
   src=$(go mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" \
         | python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
@@ -51,8 +52,9 @@ if ! "$FERRETDB" --version 2>/dev/null | grep -q "commit: $build_id"; then
   echo "$FERRETDB_VERSION" > "$build/build/version/version.txt"
   echo "$build_id" > "$build/build/version/commit.txt"
   git -C "$build" apply "$PWD/$PATCH"
-  (cd "$build" && go build -trimpath -o "$FERRETDB.tmp" ./cmd/ferretdb)
-  mv -f "$FERRETDB.tmp" "$FERRETDB"
+  mkdir -p "$FERRETDB_DIR"
+  (cd "$build" && go build -trimpath -o "$FERRETDB_DIR/ferretdb.tmp" ./cmd/ferretdb)
+  mv -f "$FERRETDB_DIR/ferretdb.tmp" "$FERRETDB_DIR/ferretdb"
   rm -rf "$build"
 fi
 
@@ -68,4 +70,5 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 fi
 
 ln -sfn "$CACHE/tools" .tools
+ln -sfn "$FERRETDB_DIR" .ferretdb
 ln -sfn "$LOCALSTACK_VENV" .venv-localstack

@@ -34,7 +34,7 @@ from shared.sqs import provision_queues, sqs_client
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_DIR = ROOT / ".run"
-FERRETDB = ROOT / ".tools" / "bin" / "ferretdb"
+FERRETDB = ROOT / ".ferretdb" / "ferretdb"
 POSTGRES_USER = "postgres"
 LOCALSTACK_PYTHON = ROOT / ".venv-localstack" / "bin" / "python"
 DEMO_ACCOUNTS = (("demo", 100, ["ai"]), ("demo-admin", 1000, ["admin", "ai"]))

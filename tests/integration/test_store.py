@@ -32,7 +32,7 @@ EXPLAINED = (
     "jit=off",  # priced-out plans would be compiled
 )
 ACCOUNTS = 300
-BEYOND_THE_POOL = 200  # FerretDB keeps 50 connections to PostgreSQL
+BEYOND_THE_POOL = 1000  # updates at once; FerretDB keeps 50 connections to PostgreSQL
 
 
 class PrivateStore:
@@ -57,8 +57,9 @@ class PrivateStore:
     def log(self) -> Path:
         return self.dir / "logs" / "postgres.log"
 
-    def client(self) -> AsyncMongoClient[MongoDoc]:
-        return AsyncMongoClient(f"mongodb://127.0.0.1:{self.port}", tz_aware=True)
+    def client(self, connections: int = 100) -> AsyncMongoClient[MongoDoc]:
+        url = f"mongodb://127.0.0.1:{self.port}"
+        return AsyncMongoClient(url, tz_aware=True, maxPoolSize=connections)
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +204,7 @@ async def test_more_concurrent_updates_than_store_connections_all_finish(
 ) -> None:
     """An update reads its matches, then writes on another connection; side by side (the
     ledger sends one per account) they must not take the whole pool and wait on each other."""
-    client = explained.client()
+    client = explained.client(connections=BEYOND_THE_POOL)
     db = client[f"pool_{uuid.uuid4().hex[:6]}"]
     ids = [f"acct-{n:04d}" for n in range(BEYOND_THE_POOL)]
     try:
