@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -12,7 +13,7 @@ import aiohttp
 import pytest
 
 from infra.local.stack import free_port, localstack_server, start, stop_pid, store_servers
-from tests.stack import ServiceStack
+from tests.stack import PrivateStore, ServiceStack
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +38,15 @@ def store_dir() -> Iterator[Path]:
     path.chmod(0o755)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+async def private_store(store_dir: Path) -> AsyncIterator[PrivateStore]:
+    """A store of the test's own, for tests that stop and start it."""
+    store = PrivateStore(store_dir)
+    await asyncio.to_thread(store.start)
+    yield store
+    await asyncio.to_thread(store.stop)
 
 
 @pytest.fixture(scope="session")

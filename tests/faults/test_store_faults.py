@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from infra.local.stack import free_port, start, stop_pid, store_servers
-from tests.stack import ServiceStack
+from tests.stack import PrivateStore, ServiceStack
 
 CONCURRENT = 32
 
@@ -43,28 +40,18 @@ async def test_32_concurrent_account_creates_all_answer_201(
 
 @pytest.mark.slow
 async def test_creates_wait_out_a_store_restart_longer_than_server_selection(
-    make_stack: Any, store_dir: Path, http: aiohttp.ClientSession
+    private_store: PrivateStore, make_stack: Any, http: aiohttp.ClientSession
 ) -> None:
     """FerretDB is away for 4 s, longer than one attempt's 3 s wait for a server."""
-    port, data = free_port(), store_dir / f"restart-{uuid.uuid4().hex[:6]}"
-    postgres_server, ferretdb_server = store_servers(port, data)
-    postgres = await asyncio.to_thread(start, postgres_server, data)
-    ferretdb = await asyncio.to_thread(start, ferretdb_server, data)
-    stack: ServiceStack = await make_stack(mongo_url=f"mongodb://127.0.0.1:{port}")
-    try:
-        await stack.create_account(http, "before", 10)
-        await asyncio.to_thread(stop_pid, ferretdb.process.pid)
+    stack: ServiceStack = await make_stack(mongo_url=private_store.url)
+    await stack.create_account(http, "before", 10)
+    await asyncio.to_thread(private_store.stop, "ferretdb")
 
-        async def come_back() -> None:
-            nonlocal ferretdb
-            await asyncio.sleep(4)
-            ferretdb = await asyncio.to_thread(start, ferretdb_server, data)
+    async def come_back() -> None:
+        await asyncio.sleep(4)
+        await asyncio.to_thread(private_store.start, "ferretdb")
 
-        accounts = [f"during-{n}" for n in range(CONCURRENT)]
-        statuses, _ = await asyncio.gather(create_all(stack, http, accounts), come_back())
-        assert statuses == {201: CONCURRENT}
-        assert all([await stack.mongo_account(a) for a in accounts])
-    finally:
-        await stack.close()
-        await asyncio.to_thread(stop_pid, ferretdb.process.pid)
-        await asyncio.to_thread(stop_pid, postgres.process.pid)
+    accounts = [f"during-{n}" for n in range(CONCURRENT)]
+    statuses, _ = await asyncio.gather(create_all(stack, http, accounts), come_back())
+    assert statuses == {201: CONCURRENT}
+    assert all([await stack.mongo_account(a) for a in accounts])

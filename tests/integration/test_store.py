@@ -15,15 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pymongo import AsyncMongoClient
 
-from infra.local.stack import Running, free_port, start, stop_pid, store_servers
 from services.gateway.adapters.credits import CreditLog
 from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.domain.apply import AccountUpdate, Position
 from shared.accounts import AccountStore, new_account
 from shared.events import Event
-from shared.stores import MongoDoc
+from tests.stack import PrivateStore
 
 EXPLAINED = (
     "enable_seqscan=off",
@@ -33,33 +31,6 @@ EXPLAINED = (
 )
 ACCOUNTS = 300
 BEYOND_THE_POOL = 1000  # updates at once; FerretDB keeps 50 connections to PostgreSQL
-
-
-class PrivateStore:
-    """A store of the test's own, with extra PostgreSQL settings."""
-
-    def __init__(self, store_dir: Path, *settings: str) -> None:
-        self.dir = store_dir / f"private-{uuid.uuid4().hex[:6]}"
-        self.port = free_port()
-        self.settings = settings
-        self.running: list[Running] = []
-
-    def start(self) -> None:
-        servers = store_servers(self.port, self.dir, *self.settings)
-        self.running = [start(server, self.dir) for server in servers]
-
-    def stop(self) -> None:
-        for running in reversed(self.running):
-            stop_pid(running.process.pid)
-        self.running = []
-
-    @property
-    def log(self) -> Path:
-        return self.dir / "logs" / "postgres.log"
-
-    def client(self, connections: int = 100) -> AsyncMongoClient[MongoDoc]:
-        url = f"mongodb://127.0.0.1:{self.port}"
-        return AsyncMongoClient(url, tz_aware=True, maxPoolSize=connections)
 
 
 @pytest.fixture(scope="module")
