@@ -206,7 +206,7 @@ class Scale:
         return {
             "memes_per_s": round(result.rps, 1),
             "memes": result.ok,
-            "errors": result.errors,
+            "errors": result.errors(),
             "drain_s": round(drain_s, 2),
             "drained": after.drained,
             "apply_rate_eps": round(applied / (result.seconds + drain_s), 1),
