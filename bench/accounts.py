@@ -19,6 +19,15 @@ TOKEN_TTL_S = 6 * 3600
 
 async def seed(settings: Settings, ids: list[str], concurrency: int = 32) -> None:
     """Create the accounts in MongoDB and hydrate them into Redis, like `maas accounts`."""
+    await _each(settings, ids, concurrency, create=True)
+
+
+async def hydrate(settings: Settings, ids: list[str], concurrency: int = 32) -> None:
+    """Load accounts that are already in MongoDB into Redis, as a first charge would."""
+    await _each(settings, ids, concurrency, create=False)
+
+
+async def _each(settings: Settings, ids: list[str], concurrency: int, create: bool) -> None:
     mongo, redis = mongo_client(settings), redis_client(settings)
     try:
         store = AccountStore(mongo[settings.mongo_db])
@@ -27,7 +36,8 @@ async def seed(settings: Settings, ids: list[str], concurrency: int = 32) -> Non
 
         async def one(account: str) -> None:
             async with gate:
-                await store.create(account, BALANCE)
+                if create:
+                    await store.create(account, BALANCE)
                 await bank.hydrate(account)
 
         await asyncio.gather(*(one(a) for a in ids))
@@ -72,12 +82,14 @@ class Auditor:
             for account in self.ids:
                 pipe.hmget(self.keys.account(account), "balance", "epoch", "seq")
             live = await pipe.execute()
-        stored = {
-            doc["_id"]: doc
-            async for doc in self.mongo[self.settings.mongo_db]["accounts"].find(
-                {}, {"balance": 1, "epoch": 1, "seq": 1}
-            )
-        }
+        # One `_id` range in `_id` order: the store reads it from the index, whatever its size.
+        span = {"$gte": min(self.ids), "$lte": max(self.ids)}
+        cursor = (
+            self.mongo[self.settings.mongo_db]["accounts"]
+            .find({"_id": span}, {"balance": 1, "epoch": 1, "seq": 1})
+            .sort("_id", 1)
+        )
+        stored = {doc["_id"]: doc async for doc in cursor}
         behind = redis_sum = mongo_sum = 0
         for account, (balance, epoch, seq) in zip(self.ids, live, strict=True):
             doc = stored[account]

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-PROCESSES = ("gateway", "meme", "redis", "ledger", "localstack", "ferretdb", "hello", "fake-openai")
+PROCESSES = (
+    "gateway",
+    "meme",
+    "redis",
+    "ledger",
+    "localstack",
+    "ferretdb",
+    "postgres",
+    "hello",
+    "fake-openai",
+)
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -134,6 +144,41 @@ def goals(result: dict[str, Any]) -> str:
     return table(["target", "goal", "measured", ""], rows)
 
 
+SCALE_ROWS = (
+    ("memes/s at saturation (active accounts)", "memes_per_s"),
+    ("first charge p50 ms (hydrates)", "first_charge_ms_p50"),
+    ("warm charge p50 ms", "warm_charge_ms_p50"),
+    ("ledger events/s (load + drain)", "apply_rate_eps"),
+    ("ledger drain s", "drain_s"),
+    ("ledger lag p99 s (≤ bucket)", "ledger_lag_p99_s_le"),
+    ("`maas ledger history` query p50 ms", "history_ms_p50"),
+    ("`maas ledger history` query p99 ms", "history_ms_p99"),
+    ("`maas ledger history` command s", "history_command_s"),
+    ("`maas reconcile` command s", "reconcile_command_s"),
+    ("store CPU µs per meme (FerretDB + PostgreSQL)", "store_cpu_us_per_meme"),
+    ("books exact", "exact"),
+    ("seeding s (bulk)", "seed_s"),
+)
+
+
+def scale(result: dict[str, Any]) -> str:
+    small, large = result["sizes"]
+    ratios = result["large_over_small"]
+    rows = [
+        [label, str(small.get(key)), str(large.get(key)), str(ratios.get(key, ""))]
+        for label, key in SCALE_ROWS
+    ]
+    header = [
+        "figure",
+        f"small: {small['accounts']:,} accounts, {small['journal_entries']:,} entries, "
+        f"{small['active_accounts']:,} active",
+        f"large: {large['accounts']:,} accounts, {large['journal_entries']:,} entries, "
+        f"{large['active_accounts']:,} active",
+        "large / small (per op)",
+    ]
+    return table(header, rows)
+
+
 def render(result: dict[str, Any]) -> str:
     m = result["machine"]
     scenarios = result["scenarios"]
@@ -154,5 +199,7 @@ def render(result: dict[str, Any]) -> str:
             "The last column is CPU spent by processes the bench did not start (the machine "
             "is shared), and in brackets how busy all cores were.",
             processes(scenarios),
+            "#### Scale: a small store and a large one",
+            scale(result["scale"]),
         ]
     )

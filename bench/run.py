@@ -30,6 +30,7 @@ import orjson
 from bench import accounts, metrics, procstat
 from bench.load import Wrk, WrkResult, meme_paths, redis_benchmark, run_wrk, write_requests
 from bench.report import render
+from bench.scale import run_scale
 from bench.stack import BenchStack
 from services.gateway.adapters.tokens import lua_script
 from shared.settings import Settings
@@ -369,7 +370,9 @@ def find(scenarios: list[dict[str, Any]], name: str) -> dict[str, Any]:
     return next(s for s in scenarios if s["name"] == name)
 
 
-def targets(scenarios: list[dict[str, Any]], final: dict[str, Any]) -> list[dict[str, Any]]:
+def targets(
+    scenarios: list[dict[str, Any]], final: dict[str, Any], scale: dict[str, Any]
+) -> list[dict[str, Any]]:
     """Each target of the issue with the measured figure; never adjusted to pass."""
     full, hello, metered = (find(scenarios, n) for n in ("full", "hello", "metered"))
     fixed = find(scenarios, "fixed-3000")
@@ -441,8 +444,38 @@ def targets(scenarios: list[dict[str, Any]], final: dict[str, Any]) -> list[dict
             "all equal",
             final["exact"] and all(s["books"]["exact"] for s in charging),
         ),
+        *scale_targets(scale),
     ]
     return [{"target": t, "measured": m, "goal": g, "met": bool(ok)} for t, m, g, ok in rows]
+
+
+def scale_targets(scale: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    small, large = scale["sizes"]
+    ratios = scale["large_over_small"]
+    worst = max((r for r in ratios.values() if r is not None), default=None)
+    cpu = max(small["store_cpu_us_per_meme"] or 0, large["store_cpu_us_per_meme"] or 0)
+    lag = large["ledger_lag_p99_s_le"]
+    return [
+        (
+            "per-operation figures, large store / small store",
+            ", ".join(f"{k} {v}" for k, v in ratios.items()),
+            "each <= 1.5",
+            worst is not None and worst <= 1.5,
+        ),
+        ("store CPU per meme (worse size)", f"{cpu:.0f} µs", "<= 150 µs", 0 < cpu <= 150),
+        (
+            f"ledger lag p99 with {large['active_accounts']:,} active accounts",
+            "n/a" if lag is None else f"<= {lag:g} s",
+            "<= 2 s",
+            lag is not None and lag <= 2,
+        ),
+        (
+            "scale scenario books",
+            f"small {small['exact']}, large {large['exact']}",
+            "exact",
+            small["exact"] and large["exact"],
+        ),
+    ]
 
 
 async def run(profile: Profile, workers: int, quick: bool) -> int:
@@ -469,6 +502,8 @@ async def run(profile: Profile, workers: int, quick: bool) -> int:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(bench.auditor.close(), timeout=5)
     bench.close_accounts()
+    log("scale: a small store, then a large one, on a fresh stack")
+    scale = await run_scale(profile.full_s, profile.final_drain_timeout_s, workers)
     result = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": quick,
@@ -478,14 +513,19 @@ async def run(profile: Profile, workers: int, quick: bool) -> int:
         "machine": machine(),
         "scenarios": bench.scenarios,
         "books": final,
-        "targets": targets(bench.scenarios, final),
+        "scale": scale,
+        "targets": targets(bench.scenarios, final, scale),
         "wall_s": round(time.monotonic() - started, 1),
     }
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
     print(render(result))
-    exact = final["exact"] and all(s["books"]["exact"] for s in bench.scenarios if "books" in s)
+    exact = (
+        final["exact"]
+        and all(s["books"]["exact"] for s in bench.scenarios if "books" in s)
+        and all(size["exact"] for size in scale["sizes"])
+    )
     log(f"results in {out}; {result['wall_s']} s")
     if not final["drained"]:
         log(

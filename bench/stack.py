@@ -19,7 +19,6 @@ import orjson
 from infra.local.stack import (
     Running,
     Server,
-    ferretdb_server,
     free_port,
     http_ok,
     localstack_server,
@@ -27,6 +26,7 @@ from infra.local.stack import (
     service,
     start,
     stop_pid,
+    store_servers,
     tcp_answers,
 )
 from shared.settings import Settings, env_names
@@ -62,7 +62,7 @@ def python_server(name: str, module: str, port: int, *args: str) -> Server:
 
 @dataclass
 class BenchStack:
-    """Redis, LocalStack, FerretDB, the fake OpenAI, meme, ledger and gateway processes."""
+    """Redis, LocalStack, PostgreSQL and FerretDB, the fake OpenAI, meme, ledger and gateway."""
 
     workers: int
     run_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="maas-bench-")))
@@ -109,7 +109,9 @@ class BenchStack:
         """Backends first, then the queues, then the services that need them."""
         s = self.settings
         self._start(redis_server(s.redis_port, self.data("redis")))
-        self._start(ferretdb_server(s.mongo_port, self.data("ferretdb")))
+        self.run_dir.chmod(0o755)  # the postgres user keeps its cluster under it
+        for server in store_servers(s.mongo_port, self.data("store")):
+            self._start(server)
         self._start(localstack_server(s.sqs_port, self.data("localstack")))
         async with sqs_client(s) as sqs:
             await provision_queues(sqs, s)

@@ -14,6 +14,7 @@ from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from shared.store_retry import with_retries
 from shared.stores import MongoDoc
 
 
@@ -37,25 +38,29 @@ def empty_usage() -> dict[str, Any]:
     return {"calls": 0, "tokens_spent": 0, "by_kind": {}}
 
 
+def new_account(account: str, tokens: int) -> MongoDoc:
+    """An account as created: no event applied yet, never hydrated."""
+    now = datetime.now(UTC)
+    return {
+        "_id": account,
+        "balance": tokens,
+        "epoch": 0,
+        "seq": 0,
+        "hydrations": 0,
+        "usage": empty_usage(),
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 class AccountStore:
     def __init__(self, db: AsyncDatabase[MongoDoc]) -> None:
         self.accounts = db["accounts"]
 
     async def create(self, account: str, tokens: int) -> None:
-        now = datetime.now(UTC)
+        doc = new_account(account, tokens)
         try:
-            await self.accounts.insert_one(
-                {
-                    "_id": account,
-                    "balance": tokens,
-                    "epoch": 0,
-                    "seq": 0,
-                    "hydrations": 0,
-                    "usage": empty_usage(),
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
+            await with_retries(lambda: self.accounts.insert_one(doc))
         except DuplicateKeyError:
             raise AccountExists(account) from None
 
@@ -64,10 +69,12 @@ class AccountStore:
 
     async def next_epoch(self, account: str) -> Hydration | None:
         """Claim a fresh epoch for a (re)hydration of Redis, with the balance to load."""
-        doc = await self.accounts.find_one_and_update(
-            {"_id": account},
-            {"$inc": {"hydrations": 1}},
-            return_document=ReturnDocument.AFTER,
+        doc = await with_retries(
+            lambda: self.accounts.find_one_and_update(
+                {"_id": account},
+                {"$inc": {"hydrations": 1}},
+                return_document=ReturnDocument.AFTER,
+            )
         )
         if doc is None:
             return None

@@ -1,7 +1,10 @@
-"""Session-wide real servers: LocalStack SQS and FerretDB on free loopback ports."""
+"""Session-wide real servers: LocalStack SQS and the store (FerretDB on PostgreSQL)."""
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -9,8 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from infra.local.stack import ferretdb_server, free_port, localstack_server, start, stop_pid
-from tests.stack import ServiceStack
+from infra.local.stack import free_port, localstack_server, start, stop_pid, store_servers
+from tests.stack import PrivateStore, ServiceStack
 
 
 @pytest.fixture(scope="session")
@@ -29,13 +32,30 @@ def sqs_endpoint(servers_dir: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def mongo_url(servers_dir: Path) -> Iterator[str]:
+def store_dir() -> Iterator[Path]:
+    """Store data outside pytest's private temp dir, where the postgres user can reach it."""
+    path = Path(tempfile.mkdtemp(prefix="maas-store-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+async def private_store(store_dir: Path) -> AsyncIterator[PrivateStore]:
+    """A store of the test's own, for tests that stop and start it."""
+    store = PrivateStore(store_dir)
+    await asyncio.to_thread(store.start)
+    yield store
+    await asyncio.to_thread(store.stop)
+
+
+@pytest.fixture(scope="session")
+def mongo_url(servers_dir: Path, store_dir: Path) -> Iterator[str]:
     port = free_port()
-    data = servers_dir / "ferretdb"
-    data.mkdir()
-    running = start(ferretdb_server(port, data), servers_dir)
+    running = [start(server, servers_dir) for server in store_servers(port, store_dir / "main")]
     yield f"mongodb://127.0.0.1:{port}"
-    stop_pid(running.process.pid)
+    for server in reversed(running):
+        stop_pid(server.process.pid)
 
 
 StackFactory = Callable[..., ServiceStack]

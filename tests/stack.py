@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from pymongo import AsyncMongoClient
 
 from infra.local.stack import (
     Running,
@@ -29,13 +30,14 @@ from infra.local.stack import (
     service,
     start,
     stop_pid,
+    store_servers,
 )
 from services.gateway.adapters.auth import issue_dev_token
 from shared.events import Batch, Event
 from shared.keys import Keys
 from shared.settings import Settings, env_names
 from shared.sqs import provision_queues, queue_url, sqs_client
-from shared.stores import mongo_client, redis_client
+from shared.stores import MongoDoc, mongo_client, redis_client
 
 SERVICES = ("meme", "ledger", "gateway")
 CACHE_MAXMEMORY = "2mb"  # small, so a test can fill it
@@ -289,3 +291,36 @@ class ServiceStack:
             return True
 
         await wait_for(caught_up, timeout_s, f"the ledger to drain {accounts}")
+
+
+class PrivateStore:
+    """A store (PostgreSQL and FerretDB) of a test's own, with extra PostgreSQL settings."""
+
+    def __init__(self, store_dir: Path, *settings: str) -> None:
+        self.dir = store_dir / f"private-{uuid.uuid4().hex[:6]}"
+        self.port = free_port()
+        self.postgres, self.ferretdb = store_servers(self.port, self.dir, *settings)
+        self.running: dict[str, Running] = {}
+
+    @property
+    def url(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}"
+
+    def start(self, *names: str) -> None:
+        """Start both servers, PostgreSQL first (or only those named)."""
+        for server in (self.postgres, self.ferretdb):
+            if server.name in (names or (self.postgres.name, self.ferretdb.name)):
+                self.running[server.name] = start(server, self.dir)
+
+    def stop(self, *names: str) -> None:
+        """Stop both servers, FerretDB first (or only those named)."""
+        for name in (self.ferretdb.name, self.postgres.name):
+            if name in (names or self.running) and name in self.running:
+                stop_pid(self.running.pop(name).process.pid)
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "logs" / "postgres.log"
+
+    def client(self, connections: int = 100) -> AsyncMongoClient[MongoDoc]:
+        return AsyncMongoClient(self.url, tz_aware=True, maxPoolSize=connections)

@@ -16,11 +16,14 @@ apt_packages=()
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null || apt_packages+=(redis-server redis-tools)
 command -v wrk >/dev/null || apt_packages+=(wrk)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf ] || apt_packages+=(fonts-dejavu-core)
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || apt_packages+=(postgresql-15)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   log "apt-get install ${apt_packages[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_packages[@]}" >/dev/null
-  if command -v systemctl >/dev/null; then systemctl disable --now redis-server >/dev/null 2>&1 || true; fi
+  if command -v systemctl >/dev/null; then
+    systemctl disable --now redis-server postgresql >/dev/null 2>&1 || true
+  fi
 fi
 
 UV="$CACHE/uv/bin/uv"
@@ -32,17 +35,26 @@ fi
 "$UV" sync --frozen --python python3.11 --quiet
 
 # FerretDB embeds its version from build/version/version.txt, which the published module
-# lacks; build from a copy of the downloaded module with that file written in.
-FERRETDB="$CACHE/tools/bin/ferretdb"
-if ! "$FERRETDB" --version 2>/dev/null | grep -q "version: $FERRETDB_VERSION"; then
-  log "FerretDB $FERRETDB_VERSION (go build)"
+# lacks; build from a copy of the downloaded module with that file written in, and with
+# ferretdb.patch applied (string _id filters and _id-ordered pages served by PostgreSQL's
+# _id index; updates that do not deadlock the connection pool). Each build lives in a
+# directory named after the patch's hash, never rewritten, and the clone links to its own.
+PATCH=infra/local/ferretdb.patch
+build_id="$FERRETDB_VERSION-$(sha256sum "$PATCH" | cut -c1-12)"
+FERRETDB_DIR="$CACHE/ferretdb/$build_id"
+if ! "$FERRETDB_DIR/ferretdb" --version 2>/dev/null | grep -q "commit: $build_id"; then
+  log "FerretDB $FERRETDB_VERSION + $PATCH (go build)"
   src=$(go mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" \
         | python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
   build=$(mktemp -d)
   cp -r "$src/." "$build/"
   chmod -R u+w "$build"
   echo "$FERRETDB_VERSION" > "$build/build/version/version.txt"
-  (cd "$build" && go build -trimpath -o "$FERRETDB" ./cmd/ferretdb)
+  echo "$build_id" > "$build/build/version/commit.txt"
+  git -C "$build" apply "$PWD/$PATCH"
+  mkdir -p "$FERRETDB_DIR"
+  (cd "$build" && go build -trimpath -o "$FERRETDB_DIR/ferretdb.tmp" ./cmd/ferretdb)
+  mv -f "$FERRETDB_DIR/ferretdb.tmp" "$FERRETDB_DIR/ferretdb"
   rm -rf "$build"
 fi
 
@@ -58,4 +70,5 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 fi
 
 ln -sfn "$CACHE/tools" .tools
+ln -sfn "$FERRETDB_DIR" .ferretdb
 ln -sfn "$LOCALSTACK_VENV" .venv-localstack

@@ -1,5 +1,5 @@
-"""The local stack without Docker: Redis, LocalStack SQS, FerretDB and the three services
-as plain processes on loopback, with data, logs and PID files under `.run/`.
+"""The local stack without Docker: Redis, LocalStack SQS, FerretDB on PostgreSQL and the
+three services as plain processes on loopback, with data, logs and PID files under `.run/`.
 
     python -m infra.local.stack up       # start in the background, return once healthy
     python -m infra.local.stack run      # the same in the foreground; Ctrl-C stops all
@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -33,7 +34,8 @@ from shared.sqs import provision_queues, sqs_client
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_DIR = ROOT / ".run"
-FERRETDB = ROOT / ".tools" / "bin" / "ferretdb"
+FERRETDB = ROOT / ".ferretdb" / "ferretdb"
+POSTGRES_USER = "postgres"
 LOCALSTACK_PYTHON = ROOT / ".venv-localstack" / "bin" / "python"
 DEMO_ACCOUNTS = (("demo", 100, ["ai"]), ("demo-admin", 1000, ["admin", "ai"]))
 
@@ -120,14 +122,103 @@ def localstack_server(port: int, data_dir: Path) -> Server:
     )
 
 
-def ferretdb_server(port: int, data_dir: Path) -> Server:
+def postgres_bin() -> Path:
+    """The newest PostgreSQL installed (Debian keeps each major version apart)."""
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parts[-3])
+    )
+    if not found:
+        raise RuntimeError("PostgreSQL is not installed; run infra/local/install.sh")
+    return found[-1].parent
+
+
+def as_postgres_user() -> list[str]:
+    """PostgreSQL refuses to run as root: as root, drop to the `postgres` user."""
+    if os.geteuid() != 0:
+        return []
+    return [
+        "setpriv",
+        f"--reuid={POSTGRES_USER}",
+        f"--regid={POSTGRES_USER}",
+        "--init-groups",
+        "--",
+    ]
+
+
+def prepare_postgres_dir(data_dir: Path) -> None:
+    """Create the cluster once; C collation, so jsonb orders strings as BSON does."""
+    if os.geteuid() == 0:
+        for parent in data_dir.resolve().parents:
+            if not parent.stat().st_mode & 0o001:
+                raise RuntimeError(
+                    f"the {POSTGRES_USER} user cannot reach {data_dir} ({parent} is closed "
+                    "to others); keep the data in a directory it can traverse"
+                )
+        shutil.chown(data_dir, POSTGRES_USER, POSTGRES_USER)
+    if (data_dir / "cluster" / "PG_VERSION").exists():
+        return
+    subprocess.run(
+        [
+            *as_postgres_user(),
+            str(postgres_bin() / "initdb"),
+            f"--pgdata={data_dir / 'cluster'}",
+            f"--username={POSTGRES_USER}",
+            "--auth=trust",
+            "--locale=C",
+            "--encoding=UTF8",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
+def postgres_server(port: int, data_dir: Path, *settings: str) -> Server:
+    """A private PostgreSQL cluster in `data_dir`, reachable only by its unix socket there.
+
+    `settings` are extra `name=value` server settings.
+    """
+    prepare_postgres_dir(data_dir)
+    options = ["listen_addresses=", f"unix_socket_directories={data_dir}", *settings]
+    return Server(
+        "postgres",
+        port,
+        [
+            *as_postgres_user(),
+            str(postgres_bin() / "postgres"),
+            f"--port={port}",
+            f"-D{data_dir / 'cluster'}",
+            *(f"-c{option}" for option in options),
+        ],
+        ready=lambda: (
+            subprocess.run(
+                [
+                    str(postgres_bin() / "pg_isready"),
+                    "-q",
+                    f"-h{data_dir}",
+                    f"-p{port}",
+                    f"-U{POSTGRES_USER}",
+                ],
+                check=False,
+            ).returncode
+            == 0
+        ),
+    )
+
+
+def postgres_url(port: int, data_dir: Path) -> str:
+    return f"postgres://{POSTGRES_USER}@/{POSTGRES_USER}?host={data_dir}&port={port}"
+
+
+def ferretdb_server(port: int, data_dir: Path, postgres: str) -> Server:
+    """FerretDB speaking MongoDB's protocol in front of PostgreSQL (`postgres_url`)."""
     return Server(
         "ferretdb",
         port,
         [
             str(FERRETDB),
-            "--handler=sqlite",
-            f"--sqlite-url=file:{data_dir}/",
+            "--handler=postgresql",
+            f"--postgresql-url={postgres}",
             f"--listen-addr=127.0.0.1:{port}",
             "--telemetry=disable",
             f"--state-dir={data_dir}",
@@ -136,6 +227,20 @@ def ferretdb_server(port: int, data_dir: Path) -> Server:
         ],
         ready=lambda: tcp_answers(port),
     )
+
+
+def store_servers(port: int, data_dir: Path, *postgres_settings: str) -> list[Server]:
+    """The MongoDB-compatible store on `port`: PostgreSQL, then FerretDB; start in order.
+
+    PostgreSQL listens on a unix socket only, named after `port` too (no TCP port taken).
+    """
+    dirs = {name: data_dir / name for name in ("postgres", "ferretdb")}
+    for path in dirs.values():
+        path.mkdir(parents=True, exist_ok=True)
+    return [
+        postgres_server(port, dirs["postgres"], *postgres_settings),
+        ferretdb_server(port, dirs["ferretdb"], postgres_url(port, dirs["postgres"])),
+    ]
 
 
 def service(name: str, port: int, env: dict[str, str]) -> Server:
@@ -215,16 +320,17 @@ def stop_pid(pid: int, timeout_s: float = 15) -> None:
         os.waitpid(pid, 0)
 
 
-def backends(settings: Settings, run_dir: Path) -> list[Server]:
-    names = ("redis", "redis-cache", "localstack", "ferretdb")
+def backends(settings: Settings, run_dir: Path) -> list[list[Server]]:
+    """Groups that start side by side; the servers of one group start in order."""
+    names = ("redis", "redis-cache", "localstack", "store")
     dirs = {name: run_dir / "data" / name for name in names}
     for path in dirs.values():
         path.mkdir(parents=True, exist_ok=True)
     return [
-        redis_server(settings.redis_port, dirs["redis"]),
-        cache_redis_server(settings.cache_redis_port, dirs["redis-cache"]),
-        localstack_server(settings.sqs_port, dirs["localstack"]),
-        ferretdb_server(settings.mongo_port, dirs["ferretdb"]),
+        [redis_server(settings.redis_port, dirs["redis"])],
+        [cache_redis_server(settings.cache_redis_port, dirs["redis-cache"])],
+        [localstack_server(settings.sqs_port, dirs["localstack"])],
+        store_servers(settings.mongo_port, dirs["store"]),
     ]
 
 
@@ -278,10 +384,15 @@ def up(settings: Settings) -> list[Running]:
     """Start what is not running yet, provision the queues, seed the demo accounts."""
     (RUN_DIR / "pids").mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        started = list(pool.map(_start_once, backends(settings, RUN_DIR)))
+        groups = pool.map(_start_in_order, backends(settings, RUN_DIR))
+        started = [running for group in groups for running in group]
         asyncio.run(provision(settings))
         started += pool.map(_start_once, services(settings))
     return [running for running in started if running is not None]
+
+
+def _start_in_order(servers: list[Server]) -> list[Running | None]:
+    return [_start_once(server) for server in servers]
 
 
 def _start_once(server: Server) -> Running | None:
@@ -297,6 +408,7 @@ def down() -> None:
     for group in (
         ("gateway", "ledger", "meme"),
         ("ferretdb", "localstack", "redis", "redis-cache"),
+        ("postgres",),
     ):
         pids = [pid for pid in map(alive, group) if pid]
         with ThreadPoolExecutor(max_workers=len(group)) as pool:
@@ -331,7 +443,8 @@ def banner(settings: Settings, tokens: dict[str, str]) -> str:
 
 
 def status() -> Iterator[str]:
-    for name in ("redis", "redis-cache", "localstack", "ferretdb", "meme", "ledger", "gateway"):
+    names = ("redis", "redis-cache", "localstack", "postgres", "ferretdb", "meme", "ledger")
+    for name in (*names, "gateway"):
         pid = alive(name)
         yield f"{name:<11} {'running, pid ' + str(pid) if pid else 'stopped'}"
 

@@ -50,7 +50,6 @@ async def run_worker(app: web.Application, settings: Settings) -> AsyncIterator[
     mongo, redis = mongo_client(settings), redis_client(settings)
     db = mongo[settings.mongo_db]
     store = LedgerStore(db)
-    await store.ensure_indexes()
     stop = asyncio.Event()
     async with sqs_client(settings) as sqs:
         url = await queue_url(sqs, settings.queue_name)

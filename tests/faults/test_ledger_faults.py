@@ -7,19 +7,17 @@ import random
 import signal
 import uuid
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 
-from infra.local.stack import ferretdb_server, free_port, start, stop_pid
 from shared.accounts import AccountStore
 from shared.events import Event, EventType
 from shared.keys import Keys
 from shared.sqs import queue_url, sqs_client
 from shared.stores import mongo_client
-from tests.stack import ServiceStack, wait_for
+from tests.stack import PrivateStore, ServiceStack, wait_for
 
 PARIS = {"lat": "48.8566", "lon": "2.3522", "query": "croissants"}
 
@@ -228,12 +226,9 @@ async def test_redis_losing_its_data_rehydrates_and_reconcile_shows_the_bounded_
 
 
 async def test_mongodb_down_for_10_s_loses_nothing(
-    make_stack: Any, servers_dir: Path, http: aiohttp.ClientSession
+    private_store: PrivateStore, make_stack: Any, http: aiohttp.ClientSession
 ) -> None:
-    port, data = free_port(), servers_dir / f"ferretdb-outage-{uuid.uuid4().hex[:6]}"
-    data.mkdir()
-    ferretdb = await asyncio.to_thread(start, ferretdb_server(port, data), data)
-    stack: ServiceStack = await make_stack(mongo_url=f"mongodb://127.0.0.1:{port}")
+    stack: ServiceStack = await make_stack(mongo_url=private_store.url)
     try:
         await stack.create_account(http, "patient", 1000)
         headers = stack.auth("patient")
@@ -246,9 +241,9 @@ async def test_mongodb_down_for_10_s_loses_nothing(
                 await asyncio.sleep(0.02)
 
         await memes(20)
-        await asyncio.to_thread(stop_pid, ferretdb.process.pid)
+        await asyncio.to_thread(private_store.stop, "ferretdb")
         await asyncio.gather(memes(100), asyncio.sleep(10))  # the outage lasts 10 s
-        ferretdb = await asyncio.to_thread(start, ferretdb_server(port, data), data)
+        await asyncio.to_thread(private_store.start, "ferretdb")
         await memes(20)
         assert statuses == {200: 140}
         await stack.drained("patient", timeout_s=60)
@@ -258,7 +253,6 @@ async def test_mongodb_down_for_10_s_loses_nothing(
         assert await stack.queue_depth(dead_letters=True) == 0
     finally:
         await stack.close()
-        await asyncio.to_thread(stop_pid, ferretdb.process.pid)
 
 
 async def test_sigterm_finishes_what_the_worker_holds_and_exits_cleanly(make_stack: Any) -> None:

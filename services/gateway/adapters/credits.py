@@ -2,8 +2,9 @@
 
 Redis already makes a key's repeats idempotent; this copy outlives Redis, so a
 billing retry after Redis lost its data gets the first answer instead of a second
-credit. The record's `_id` is the (account, key) pair as a document, so no account and
-key can spell another pair's id.
+credit. The record's `_id` is `<account>/<key>`: `/` is in neither alphabet, so no
+account and key can spell another pair's id, and a string `_id` is what every store's
+`_id` index serves.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from datetime import UTC, datetime
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from shared.store_retry import with_retries
 from shared.stores import MongoDoc
 
 
-def record_id(account: str, key: str) -> dict[str, str]:
-    return {"account": account, "key": key}
+def record_id(account: str, key: str) -> str:
+    return f"{account}/{key}"
 
 
 class CreditLog:
@@ -32,13 +34,12 @@ class CreditLog:
         self, account: str, key: str, fingerprint: str, event_id: str, tokens: int
     ) -> None:
         # A concurrent repeat may have recorded the same first answer already.
+        doc = {
+            "_id": record_id(account, key),
+            "fingerprint": fingerprint,
+            "event_id": event_id,
+            "tokens": tokens,
+            "at": datetime.now(UTC),
+        }
         with contextlib.suppress(DuplicateKeyError):
-            await self.credits.insert_one(
-                {
-                    "_id": record_id(account, key),
-                    "fingerprint": fingerprint,
-                    "event_id": event_id,
-                    "tokens": tokens,
-                    "at": datetime.now(UTC),
-                }
-            )
+            await with_retries(lambda: self.credits.insert_one(doc))

@@ -3,6 +3,10 @@
 No multi-document transactions: each account moves with one conditional
 single-document update filtered on its current position, so the same code runs on
 MongoDB, Atlas, DocumentDB and FerretDB.
+
+Every access is by `_id`, the one index every MongoDB-compatible store keeps: accounts,
+failures and credits by their key, the journal by `journal_id` (account, epoch, seq), so
+an account's newest entries are one descending `_id` range.
 """
 
 from __future__ import annotations
@@ -11,12 +15,13 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from services.ledger.domain.apply import AccountUpdate, Position
 from shared.events import Event, parse_rfc3339
+from shared.store_retry import with_retries
 from shared.stores import MongoDoc
 
 DUPLICATE_KEY = 11000
@@ -29,12 +34,6 @@ class LedgerStore:
         self.journal = db["ledger"]
         self.failures = db["dlq_reasons"]
 
-    async def ensure_indexes(self) -> None:
-        await self.journal.create_index(
-            [("account", ASCENDING), ("epoch", ASCENDING), ("seq", ASCENDING)],
-            name="account_epoch_seq",
-        )
-
     async def positions(self, accounts: list[str]) -> dict[str, Position]:
         """One lookup by `_id` per account: the form every MongoDB-compatible server indexes."""
         docs = await asyncio.gather(
@@ -44,23 +43,9 @@ class LedgerStore:
 
     async def write_journal(self, events: list[Event], message_of: dict[str, str]) -> None:
         """Append the events to the journal; ones already there (a retry) are ignored."""
-        docs = [
-            {
-                "_id": e.id,
-                "account": e.account,
-                "type": e.type,
-                "amount": e.amount,
-                "epoch": e.epoch,
-                "seq": e.seq,
-                "reason": e.reason,
-                "request_id": e.request_id,
-                "at": parse_rfc3339(e.at),
-                "message_id": message_of[e.id],
-            }
-            for e in events
-        ]
+        docs = [journal_entry(e, message_of[e.id]) for e in events]
         try:
-            await self.journal.insert_many(docs, ordered=False)
+            await with_retries(lambda: self.journal.insert_many(docs, ordered=False))
         except BulkWriteError as error:
             if any(e.get("code") != DUPLICATE_KEY for e in error.details.get("writeErrors", [])):
                 raise
@@ -72,48 +57,84 @@ class LedgerStore:
         bulk write's statements several times slower than the same updates sent alone.
         """
         now = datetime.now(UTC)
-        results = await asyncio.gather(
-            *(
-                self.accounts.update_one(
+
+        async def move(u: AccountUpdate) -> bool:
+            result = await with_retries(
+                lambda: self.accounts.update_one(
                     {"_id": u.account, "epoch": u.start.epoch, "seq": u.start.seq},
                     {
                         "$inc": _increments(u),
                         "$set": {"epoch": u.end.epoch, "seq": u.end.seq, "updated_at": now},
                     },
                 )
-                for u in updates
             )
-        )
-        return {u.account for u, r in zip(updates, results, strict=True) if r.matched_count != 1}
+            return result.matched_count == 1
+
+        moved = await asyncio.gather(*(move(u) for u in updates))
+        return {u.account for u, ok in zip(updates, moved, strict=True) if not ok}
 
     async def record_failure(
         self, message_id: str, reason: str, receive_count: int, summary: dict[str, Any]
     ) -> None:
         now = datetime.now(UTC)
-        await self.failures.update_one(
-            {"_id": message_id},
-            {
-                "$set": {
-                    "last_reason": reason,
-                    "last_seen": now,
-                    "receive_count": receive_count,
-                    **summary,
+        await with_retries(
+            lambda: self.failures.update_one(
+                {"_id": message_id},
+                {
+                    "$set": {
+                        "last_reason": reason,
+                        "last_seen": now,
+                        "receive_count": receive_count,
+                        **summary,
+                    },
+                    "$setOnInsert": {"first_reason": reason, "first_seen": now},
                 },
-                "$setOnInsert": {"first_reason": reason, "first_seen": now},
-            },
-            upsert=True,
+                upsert=True,
+            )
         )
 
     async def failure(self, message_id: str) -> MongoDoc | None:
         return await self.failures.find_one({"_id": message_id})
 
     async def history(self, account: str, limit: int) -> list[MongoDoc]:
+        """The account's newest `limit` entries: one `_id` range, read backwards."""
+        first, past_last = journal_id_range(account)
         cursor = (
-            self.journal.find({"account": account})
-            .sort([("epoch", DESCENDING), ("seq", DESCENDING)])
+            self.journal.find({"_id": {"$gt": first, "$lt": past_last}})
+            .sort("_id", DESCENDING)
             .limit(limit)
         )
         return [doc async for doc in cursor]
+
+
+def journal_entry(e: Event, message_id: str) -> MongoDoc:
+    return {
+        "_id": journal_id(e.account, e.epoch, e.seq),
+        "event_id": e.id,
+        "account": e.account,
+        "type": e.type,
+        "amount": e.amount,
+        "epoch": e.epoch,
+        "seq": e.seq,
+        "reason": e.reason,
+        "request_id": e.request_id,
+        "at": parse_rfc3339(e.at),
+        "message_id": message_id,
+    }
+
+
+def journal_id(account: str, epoch: int, seq: int) -> str:
+    """An entry's key: its account's entries sort together, in (epoch, seq) order."""
+    return f"{account}/{epoch:010d}/{seq:012d}"
+
+
+def journal_id_range(account: str) -> tuple[str, str]:
+    """Bounds strictly around every `journal_id` of the account and of no other.
+
+    `/` is not allowed in account ids and sorts just below `0`, so the account's keys are
+    exactly those after `account/` and before `account0`.
+    """
+    return f"{account}/", f"{account}0"
 
 
 def _increments(update: AccountUpdate) -> dict[str, int]:

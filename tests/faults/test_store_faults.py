@@ -1,0 +1,57 @@
+"""The store under concurrent writes and a short outage: account creates never answer 500."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.stack import PrivateStore, ServiceStack
+
+CONCURRENT = 32
+
+
+async def create_all(
+    stack: ServiceStack, http: aiohttp.ClientSession, accounts: list[str]
+) -> Counter[int]:
+    async def create(account: str) -> int:
+        async with http.post(
+            f"{stack.gateway}/v1/accounts",
+            json={"id": account, "tokens": 10},
+            headers=stack.admin,
+        ) as response:
+            return response.status
+
+    return Counter(await asyncio.gather(*(create(a) for a in accounts)))
+
+
+async def test_32_concurrent_account_creates_all_answer_201(
+    make_stack: Any, http: aiohttp.ClientSession
+) -> None:
+    stack: ServiceStack = await make_stack()
+    accounts = [f"burst-{n}" for n in range(CONCURRENT)]
+    assert await create_all(stack, http, accounts) == {201: CONCURRENT}
+    stored = [await stack.mongo_account(a) for a in accounts]
+    assert [doc["balance"] if doc else None for doc in stored] == [10] * CONCURRENT
+
+
+@pytest.mark.slow
+async def test_creates_wait_out_a_store_restart_longer_than_server_selection(
+    private_store: PrivateStore, make_stack: Any, http: aiohttp.ClientSession
+) -> None:
+    """FerretDB is away for 4 s, longer than one attempt's 3 s wait for a server."""
+    stack: ServiceStack = await make_stack(mongo_url=private_store.url)
+    await stack.create_account(http, "before", 10)
+    await asyncio.to_thread(private_store.stop, "ferretdb")
+
+    async def come_back() -> None:
+        await asyncio.sleep(4)
+        await asyncio.to_thread(private_store.start, "ferretdb")
+
+    accounts = [f"during-{n}" for n in range(CONCURRENT)]
+    statuses, _ = await asyncio.gather(create_all(stack, http, accounts), come_back())
+    assert statuses == {201: CONCURRENT}
+    assert all([await stack.mongo_account(a) for a in accounts])

@@ -1,0 +1,193 @@
+"""The local store: every hot path is served by the `_id` index, and data outlives a restart.
+
+PostgreSQL runs with sequential scans priced out (`enable_seqscan=off`), so the planner
+takes an index whenever the statement FerretDB sends can use one, and `auto_explain`
+writes every plan to the log. A statement the index cannot serve still shows a Seq Scan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.gateway.adapters.credits import CreditLog
+from services.ledger.adapters.mongo import LedgerStore
+from services.ledger.domain.apply import AccountUpdate, Position
+from shared.accounts import AccountStore, new_account
+from shared.events import Event
+from tests.stack import PrivateStore
+
+EXPLAINED = (
+    "enable_seqscan=off",
+    "session_preload_libraries=auto_explain",
+    "auto_explain.log_min_duration=0",
+    "jit=off",  # priced-out plans would be compiled
+)
+ACCOUNTS = 300
+BEYOND_THE_POOL = 1000  # updates at once; FerretDB keeps 50 connections to PostgreSQL
+
+
+@pytest.fixture(scope="module")
+def explained(store_dir: Path) -> Iterator[PrivateStore]:
+    """A store whose PostgreSQL logs the plan of every statement."""
+    store = PrivateStore(store_dir, *EXPLAINED)
+    store.start()
+    yield store
+    store.stop()
+
+
+class Plans:
+    """The plans logged since the last call, for the statements on one collection."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self.offset = log.stat().st_size
+
+    def since(self, collection: str) -> list[str]:
+        with self.log.open() as f:
+            f.seek(self.offset)
+            text = f.read()
+        self.offset += len(text.encode())
+        table = re.compile(rf'"{collection}_[0-9a-f]{{8}}"')
+        return [plan for plan in text.split("duration:") if table.search(plan)]
+
+
+def served_by_index(plans: list[str]) -> Counter[str]:
+    """Plan nodes that matter: scans by kind, and any sort done outside the index."""
+    assert plans, "no statement reached the collection"
+    nodes: Counter[str] = Counter()
+    for plan in plans:
+        for node in ("Seq Scan", "Index Scan Backward", "Index Scan", "Sort", "Limit"):
+            nodes[node] += plan.count(f"{node} ") + plan.count(f"{node}\n")
+    return nodes
+
+
+def event(account: str, seq: int) -> Event:
+    return Event(
+        id=uuid.uuid4().hex,
+        type="debit",
+        account=account,
+        amount=1,
+        epoch=1,
+        seq=seq,
+        reason="meme:text",
+        request_id=uuid.uuid4().hex,
+        at="2026-11-28T12:00:00.000Z",
+    )
+
+
+async def test_every_hot_path_is_answered_from_the_id_index(explained: PrivateStore) -> None:
+    client = explained.client()
+    db = client[f"plans_{uuid.uuid4().hex[:6]}"]
+    accounts, ledger, credits = AccountStore(db), LedgerStore(db), CreditLog(db)
+    ids = [f"acct-{n:04d}" for n in range(ACCOUNTS)]
+    try:
+        for account in ids:
+            await accounts.create(account, 100)
+        updates = []
+        for account in ids[:20]:
+            update = AccountUpdate(account, Position(0, 0), Position(0, 0))
+            for seq in range(1, 6):
+                update.add(event(account, seq))
+            updates.append(update)
+        await ledger.write_journal(
+            [e for u in updates for e in u.events], {e.id: "m" for u in updates for e in u.events}
+        )
+        plans = Plans(explained.log)
+
+        assert (await accounts.get("acct-0007") or {})["balance"] == 100
+        assert (await accounts.next_epoch("acct-0008")) is not None
+        assert served_by_index(plans.since("accounts"))["Seq Scan"] == 0
+
+        assert await ledger.apply(updates[:3]) == set()
+        assert await ledger.apply(updates[:1]) == {updates[0].account}  # already moved
+        assert served_by_index(plans.since("accounts"))["Seq Scan"] == 0
+
+        history = await ledger.history("acct-0001", 3)
+        assert [e["seq"] for e in history] == [5, 4, 3]
+        nodes = served_by_index(plans.since("ledger"))
+        assert nodes["Seq Scan"] == nodes["Sort"] == 0
+        assert nodes["Index Scan Backward"] >= 1
+        assert nodes["Limit"] >= 1
+
+        page = [
+            d["_id"]
+            async for d in db["accounts"].find({"_id": {"$gt": ids[9]}}).sort("_id", 1).limit(5)
+        ]
+        assert page == ids[10:15]
+        nodes = served_by_index(plans.since("accounts"))
+        assert nodes["Seq Scan"] == nodes["Sort"] == 0
+        assert nodes["Limit"] >= 1
+
+        await credits.record("acct-0002", "key-1", "fp", "ev", 5)
+        assert (await credits.first_answer("acct-0002", "key-1") or {})["tokens"] == 5
+        assert served_by_index(plans.since("credits"))["Seq Scan"] == 0
+
+        await ledger.record_failure("message-1", "gap", 1, {})
+        assert (await ledger.failure("message-1") or {})["last_reason"] == "gap"
+        assert served_by_index(plans.since("dlq_reasons"))["Seq Scan"] == 0
+    finally:
+        await client.close()
+
+
+async def test_history_holds_only_the_accounts_own_entries(explained: PrivateStore) -> None:
+    """Account ids that share a prefix (`a`, `a-b`, `a0`, `a:b`) keep their entries apart."""
+    client = explained.client()
+    ledger = LedgerStore(client[f"prefix_{uuid.uuid4().hex[:6]}"])
+    owners = ["a", "a-b", "a.b", "a0", "a:b", "a@b", "aa"]
+    try:
+        events = [event(owner, seq) for owner in owners for seq in (1, 2)]
+        await ledger.write_journal(events, {e.id: "m" for e in events})
+        await ledger.write_journal(events[:2], {e.id: "m" for e in events[:2]})  # a retry
+        for owner in owners:
+            entries = await ledger.history(owner, 10)
+            assert [(e["account"], e["seq"]) for e in entries] == [(owner, 2), (owner, 1)]
+    finally:
+        await client.close()
+
+
+async def test_the_store_keeps_its_data_across_a_restart(store_dir: Path) -> None:
+    store = PrivateStore(store_dir)
+    store.start()
+    try:
+        client = store.client()
+        await AccountStore(client["restart"]).create("kept", 42)
+        await client.close()
+        store.stop()
+        store.start()
+        client = store.client()
+        stored = await AccountStore(client["restart"]).get("kept")
+        await client.close()
+        assert stored is not None
+        assert stored["balance"] == 42
+    finally:
+        store.stop()
+
+
+async def test_more_concurrent_updates_than_store_connections_all_finish(
+    explained: PrivateStore,
+) -> None:
+    """An update reads its matches, then writes on another connection; side by side (the
+    ledger sends one per account) they must not take the whole pool and wait on each other."""
+    client = explained.client(connections=BEYOND_THE_POOL)
+    db = client[f"pool_{uuid.uuid4().hex[:6]}"]
+    ids = [f"acct-{n:04d}" for n in range(BEYOND_THE_POOL)]
+    try:
+        await db["accounts"].insert_many([new_account(a, 100) for a in ids])
+        updates = []
+        for account in ids:
+            update = AccountUpdate(account, Position(0, 0), Position(0, 0))
+            update.add(event(account, 1))
+            updates.append(update)
+        moved_elsewhere = await asyncio.wait_for(LedgerStore(db).apply(updates), timeout=120)
+        assert moved_elsewhere == set()
+        balances = [d["balance"] async for d in db["accounts"].find({}, {"balance": 1})]
+        assert balances == [99] * BEYOND_THE_POOL
+    finally:
+        await client.close()
