@@ -59,7 +59,7 @@ async def run_worker(app: web.Application, settings: Settings) -> AsyncIterator[
             sqs,
             url,
             await queue_url(sqs, settings.dlq_name),
-            MessageHandler(store),
+            MessageHandler(store, settings.max_receive_count),
             receivers=settings.ledger_receivers,
             wait_time_s=settings.ledger_wait_time_s,
             visibility_timeout_s=settings.visibility_timeout_s,

@@ -71,7 +71,11 @@ class Consumer:
                 QueueUrl=self.queue_url,
                 MaxNumberOfMessages=10,
                 WaitTimeSeconds=self.wait_time_s,
-                MessageSystemAttributeNames=["ApproximateReceiveCount", "MessageGroupId"],
+                MessageSystemAttributeNames=[
+                    "ApproximateReceiveCount",
+                    "MessageGroupId",
+                    "SequenceNumber",
+                ],
             )
         )
         stopping = asyncio.ensure_future(stop.wait())
@@ -89,6 +93,8 @@ class Consumer:
                 m["MessageId"],
                 m["Body"],
                 int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1")),
+                m.get("Attributes", {}).get("MessageGroupId", ""),
+                m.get("Attributes", {}).get("SequenceNumber", ""),
             )
             for m in messages
         ]

@@ -28,6 +28,7 @@ class LedgerStore:
         self.accounts = db["accounts"]
         self.journal = db["ledger"]
         self.failures = db["dlq_reasons"]
+        self.dead_letters = db["dead_letters"]
 
     async def ensure_indexes(self) -> None:
         await self.journal.create_index(
@@ -106,6 +107,42 @@ class LedgerStore:
 
     async def failure(self, message_id: str) -> MongoDoc | None:
         return await self.failures.find_one({"_id": message_id})
+
+    async def index_dead_letter(
+        self, message_id: str, body: str, group_id: str, sequence: str, about: dict[str, Any]
+    ) -> None:
+        """Note a message SQS moves to the DLQ, so operators read it here, not off the queue."""
+        failure = await self.failure(message_id) or {}
+        await self.dead_letters.update_one(
+            {"_id": message_id},
+            {
+                "$set": {
+                    "body": body,
+                    "group_id": group_id,
+                    "sequence": sequence,
+                    "first_reason": failure.get("first_reason", ""),
+                    "last_reason": failure.get("last_reason", ""),
+                    "receive_count": failure.get("receive_count", 0),
+                    "accounts": [],
+                    "seq_range": None,
+                    **about,
+                },
+                "$setOnInsert": {"dead_since": datetime.now(UTC)},
+            },
+            upsert=True,
+        )
+
+    async def dead_letter_index(self) -> list[MongoDoc]:
+        """Every indexed dead letter, in queue order (by group, then sequence number)."""
+        docs = [doc async for doc in self.dead_letters.find({}, {"body": 0})]
+        return sorted(docs, key=lambda d: (d["group_id"], int(d["sequence"] or 0)))
+
+    async def dead_letter(self, message_id: str) -> MongoDoc | None:
+        return await self.dead_letters.find_one({"_id": message_id})
+
+    async def forget_dead_letters(self, message_ids: list[str]) -> None:
+        if message_ids:
+            await self.dead_letters.delete_many({"_id": {"$in": message_ids}})
 
     async def history(self, account: str, limit: int) -> list[MongoDoc]:
         cursor = (
