@@ -38,6 +38,24 @@ class UnknownAccount(Exception):
     pass
 
 
+class AccountBusy(Exception):
+    """Charges kept moving the account while it was being settled."""
+
+
+SETTLE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """An account re-loaded from MongoDB: what Redis held before, and the new epoch."""
+
+    before_balance: int | None
+    before_epoch: int | None
+    before_seq: int | None
+    balance: int
+    epoch: int
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     status: Status
@@ -74,6 +92,7 @@ class TokenBank:
         self._charge = redis.register_script(lua_script("charge"))
         self._give = redis.register_script(lua_script("give"))
         self._hydrate = redis.register_script(lua_script("hydrate"))
+        self._settle = redis.register_script(lua_script("settle"))
 
     async def charge(
         self, account: str, price: int, limit: RateLimit | None, reason: str, request_id: str
@@ -154,6 +173,39 @@ class TokenBank:
             keys=[self.keys.account(account)],
             args=[hydration.balance, hydration.epoch, hydration.calls, hydration.tokens_spent],
         )
+
+    async def settle(self, account: str) -> Settlement:
+        """Replace the live balance with MongoDB's under a new epoch, atomically with charges.
+
+        For an account whose lost events (purged dead letters) left Redis ahead of MongoDB
+        for good: its next events start the new epoch, which the ledger applies.
+        """
+        key = self.keys.account(account)
+        for _ in range(SETTLE_ATTEMPTS):
+            epoch, seq = await self.redis.hmget(key, ["epoch", "seq"])
+            hydration = await self.accounts.next_epoch(account)
+            if hydration is None:
+                raise UnknownAccount(account)
+            settled, before = await self._settle(
+                keys=[key],
+                args=[
+                    epoch or "",
+                    seq or "",
+                    hydration.balance,
+                    hydration.epoch,
+                    hydration.calls,
+                    hydration.tokens_spent,
+                ],
+            )
+            if settled:
+                return Settlement(
+                    int(before) if before else None,
+                    int(epoch) if epoch else None,
+                    int(seq) if seq else None,
+                    hydration.balance,
+                    hydration.epoch,
+                )
+        raise AccountBusy(account)
 
     async def _hydrated(self, account: str, script: Any, keys: list[str], args: list[Any]) -> Any:
         raw = await script(keys=keys, args=args)

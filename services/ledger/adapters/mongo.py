@@ -8,6 +8,7 @@ MongoDB, Atlas, DocumentDB and FerretDB.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -143,6 +144,25 @@ class LedgerStore:
     async def forget_dead_letters(self, message_ids: list[str]) -> None:
         if message_ids:
             await self.dead_letters.delete_many({"_id": {"$in": message_ids}})
+
+    async def journal_settlement(self, account: str, entry: dict[str, Any]) -> None:
+        """An operator's settle goes into the account's journal beside its events.
+
+        Its position is (new epoch, 0): newest-first, it shows just before the new
+        epoch's first event.
+        """
+        await self.journal.insert_one(
+            {
+                "_id": f"settle:{uuid.uuid4().hex}",
+                "account": account,
+                "type": "settle",
+                "amount": 0,
+                "seq": 0,
+                "request_id": "",
+                "at": datetime.now(UTC),
+                **entry,
+            }
+        )
 
     async def history(self, account: str, limit: int) -> list[MongoDoc]:
         cursor = (
