@@ -340,6 +340,7 @@ async def test_purged_events_then_settle_make_later_events_apply_and_reconcile_c
     accounts = client[stack.settings.mongo_db]["accounts"]
     try:
         stored = await accounts.find_one({"_id": "lost"})
+        assert stored is not None
         await accounts.delete_one({"_id": "lost"})  # the ledger cannot apply: dead letters
         await stack.start("ledger")
 
