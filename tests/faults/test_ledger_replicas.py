@@ -10,17 +10,23 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from infra.local.stack import ferretdb_server
 from services.gateway.adapters.tokens import TokenBank
 from shared.accounts import AccountStore
 from shared.keys import Keys
 from shared.stores import mongo_client, redis_client
 from tests.stack import ServiceStack, wait_for
 
-ACCOUNTS = 1000
+# The scale (1,000 accounts, 20,000 events) is for an indexed store. FerretDB
+# on SQLite scans the collection on every update and, with three writers, applies a few
+# dozen events a second, so on it the same run is a tenth of the size.
+INDEXED_STORE = "--handler=sqlite" not in ferretdb_server(0, Path()).argv
+ACCOUNTS = 1000 if INDEXED_STORE else 100
 CHARGES_PER_ACCOUNT = 20
 HTTP_MEMES = 300  # per gateway
 STEP = 500
@@ -60,7 +66,9 @@ async def books(stack: ServiceStack, accounts: list[str]) -> tuple[dict[str, Any
 async def test_three_ledgers_two_gateways_with_kills_keep_the_books_exact(
     make_stack: Any,
 ) -> None:
-    stack: ServiceStack = await make_stack()
+    # Visibility long enough that a busy machine's slow heartbeat never lets a message
+    # another worker holds be received again; a killed worker's messages return after it.
+    stack: ServiceStack = await make_stack(visibility_timeout_s=10)
     accounts = [f"rep-{n:04d}" for n in range(ACCOUNTS)]
     mongo = mongo_client(stack.settings)
     store = AccountStore(mongo[stack.settings.mongo_db])
@@ -116,15 +124,12 @@ async def test_three_ledgers_two_gateways_with_kills_keep_the_books_exact(
         await bank.redis.aclose()
         await mongo.close()
     load_s = time.monotonic() - started
-    print(f"load {load_s:.1f} s", flush=True)
 
     async def drained() -> bool:
         live, stored = await books(stack, accounts)
-        behind: int = sum(live[a][:2] != stored[a][:2] for a in accounts)
-        print(f"{time.monotonic() - started:.1f} s: {behind} behind", flush=True)
-        return behind == 0
+        return all(live[a][:2] == stored[a][:2] for a in accounts)
 
-    await wait_for(drained, 600, "the ledgers to apply every event")
+    await wait_for(drained, 120, "the ledgers to apply every event")
     drain_s = time.monotonic() - started - load_s
     live, stored = await books(stack, accounts)
     events = sum(row[1] for row in live.values())
@@ -132,6 +137,6 @@ async def test_three_ledgers_two_gateways_with_kills_keep_the_books_exact(
         f"\n{events} events ({dict(statuses)} over HTTP) charged in {load_s:.1f} s; "
         f"drained {drain_s:.1f} s after the load"
     )
-    assert events >= 20_000
+    assert events >= CHARGES_PER_ACCOUNT * ACCOUNTS
     assert {a: live[a][2:] for a in accounts} == {a: stored[a][2:] for a in accounts}
     assert await stack.queue_depth(dead_letters=True) == 0
