@@ -318,6 +318,7 @@ class Bench:
         """
         for count in LEDGER_COUNTS:
             log(f"ledger scaling: a backlog applied by {count} ledger process(es)")
+            await self.auditor.wait_drained(self.profile.final_drain_timeout_s)
             await asyncio.to_thread(self.stack.stop_ledgers)
             start_books = await self.auditor.books()
             load = self.meme_load(self.profile.fixed_s, rate=rate)
@@ -327,7 +328,9 @@ class Bench:
             await asyncio.to_thread(self.stack.start_ledgers, count)
             drain_s, end_books = await self.auditor.wait_drained(self.profile.final_drain_timeout_s)
             self.charged_total += result.charged
-            events = result.charged  # a text meme is one event of one token
+            # A text meme is one event of one token; what MongoDB applied is the backlog,
+            # with whatever earlier scenarios had left behind.
+            events = start_books.mongo_balance - end_books.mongo_balance
             self.ledger_scaling.append(
                 {
                     "ledgers": count,
@@ -335,10 +338,9 @@ class Bench:
                     "drained": end_books.drained,
                     "drain_s": round(drain_s, 2),
                     "apply_rate_eps": round(events / drain_s, 1) if drain_s else None,
-                    "exact": start_books.redis_balance - end_books.redis_balance == events
+                    "exact": start_books.redis_balance - end_books.redis_balance == result.charged
                     and (
-                        not (start_books.drained and end_books.drained)
-                        or start_books.mongo_balance - end_books.mongo_balance == events
+                        not (start_books.drained and end_books.drained) or events == result.charged
                     ),
                 }
             )
