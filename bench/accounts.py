@@ -99,6 +99,17 @@ class Auditor:
                 behind += 1
         return Books(redis_sum, mongo_sum, behind)
 
+    async def wait_shipped(self, timeout_s: float) -> None:
+        """Until the relays handed every outbox entry to SQS (or the timeout)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for shard in range(self.settings.shards):
+                    pipe.xlen(self.keys.outbox(shard))
+                if not sum(await pipe.execute()):
+                    return
+            await asyncio.sleep(0.05)
+
     async def wait_drained(self, timeout_s: float) -> tuple[float, Books]:
         """Seconds until MongoDB applied every event Redis assigned (or the timeout)."""
         started = time.monotonic()

@@ -115,6 +115,21 @@ def pipeline(scenarios: list[dict[str, Any]]) -> str:
     return table(header, rows)
 
 
+def ledger_scaling(result: dict[str, Any]) -> str:
+    rows = [
+        [
+            str(s["ledgers"]),
+            str(s["events"]),
+            f"{s['drain_s']:.2f}" if s["drained"] else f"> {s['drain_s']:.0f} (still behind)",
+            "n/a" if s["apply_rate_eps"] is None else f"{s['apply_rate_eps']:.0f}",
+            "exact" if s["exact"] else "**MISMATCH**",
+        ]
+        for s in result.get("ledger_scaling", [])
+    ]
+    header = ["ledger processes", "backlog events", "drain s", "events/s applied", "books"]
+    return table(header, rows)
+
+
 def final(result: dict[str, Any]) -> str:
     b = result["books"]
     if not b["drained"]:
@@ -195,6 +210,8 @@ def render(result: dict[str, Any]) -> str:
             "#### After the load: books and pipeline",
             pipeline(scenarios),
             final(result),
+            "#### Ledger processes: one backlog applied by 1 and by 3",
+            ledger_scaling(result),
             "#### CPU (% of one core) / peak RSS per process",
             "The last column is CPU spent by processes the bench did not start (the machine "
             "is shared), and in brackets how busy all cores were.",

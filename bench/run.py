@@ -42,6 +42,8 @@ REDIS_CLIENTS = 64
 GRACE_S = 2
 AI_GRACE_S = 5
 DRAIN_TIMEOUT_S = 120
+LEDGER_COUNTS = (1, 3)
+LEDGER_BACKLOG_RATE = 1500
 T = TypeVar("T")
 
 
@@ -96,6 +98,7 @@ class Bench:
         self.text_ids = [f"bench-{i:05d}" for i in range(profile.accounts)]
         self.ai_ids = [f"bench-ai-{i:04d}" for i in range(profile.ai_accounts)]
         self.scenarios: list[dict[str, Any]] = []
+        self.ledger_scaling: list[dict[str, Any]] = []
         self.charged_total = 0
         self.seeded_total = accounts.BALANCE * (profile.accounts + profile.ai_accounts)
         self.auditor = accounts.Auditor(self.settings, self.text_ids + self.ai_ids)
@@ -306,6 +309,45 @@ class Bench:
             [self.meme_load(p.fixed_s, rate=3000)],
         )
         await self.ai(round(saturation * 0.25))
+        await self.ledgers(min(LEDGER_BACKLOG_RATE, round(saturation * 0.5)))
+
+    async def ledgers(self, rate: float) -> None:
+        """The same backlog applied by one ledger process, then by three.
+
+        With the ledgers stopped, text memes at `rate` fill the queue; then the ledgers
+        start, and the clock runs from when they all answer until MongoDB caught up.
+        """
+        for count in LEDGER_COUNTS:
+            log(f"ledger scaling: a backlog applied by {count} ledger process(es)")
+            await self.auditor.wait_drained(self.profile.final_drain_timeout_s)
+            await asyncio.to_thread(self.stack.stop_ledgers)
+            start_books = await self.auditor.books()
+            load = self.meme_load(self.profile.fixed_s, rate=rate)
+            load.start()
+            result = await asyncio.to_thread(load.wait)
+            await self.auditor.wait_shipped(self.profile.drain_timeout_s)
+            await asyncio.to_thread(self.stack.start_ledgers, count)
+            drain_s, end_books = await self.auditor.wait_drained(self.profile.final_drain_timeout_s)
+            self.charged_total += result.charged
+            # A text meme is one event of one token; what MongoDB applied is the backlog,
+            # with whatever earlier scenarios had left behind.
+            events = start_books.mongo_balance - end_books.mongo_balance
+            self.ledger_scaling.append(
+                {
+                    "ledgers": count,
+                    "events": events,
+                    "drained": end_books.drained,
+                    "drain_s": round(drain_s, 2),
+                    "apply_rate_eps": round(events / drain_s, 1) if drain_s else None,
+                    "exact": start_books.redis_balance - end_books.redis_balance == result.charged
+                    and (
+                        not (start_books.drained and end_books.drained) or events == result.charged
+                    ),
+                }
+            )
+            log(f"  {count} ledger(s): {self.ledger_scaling[-1]}")
+        await asyncio.to_thread(self.stack.stop_ledgers)
+        await asyncio.to_thread(self.stack.start_ledgers, 1)
 
     async def ai(self, text_rate: float) -> None:
         await asyncio.to_thread(self.stack.wait_ai_ready, 30)
@@ -512,6 +554,7 @@ async def run(profile: Profile, workers: int, quick: bool) -> int:
         "connections": CONNECTIONS,
         "machine": machine(),
         "scenarios": bench.scenarios,
+        "ledger_scaling": bench.ledger_scaling,
         "books": final,
         "scale": scale,
         "targets": targets(bench.scenarios, final, scale),
@@ -525,6 +568,7 @@ async def run(profile: Profile, workers: int, quick: bool) -> int:
         final["exact"]
         and all(s["books"]["exact"] for s in bench.scenarios if "books" in s)
         and all(size["exact"] for size in scale["sizes"])
+        and all(s["exact"] for s in bench.ledger_scaling)
     )
     log(f"results in {out}; {result['wall_s']} s")
     if not final["drained"]:

@@ -6,6 +6,7 @@ lives here so the bench does not depend on the test suite.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sys
 import tempfile
@@ -124,6 +125,21 @@ class BenchStack:
         for name in ("meme", "ledger", "gateway"):
             self._start(service(name, getattr(s, f"{name}_port"), env))
         self._start(python_server("hello", "bench.hello", self.hello_port, str(self.workers)))
+
+    def ledger_names(self) -> list[str]:
+        return [name for name in self.processes if name.startswith("ledger")]
+
+    def stop_ledgers(self) -> None:
+        for name in self.ledger_names():
+            stop_pid(self.processes.pop(name).process.pid)
+
+    def start_ledgers(self, count: int) -> None:
+        """`count` ledger processes on one queue, as replicas of a deployment run."""
+        for index in range(count):
+            port = self.settings.ledger_port if index == 0 else free_port()
+            server = service("ledger", port, as_env({**self.values, "ledger_port": port}))
+            name = f"ledger-{index + 1}" if index else "ledger"
+            self._start(dataclasses.replace(server, name=name))
 
     def wait_ai_ready(self, timeout_s: float) -> None:
         """The gateway picks AI only once the meme service says its upstream is there."""

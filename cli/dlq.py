@@ -1,15 +1,23 @@
-"""`maas dlq list|show|redrive|purge`: the dead-letter queue, decoded, with reasons."""
+"""`maas dlq list|show|redrive|purge`: the dead-letter queue, decoded, with reasons.
+
+`list` and `show` read the ledger's index of dead letters in MongoDB, so looking never
+hides a message from anyone; `redrive` and `purge` act on the queue and keep the index
+in step.
+"""
 
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Any
 
 import orjson
 
-from cli.connections import connect
-from services.ledger.adapters.dlq import DeadLetter, DeadLetters
+from cli.connections import Connections, connect
+from services.ledger.adapters.dlq import DeadLetters, Walk
 from services.ledger.adapters.mongo import LedgerStore
+from services.ledger.handler import MessageHandler
+from shared.events import MalformedMessage, decode_batch
 
 
 def register(commands: Any) -> None:
@@ -21,8 +29,8 @@ def register(commands: Any) -> None:
     show.add_argument("message_id")
     show.set_defaults(run=show_letter)
     for name, helptext in (
-        ("redrive", "move messages back to the main queue, in order"),
-        ("purge", "delete messages for good"),
+        ("redrive", "apply messages as the ledger would, in queue order"),
+        ("purge", "delete messages for good (then `maas ledger settle` their accounts)"),
     ):
         action = actions.add_parser(name, help=helptext)
         target = action.add_mutually_exclusive_group(required=True)
@@ -33,78 +41,100 @@ def register(commands: Any) -> None:
         action.set_defaults(run=redrive if name == "redrive" else purge)
 
 
-def describe(letter: DeadLetter) -> dict[str, Any]:
-    batch = letter.batch
-    if batch is None:
-        return {"shard": letter.group_id, "accounts": [], "seq_range": None}
-    seqs = [e.seq for e in batch.events]
-    return {
-        "shard": f"s{batch.shard}",
-        "accounts": sorted({e.account for e in batch.events}),
-        "seq_range": [min(seqs), max(seqs)],
-    }
+async def dlq_depth(c: Connections) -> int:
+    attributes = await c.sqs.get_queue_attributes(
+        QueueUrl=c.dlq_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )
+    return sum(int(v) for v in attributes["Attributes"].values())
 
 
 async def list_letters(_: argparse.Namespace) -> int:
     async with connect() as c:
-        store = LedgerStore(c.db)
-        async with DeadLetters(c.sqs, c.dlq_url, c.queue_url).held() as letters:
-            if not letters:
-                print("the dead-letter queue is empty")
-            for letter in letters:
-                info = describe(letter)
-                failure = await store.failure(letter.message_id) or {}
-                seqs = info["seq_range"]
-                print(
-                    f"{letter.message_id}  shard={info['shard']}  "
-                    f"accounts={','.join(info['accounts']) or '-'}  "
-                    f"seq={f'{seqs[0]}-{seqs[1]}' if seqs else '-'}  "
-                    f"receives={failure.get('receive_count', '?')}  "
-                    f"age={letter.age_s:.0f}s  "
-                    f"reason={failure.get('first_reason', 'unknown')}"
-                )
+        letters = await LedgerStore(c.db).dead_letter_index()
+        depth = await dlq_depth(c)
+    if not letters:
+        print("the dead-letter queue is empty")
+    now = time.time()
+    for letter in letters:
+        seqs = letter.get("seq_range")
+        shard = letter.get("shard")
+        print(
+            f"{letter['_id']}  shard={f's{shard}' if shard is not None else letter['group_id']}  "
+            f"accounts={','.join(letter.get('accounts', [])) or '-'}  "
+            f"seq={f'{seqs[0]}-{seqs[1]}' if seqs else '-'}  "
+            f"receives={letter.get('receive_count', '?')}  "
+            f"age={now - letter['dead_since'].timestamp():.0f}s  "
+            f"reason={letter.get('first_reason') or 'unknown'}"
+        )
+    if depth != len(letters):
+        print(
+            f"note: SQS counts about {depth} dead letters, the index {len(letters)}; "
+            "`redrive --all` and `purge --all` walk the queue itself"
+        )
     return 0
 
 
 async def show_letter(args: argparse.Namespace) -> int:
-    async with connect() as c, DeadLetters(c.sqs, c.dlq_url, c.queue_url).held() as letters:
-        for letter in letters:
-            if letter.message_id == args.message_id:
-                batch = letter.batch
-                body: Any = [e.to_dict() for e in batch.events] if batch else letter.body
-                failure = await LedgerStore(c.db).failure(letter.message_id) or {}
-                document = {
-                    "message_id": letter.message_id,
-                    **describe(letter),
-                    "reason": failure.get("first_reason"),
-                    "last_reason": failure.get("last_reason"),
-                    "events": body,
-                }
-                print(orjson.dumps(document, option=orjson.OPT_INDENT_2, default=str).decode())
-                return 0
-    print(f"no message {args.message_id} in the dead-letter queue")
-    return 1
+    async with connect() as c:
+        letter = await LedgerStore(c.db).dead_letter(args.message_id)
+    if letter is None:
+        print(f"no message {args.message_id} in the dead-letter queue")
+        return 1
+    try:
+        body: Any = [e.to_dict() for e in decode_batch(letter["body"]).events]
+    except MalformedMessage:
+        body = letter["body"]
+    document = {
+        "message_id": letter["_id"],
+        "group_id": letter["group_id"],
+        "shard": letter.get("shard"),
+        "accounts": letter.get("accounts", []),
+        "seq_range": letter.get("seq_range"),
+        "reason": letter.get("first_reason"),
+        "last_reason": letter.get("last_reason"),
+        "receive_count": letter.get("receive_count"),
+        "dead_since": letter["dead_since"],
+        "events": body,
+    }
+    print(orjson.dumps(document, option=orjson.OPT_INDENT_2, default=str).decode())
+    return 0
 
 
 async def redrive(args: argparse.Namespace) -> int:
-    return await act_on_chosen(args, "redriven")
+    async with connect() as c:
+        walk = await dead_letters(c).redrive(chosen(args))
+    return report(walk, "redriven", args)
 
 
 async def purge(args: argparse.Namespace) -> int:
     if not args.yes:
         print("purging deletes token events for good; add --yes to confirm")
         return 2
-    return await act_on_chosen(args, "purged")
-
-
-async def act_on_chosen(args: argparse.Namespace, done: str) -> int:
-    """Redrive or purge the message named in `args` (or all), in queue order."""
     async with connect() as c:
-        dead = DeadLetters(c.sqs, c.dlq_url, c.queue_url)
-        action = dead.redrive if done == "redriven" else dead.purge
-        async with dead.held() as letters:
-            chosen = [m for m in letters if args.all or m.message_id == args.message_id]
-            for letter in chosen:
-                await action(letter)
-                print(f"{done} {letter.message_id}")
-    return 0 if chosen else 1
+        walk = await dead_letters(c).purge(chosen(args))
+    return report(walk, "purged", args)
+
+
+def dead_letters(c: Connections) -> DeadLetters:
+    # Every failure here leaves the message in the DLQ, so it is indexed as one at once.
+    handler = MessageHandler(LedgerStore(c.db), max_receive_count=1)
+    return DeadLetters(c.sqs, c.dlq_url, handler)
+
+
+def chosen(args: argparse.Namespace) -> set[str] | None:
+    return None if args.all else {args.message_id}
+
+
+def report(walk: Walk, done: str, args: argparse.Namespace) -> int:
+    for message_id in walk.done:
+        print(f"{done} {message_id}")
+    for message_id, reason in walk.left.items():
+        print(f"left {message_id}: {reason}")
+    if not args.all and not walk.done and not walk.left:
+        print(
+            f"no message {args.message_id} at the head of its group in the dead-letter queue "
+            "(`maas dlq list` shows the order)"
+        )
+        return 1
+    return 1 if walk.left else 0

@@ -1,33 +1,83 @@
-"""`maas ledger history`: an account's journal, newest first."""
+"""`maas ledger history|settle`: an account's journal, and settling an account."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 from typing import Any
 
 from cli.connections import connect
+from services.gateway.adapters.tokens import AccountBusy, TokenBank, UnknownAccount
 from services.ledger.adapters.mongo import LedgerStore
+from services.ledger.settle import settle
+from shared.accounts import AccountStore
+from shared.stores import MongoDoc
 
 
 def register(commands: Any) -> None:
-    ledger = commands.add_parser("ledger", help="read the ledger journal")
+    ledger = commands.add_parser("ledger", help="read the ledger journal, settle accounts")
     actions = ledger.add_subparsers(dest="action", required=True)
     history = actions.add_parser("history", help="an account's events, newest first")
     history.add_argument("--account", required=True)
     history.add_argument("--limit", type=int, default=20)
-    history.set_defaults(run=run)
+    history.set_defaults(run=show_history)
+    settling = actions.add_parser(
+        "settle",
+        help="re-load an account from MongoDB under a new epoch (after a purge)",
+    )
+    settling.add_argument("--account", required=True)
+    settling.add_argument("--reason", required=True, help="why, for the journal")
+    settling.add_argument("--by", default=getpass.getuser(), help="who (default: $USER)")
+    settling.set_defaults(run=settle_account)
 
 
-async def run(args: argparse.Namespace) -> int:
+async def show_history(args: argparse.Namespace) -> int:
     async with connect() as c:
         entries = await LedgerStore(c.db).history(args.account, args.limit)
     if not entries:
         print(f"no ledger entries for {args.account}")
         return 1
     for e in entries:
-        sign = "-" if e["type"] == "debit" else "+"
-        print(
-            f"{e['at'].isoformat()}  epoch {e['epoch']} seq {e['seq']:>6}  "
-            f"{e['type']:<6} {sign}{e['amount']:<5} {e['reason']:<14} {e['request_id']}"
+        print(describe(e))
+    return 0
+
+
+def describe(e: MongoDoc) -> str:
+    when = e["at"].isoformat()
+    if e["type"] == "settle":
+        before = e["redis_before"]
+        applied = e["mongo_applied"]
+        return (
+            f"{when}  epoch {e['epoch']} seq {e['seq']:>6}  settle balance {e['balance']} "
+            f"(Redis had {before['balance']} at epoch {before['epoch']} seq {before['seq']}, "
+            f"MongoDB applied epoch {applied.get('epoch')} seq {applied.get('seq')}) "
+            f"by {e['by']}: {e['reason']}"
         )
+    sign = "-" if e["type"] == "debit" else "+"
+    return (
+        f"{when}  epoch {e['epoch']} seq {e['seq']:>6}  "
+        f"{e['type']:<6} {sign}{e['amount']:<5} {e['reason']:<14} {e['request_id']}"
+    )
+
+
+async def settle_account(args: argparse.Namespace) -> int:
+    if not args.reason.strip():
+        print("--reason must say why")
+        return 2
+    async with connect() as c:
+        store = LedgerStore(c.db)
+        bank = TokenBank(c.redis, c.keys, AccountStore(c.db), c.settings.idempotency_ttl_s)
+        try:
+            settlement, applied = await settle(bank, store, args.account, args.reason, args.by)
+        except UnknownAccount:
+            print(f"no account {args.account!r}")
+            return 1
+        except AccountBusy:
+            print(f"charges kept moving {args.account!r}; try again")
+            return 1
+    print(
+        f"settled {args.account}: balance {settlement.before_balance} -> {settlement.balance}, "
+        f"new epoch {settlement.epoch} (MongoDB had applied epoch {applied.get('epoch')} "
+        f"seq {applied.get('seq')})"
+    )
     return 0

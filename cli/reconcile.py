@@ -1,4 +1,8 @@
-"""`maas reconcile`: Redis against MongoDB per account; exit 1 on drift."""
+"""`maas reconcile`: Redis against MongoDB for every account; exit 1 on drift.
+
+Drift is a settled account whose balances differ, or, once the pipeline is idle, an
+account MongoDB is left behind on; the dead letters carrying its events are named.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,9 @@ def register(commands: Any) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     async with connect() as c:
-        report = await Reconciler(c.redis, c.db, c.sqs, c.queue_url, c.keys).run(args.account)
+        report = await Reconciler(c.redis, c.db, c.sqs, c.queue_url, c.keys).run(
+            args.account, page_size=c.settings.reconcile_page_size
+        )
     if args.json:
         print(
             orjson.dumps(
@@ -28,6 +34,7 @@ async def run(args: argparse.Namespace) -> int:
                     "idle": report.idle,
                     "queue_messages": report.queue_messages,
                     "outbox_events": report.outbox_events,
+                    "statuses": dict(report.statuses),
                     "accounts": [row.as_dict() for row in report.rows],
                 }
             ).decode()
@@ -37,11 +44,14 @@ async def run(args: argparse.Namespace) -> int:
             f"pipeline: {'idle' if report.idle else 'busy'} "
             f"(outbox {report.outbox_events} events, queue {report.queue_messages} messages)"
         )
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(report.statuses.items()))
+        print(f"accounts: {counts or 'none'}; listed below unless ok")
         print(f"{'account':<24} {'redis':>10} {'mongo':>10} {'outbox':>8} {'drift':>7}  status")
         for row in report.rows:
             redis = "-" if row.redis is None else str(row.redis.balance)
+            dead = f"  dead letters: {' '.join(row.dead_letters)}" if row.dead_letters else ""
             print(
                 f"{row.account:<24} {redis:>10} {row.mongo.balance:>10} {row.outbox:>8} "
-                f"{row.drift:>7}  {row.status}"
+                f"{row.drift:>7}  {row.status}{dead}"
             )
     return 1 if report.drifting else 0

@@ -34,6 +34,11 @@ class Keys:
         return f"maas:{self.tag(shard)}:lease"
 
     @staticmethod
+    def reconcile_lease() -> str:
+        """Held by the one ledger replica that runs the periodic reconciliation."""
+        return "maas:{reconcile}:lease"
+
+    @staticmethod
     def geocode(provider: str, geohash: str) -> str:
         """A remote geocoder's cached answer for one geohash cell."""
         return f"maas:geo:{provider}:{geohash}"

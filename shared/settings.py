@@ -130,7 +130,7 @@ class Settings(BaseSettings):
     ledger_receivers: PositiveInt = 4
     ledger_wait_time_s: int = Field(default=20, ge=0, le=20)
     reconcile_interval_s: int = Field(default=60, ge=0)
-    reconcile_accounts: PositiveInt = 10_000
+    reconcile_page_size: PositiveInt = 1_000
 
     @field_validator(
         "sqs_endpoint_url", "cache_redis_url", "jwt_jwks_url", "jwt_issuer", "jwt_audience",

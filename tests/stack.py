@@ -8,6 +8,7 @@ the whole session.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import sys
@@ -151,6 +152,16 @@ class ServiceStack:
             server = service(name, port, as_env(self.values))
             self.processes[name] = await asyncio.to_thread(start, server, self.run_dir)
 
+    async def start_replica(self, kind: str, name: str) -> str:
+        """One more `kind` process (ledger, gateway) on a port of its own; its base URL."""
+        port = free_port()
+        server = service(kind, port, as_env({**self.values, f"{kind}_port": port}))
+        running = await asyncio.to_thread(
+            start, dataclasses.replace(server, name=name), self.run_dir
+        )
+        self.processes[name] = running
+        return f"http://127.0.0.1:{port}"
+
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         running = self.processes.pop(name)
         os.killpg(running.process.pid, sig)
@@ -161,9 +172,10 @@ class ServiceStack:
         await asyncio.to_thread(stop_pid, running.process.pid)
 
     async def close(self) -> None:
-        for name in [*SERVICES, "redis", "redis-cache"]:
-            if name in self.processes:
-                await self.stop(name)
+        for name in [n for n in self.processes if n != "redis"]:
+            await self.stop(name)
+        if "redis" in self.processes:
+            await self.stop("redis")
 
     def token(self, account: str, roles: tuple[str, ...] = (), ttl_s: int = 3600) -> str:
         return issue_dev_token(self.settings, account, list(roles), ttl_s)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiohttp import web
 from pymongo import AsyncMongoClient
 
+from services.gateway.adapters.tokens import lua_script
 from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.consumer import Consumer
 from services.ledger.handler import MessageHandler
@@ -20,7 +22,7 @@ from shared.keys import Keys
 from shared.metrics import http_metrics_middleware
 from shared.settings import Settings
 from shared.sqs import SQSClient, queue_url, sqs_client
-from shared.stores import MongoDoc, mongo_client, redis_client
+from shared.stores import MongoDoc, Redis, mongo_client, redis_client
 from shared.web import error_middleware, healthz, metrics_handler, readiness
 
 log = logging.getLogger(__name__)
@@ -58,7 +60,7 @@ async def run_worker(app: web.Application, settings: Settings) -> AsyncIterator[
             sqs,
             url,
             await queue_url(sqs, settings.dlq_name),
-            MessageHandler(store),
+            MessageHandler(store, settings.max_receive_count),
             receivers=settings.ledger_receivers,
             wait_time_s=settings.ledger_wait_time_s,
             visibility_timeout_s=settings.visibility_timeout_s,
@@ -66,7 +68,9 @@ async def run_worker(app: web.Application, settings: Settings) -> AsyncIterator[
         tasks = [asyncio.create_task(consumer.run(stop))]
         if settings.reconcile_interval_s:
             reconciler = Reconciler(redis, db, sqs, url, Keys(settings.shards))
-            tasks.append(asyncio.create_task(reconcile_periodically(reconciler, settings, stop)))
+            tasks.append(
+                asyncio.create_task(reconcile_periodically(reconciler, redis, settings, stop))
+            )
         try:
             yield
         finally:
@@ -78,12 +82,20 @@ async def run_worker(app: web.Application, settings: Settings) -> AsyncIterator[
 
 
 async def reconcile_periodically(
-    reconciler: Reconciler, settings: Settings, stop: asyncio.Event
+    reconciler: Reconciler, redis: Redis, settings: Settings, stop: asyncio.Event
 ) -> None:
-    """Keep the drift gauges fresh so an alert fires without anyone running the CLI."""
+    """Keep the drift gauges fresh so an alert fires without anyone running the CLI.
+
+    One replica at a time holds the lease and reconciles; the lease outlives a few
+    intervals, so another replica takes over when its holder is gone.
+    """
+    lease = redis.register_script(lua_script("lease"))
+    owner = uuid.uuid4().hex
+    ttl_ms = 3 * settings.reconcile_interval_s * 1000
     while not stop.is_set():
         try:
-            await reconciler.run(limit=settings.reconcile_accounts)
+            if await lease(keys=[Keys.reconcile_lease()], args=[owner, ttl_ms]):
+                await reconciler.run(page_size=settings.reconcile_page_size)
         except Exception:
             log.warning("periodic reconciliation failed", exc_info=True)
         await sleep_unless(stop, settings.reconcile_interval_s)

@@ -71,7 +71,11 @@ class Consumer:
                 QueueUrl=self.queue_url,
                 MaxNumberOfMessages=10,
                 WaitTimeSeconds=self.wait_time_s,
-                MessageSystemAttributeNames=["ApproximateReceiveCount", "MessageGroupId"],
+                MessageSystemAttributeNames=[
+                    "ApproximateReceiveCount",
+                    "MessageGroupId",
+                    "SequenceNumber",
+                ],
             )
         )
         stopping = asyncio.ensure_future(stop.wait())
@@ -89,6 +93,8 @@ class Consumer:
                 m["MessageId"],
                 m["Body"],
                 int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1")),
+                m.get("Attributes", {}).get("MessageGroupId", ""),
+                m.get("Attributes", {}).get("SequenceNumber", ""),
             )
             for m in messages
         ]
@@ -99,10 +105,14 @@ class Consumer:
                 handled = await self._apply(received, stop)
             done = [receipts[mid] for mid, h in handled.items() if h.done]
             if done:
-                await self.sqs.delete_message_batch(
+                answer = await self.sqs.delete_message_batch(
                     QueueUrl=self.queue_url,
                     Entries=[{"Id": str(n), "ReceiptHandle": r} for n, r in enumerate(done)],
                 )
+                if answer.get("Failed"):
+                    # The visibility ran out before the heartbeat renewed it: another worker
+                    # got the message and will find its events applied (duplicates).
+                    log.warning("applied messages not deleted", extra={"failed": answer["Failed"]})
             for message in received:
                 outcome = handled.get(message.message_id)
                 if outcome is not None and not outcome.done:
@@ -141,7 +151,7 @@ class Consumer:
 
         async def heartbeat() -> None:
             while True:
-                await asyncio.sleep(self.visibility_timeout_s / 2)
+                await asyncio.sleep(self.visibility_timeout_s / 3)
                 with contextlib.suppress(Exception):
                     await self.sqs.change_message_visibility_batch(
                         QueueUrl=self.queue_url,

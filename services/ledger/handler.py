@@ -4,10 +4,13 @@ The events of all the messages are planned together, so an account's events fold
 into one conditional update even when the relay spread them over several messages.
 A message leaves the queue only when none of its events has to wait.
 
-The worker keeps each account's applied position in memory: it is the only writer
-of the accounts of a shard while it holds the shard's messages, and a stale position
-(another worker moved the account) shows up as an update that matches nothing,
-after which the position is read again and the message retried.
+Several workers (replicas, and receivers within one) share the queue. SQS hands a
+shard's messages to one receiver at a time, but the next message of a shard may go to
+another worker, so the applied position a worker remembers can be behind MongoDB's.
+A remembered position is only a guess: an event that looks like a gap against it is
+checked against MongoDB before anything is held, and an update that matches nothing
+(another worker moved the account) reads the position again and plans anew. The
+conditional single-document update is the only guard that keeps the books exact.
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ from shared.metrics import LATENCY_BUCKETS
 
 EVENTS_APPLIED = Counter("maas_ledger_events_applied_total", "Events applied to MongoDB", ["type"])
 MESSAGES = Counter("maas_ledger_messages_total", "Messages handled, by outcome", ["outcome"])
+STALE_POSITIONS = Counter(
+    "maas_ledger_stale_positions_total",
+    "Remembered positions found behind MongoDB (another worker applied the account)",
+)
 APPLY_LATENCY = Histogram(
     "maas_ledger_apply_duration_seconds",
     "Time to apply one receive of messages",
@@ -35,6 +42,9 @@ LAG = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
 )
 POSITIONS_KEPT = 200_000
+# Each round re-reads the positions another worker moved meanwhile; a shard's messages
+# go to one receiver at a time, so a second mover within one receive is already rare.
+APPLY_ROUNDS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +52,8 @@ class Received:
     message_id: str
     body: str
     receive_count: int
+    group_id: str = ""
+    sequence: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +79,9 @@ def summary(batch: Batch) -> dict[str, object]:
 
 
 class MessageHandler:
-    def __init__(self, store: LedgerStore) -> None:
+    def __init__(self, store: LedgerStore, max_receive_count: int) -> None:
         self.store = store
+        self.max_receive_count = max_receive_count
         self.positions: dict[str, Position] = {}
 
     async def handle(self, messages: list[Received]) -> dict[str, Handled]:
@@ -80,9 +93,7 @@ class MessageHandler:
                 batches.append((message, decode_batch(message.body)))
             except MalformedMessage as error:
                 reason = f"malformed: {error}"
-                await self.store.record_failure(
-                    message.message_id, reason, message.receive_count, {}
-                )
+                await self._failed(message, reason, {})
                 handled[message.message_id] = Handled(Outcome.MALFORMED, reason)
         source = {e.id: m.message_id for m, batch in batches for e in batch.events}
         result = await self._apply([e for _, batch in batches for e in batch.events], source)
@@ -91,9 +102,7 @@ class MessageHandler:
             waiting = sorted({e.account for e in batch.events if e.id in result.held})
             if waiting:
                 reason = "; ".join(result.problems[account] for account in waiting)
-                await self.store.record_failure(
-                    message.message_id, reason, message.receive_count, summary(batch)
-                )
+                await self._failed(message, reason, summary(batch))
                 handled[message.message_id] = Handled(Outcome.GAP, reason)
             elif any(e.id in applied for e in batch.events):
                 handled[message.message_id] = Handled(Outcome.APPLIED)
@@ -104,26 +113,84 @@ class MessageHandler:
         APPLY_LATENCY.observe(time.perf_counter() - started)
         return handled
 
+    async def _failed(self, message: Received, reason: str, about: dict[str, object]) -> None:
+        """Record why; on the last receive SQS allows, index the message as a dead letter."""
+        await self.store.record_failure(message.message_id, reason, message.receive_count, about)
+        if message.receive_count >= self.max_receive_count:
+            await self.store.index_dead_letter(
+                message.message_id, message.body, message.group_id, message.sequence, about
+            )
+
     async def _apply(self, events: list[Event], source: dict[str, str]) -> Plan:
-        missing = sorted({e.account for e in events} - self.positions.keys())
+        """Plan against what this worker remembers; check what looks wrong against MongoDB."""
+        checked: set[str] = set()  # accounts whose position was read in this receive
+        known = await self._positions({e.account for e in events}, checked)
+        done = Plan()
+        pending, moved = events, set[str]()
+        for _ in range(APPLY_ROUNDS):
+            result = plan(pending, known)
+            stale = [a for a in result.problems if a in known and a not in checked]
+            if stale and await self._refresh(stale, known, checked):
+                result = plan(pending, known)
+            done.duplicates += result.duplicates
+            done.merge_holds(result)
+            if not result.updates:
+                return done
+            moved = await self._write(result, source)
+            done.updates += [u for u in result.updates if u.account not in moved]
+            if not moved:
+                return done
+            await self._refresh(sorted(moved), known, checked)
+            pending = [e for e in pending if e.account in moved]
+        for account in moved:
+            retry = [e for e in pending if e.account == account]
+            done.hold(account, retry, "other workers kept moving the account; retrying")
+        return done
+
+    async def _positions(self, accounts: set[str], checked: set[str]) -> dict[str, Position]:
+        """This receive's own view: remembered positions, the rest read from MongoDB."""
+        known = {a: self.positions[a] for a in accounts if a in self.positions}
+        missing = sorted(accounts - known.keys())
         if missing:
-            if len(self.positions) + len(missing) > POSITIONS_KEPT:
-                self.positions.clear()
-            self.positions.update(await self.store.positions(missing))
-        result = plan(events, self.positions)
-        if not result.updates:
-            return result
+            fresh = await self.store.positions(missing)
+            checked.update(missing)
+            known.update(fresh)
+            self._remember(fresh)
+        return known
+
+    async def _refresh(
+        self, accounts: list[str], known: dict[str, Position], checked: set[str]
+    ) -> bool:
+        """Read the positions again; whether any of them had moved on."""
+        fresh = await self.store.positions(accounts)
+        checked.update(accounts)
+        changed = {a: p for a, p in fresh.items() if known.get(a) != p}
+        known.update(changed)
+        self._remember(changed)
+        STALE_POSITIONS.inc(len(changed))
+        return bool(changed)
+
+    def _remember(self, positions: dict[str, Position]) -> None:
+        """Keep at most POSITIONS_KEPT positions, forgetting the oldest first.
+
+        Receivers plan against their own copy (`_positions`), so forgetting here never
+        changes what a receiver already awaiting MongoDB is working with.
+        """
+        self.positions.update(positions)
+        for account in list(self.positions)[: max(0, len(self.positions) - POSITIONS_KEPT)]:
+            del self.positions[account]
+
+    async def _write(self, result: Plan, source: dict[str, str]) -> set[str]:
+        """Journal and apply the plan's updates; the accounts another worker moved first."""
         await self.store.write_journal([e for u in result.updates for e in u.events], source)
         moved = await self.store.apply(result.updates)
         now = time.time()
         for update in result.updates:
             if update.account in moved:
                 self.positions.pop(update.account, None)
-                result.hold(update.account, update.events, "the account moved; retrying")
                 continue
             self.positions[update.account] = update.end
             for event in update.events:
                 EVENTS_APPLIED.labels(event.type).inc()
             LAG.observe(max(0.0, now - parse_rfc3339(update.events[-1].at).timestamp()))
-        result.updates = [u for u in result.updates if u.account not in moved]
-        return result
+        return moved

@@ -1,13 +1,22 @@
-"""Gather what reconciliation compares: Redis, MongoDB, the outbox and the queue."""
+"""Gather what reconciliation compares: Redis, MongoDB, the outbox and the queue.
+
+Every account is compared, a page at a time in `_id` order (`{_id: {$gt: last}}`,
+the one range every MongoDB-compatible server serves from its primary index), and
+the outbox streams are read in bounded pages too, so memory stays flat however many
+accounts and entries there are. The report keeps the accounts that are not ok.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass
+import dataclasses
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 from prometheus_client import Gauge
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.domain.reconcile import Position, Row, Status, compare
 from shared.events import event_from_stream_entry
 from shared.keys import Keys
@@ -19,13 +28,15 @@ DRIFT = Gauge(
     "Sum of |Redis - MongoDB| over settled accounts at the last reconciliation",
 )
 DRIFTING = Gauge("maas_reconcile_drifting_accounts", "Settled accounts whose balances differ")
+OUTBOX_PAGE = 1_000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Report:
     rows: list[Row]
     queue_messages: int
     outbox_events: int
+    statuses: Counter[str] = field(default_factory=Counter)
 
     @property
     def idle(self) -> bool:
@@ -33,7 +44,7 @@ class Report:
 
     @property
     def drifting(self) -> list[Row]:
-        return [row for row in self.rows if row.status is Status.DRIFT]
+        return [row for row in self.rows if row.status.drifts]
 
 
 class Reconciler:
@@ -42,39 +53,96 @@ class Reconciler:
     ) -> None:
         self.redis = redis
         self.accounts = db["accounts"]
+        self.store = LedgerStore(db)
         self.sqs = sqs
         self.queue_url = queue_url
         self.keys = keys
 
-    async def run(self, account: str | None = None, limit: int = 10_000) -> Report:
+    async def run(self, account: str | None = None, page_size: int = 1_000) -> Report:
+        """Compare every account (or one); rows for all that are not ok, or for `account`."""
         queue = await self._queue_messages()
         outbox, outbox_events = await self._outbox()
-        query = {"_id": account} if account else {}
-        docs = [doc async for doc in self.accounts.find(query).sort("updated_at", -1).limit(limit)]
-        live = await self._live([doc["_id"] for doc in docs])
         idle = queue == 0 and outbox_events == 0
-        rows = [
-            compare(
-                doc["_id"],
-                live.get(doc["_id"]),
-                Position(int(doc["balance"]), int(doc["epoch"]), int(doc["seq"])),
-                outbox.get(doc["_id"], 0),
-                idle,
-            )
-            for doc in docs
-        ]
-        report = Report(sorted(rows, key=lambda r: r.account), queue, outbox_events)
-        DRIFT.set(sum(abs(row.drift) for row in report.rows))
+        report = Report([], queue, outbox_events)
+        drift = 0
+        async for docs in self._pages(account, page_size):
+            live = await self._live([doc["_id"] for doc in docs])
+            for doc in docs:
+                row = compare(
+                    doc["_id"],
+                    live.get(doc["_id"]),
+                    Position(int(doc["balance"]), int(doc["epoch"]), int(doc["seq"])),
+                    outbox.get(doc["_id"], 0),
+                    idle,
+                )
+                report.statuses[str(row.status)] += 1
+                drift += abs(row.drift) if row.status.drifts else 0
+                if row.status is not Status.OK or account:
+                    report.rows.append(row)
+        if any(row.status is Status.BEHIND for row in report.rows):
+            await self._confirm_behind(report)
+        if report.drifting:
+            report.rows = await self._with_dead_letters(report.rows)
+        DRIFT.set(drift)
         DRIFTING.set(len(report.drifting))
         return report
 
+    async def _confirm_behind(self, report: Report) -> None:
+        """Look again at accounts seen behind: a charge may have come in during the scan."""
+        still_idle = await self._queue_messages() == 0 and (await self._outbox())[1] == 0
+        rows = []
+        for row in report.rows:
+            doc = None
+            if row.status is Status.BEHIND:
+                doc = await self.accounts.find_one({"_id": row.account})
+            if doc is None:
+                rows.append(row)
+                continue
+            live = (await self._live([row.account])).get(row.account)
+            mongo = Position(int(doc["balance"]), int(doc["epoch"]), int(doc["seq"]))
+            fresh = compare(row.account, live, mongo, row.outbox, still_idle)
+            report.statuses[str(row.status)] -= 1
+            report.statuses[str(fresh.status)] += 1
+            rows.append(fresh)
+        report.rows = rows
+
+    async def _pages(self, account: str | None, size: int) -> AsyncIterator[list[MongoDoc]]:
+        if account:
+            doc = await self.accounts.find_one({"_id": account})
+            if doc:
+                yield [doc]
+            return
+        last: str | None = None
+        while True:
+            query = {} if last is None else {"_id": {"$gt": last}}
+            docs = [doc async for doc in self.accounts.find(query).sort("_id", 1).limit(size)]
+            if not docs:
+                return
+            yield docs
+            last = docs[-1]["_id"]
+
+    async def _with_dead_letters(self, rows: list[Row]) -> list[Row]:
+        """Name the dead letters behind each drifting account, from the ledger's index."""
+        carrying: defaultdict[str, list[str]] = defaultdict(list)
+        for letter in await self.store.dead_letter_index():
+            for account in letter.get("accounts", []):
+                carrying[account].append(letter["_id"])
+        return [
+            dataclasses.replace(row, dead_letters=tuple(carrying[row.account]))
+            if row.status.drifts
+            else row
+            for row in rows
+        ]
+
     async def _queue_messages(self) -> int:
+        """Messages waiting, in flight or delayed: the pipeline is idle only at zero."""
         attributes = (
             await self.sqs.get_queue_attributes(
                 QueueUrl=self.queue_url,
                 AttributeNames=[
                     "ApproximateNumberOfMessages",
                     "ApproximateNumberOfMessagesNotVisible",
+                    "ApproximateNumberOfMessagesDelayed",
                 ],
             )
         )["Attributes"]
@@ -85,13 +153,18 @@ class Reconciler:
         pending: Counter[str] = Counter()
         events = 0
         for shard in range(self.keys.shards):
-            entries: list[tuple[str, dict[str, str]]] = await self.redis.xrange(  # type: ignore[assignment]
-                self.keys.outbox(shard)
-            )
-            for entry_id, fields in entries:
-                event = event_from_stream_entry(entry_id, fields)
-                pending[event.account] += event.signed_amount
-                events += 1
+            start = "-"
+            while True:
+                entries: list[tuple[str, dict[str, str]]] = await self.redis.xrange(  # type: ignore[assignment]
+                    self.keys.outbox(shard), start, "+", count=OUTBOX_PAGE
+                )
+                for entry_id, fields in entries:
+                    event = event_from_stream_entry(entry_id, fields)
+                    pending[event.account] += event.signed_amount
+                    events += 1
+                if len(entries) < OUTBOX_PAGE:
+                    break
+                start = f"({entries[-1][0]}"
         return pending, events
 
     async def _live(self, accounts: list[str]) -> dict[str, Position]:

@@ -189,12 +189,12 @@ async def send_raw(stack: ServiceStack, body: bytes, group: str) -> None:
         )
 
 
-async def test_redis_losing_its_data_rehydrates_and_reconcile_shows_the_bounded_overdraft(
-    make_stack: Any, http: aiohttp.ClientSession
-) -> None:
-    stack: ServiceStack = await make_stack()
-    await stack.create_account(http, "flushed", 100)
-    headers = stack.auth("flushed")
+async def five_memes_relayed_with_the_ledger_stopped(
+    stack: ServiceStack, http: aiohttp.ClientSession, account: str
+) -> dict[str, str]:
+    """A new account with 100 tokens charged 5 times, the events in SQS, none applied."""
+    await stack.create_account(http, account, 100)
+    headers = stack.auth(account)
     await stack.stop("ledger")
     for _ in range(5):
         async with http.get(f"{stack.gateway}/memes", params=PARIS, headers=headers) as r:
@@ -204,6 +204,14 @@ async def test_redis_losing_its_data_rehydrates_and_reconcile_shows_the_bounded_
         return await stack.redis_outbox_entries() == 0
 
     await wait_for(relayed, 10, "the charges to reach SQS")
+    return headers
+
+
+async def test_redis_losing_its_data_rehydrates_and_reconcile_shows_the_bounded_overdraft(
+    make_stack: Any, http: aiohttp.ClientSession
+) -> None:
+    stack: ServiceStack = await make_stack()
+    headers = await five_memes_relayed_with_the_ledger_stopped(stack, http, "flushed")
     await stack.flush_redis()
     remaining = []
     for _ in range(3):
@@ -276,3 +284,96 @@ async def test_sigterm_finishes_what_the_worker_holds_and_exits_cleanly(make_sta
     await stack.start("ledger")
     await applied_up_to(stack, dict.fromkeys(accounts, 50), 60)
     assert {d["balance"] for d in (await mongo_accounts(stack)).values()} == {450}
+
+
+async def dead_letter_lines(stack: ServiceStack) -> list[str]:
+    code, listing = await stack.maas("dlq", "list")
+    assert code == 0, listing
+    return [line for line in listing.splitlines() if " shard=" in line]
+
+
+async def test_twenty_five_dead_letters_of_one_group_are_listed_and_redriven_in_order(
+    make_stack: Any,
+) -> None:
+    stack: ServiceStack = await make_stack(max_receive_count=3)
+    await stack.send_batches([event("late", n) for n in range(1, 26)], per_message=1)
+
+    async def all_dead() -> bool:
+        return await stack.queue_depth(dead_letters=True) == 25
+
+    await wait_for(all_dead, 90, "25 messages of one group to reach the DLQ")
+    lines = await dead_letter_lines(stack)
+    assert len(lines) == 25, lines
+    assert [line.split("seq=")[1].split()[0] for line in lines] == [
+        f"{n}-{n}" for n in range(1, 26)
+    ]
+    assert all("unknown account 'late'" in line for line in lines)
+    code, shown = await stack.maas("dlq", "show", lines[24].split()[0])
+    assert (code, orjson.loads(shown)["events"][0]["seq"]) == (0, 25)
+
+    await create_accounts(stack, {"late": 100})
+    # Later events of the group arrive and retry (they gap) while the first 25 are dead.
+    await stack.send_batches([event("late", n) for n in range(26, 31)], per_message=1)
+    code, output = await stack.maas("dlq", "redrive", "--all")
+    assert code == 0, output
+    assert output.count("redriven ") >= 25
+    await applied_up_to(stack, {"late": 30}, 30)
+    assert (await mongo_accounts(stack))["late"]["balance"] == 70
+    assert await stack.queue_depth(dead_letters=True) == 0
+    assert await dead_letter_lines(stack) == []
+
+
+async def test_purged_events_then_settle_make_later_events_apply_and_reconcile_clean(
+    make_stack: Any, http: aiohttp.ClientSession
+) -> None:
+    stack: ServiceStack = await make_stack(max_receive_count=2, reconcile_page_size=1)
+    await create_accounts(stack, {"idle-a": 5, "idle-z": 5})  # reconcile pages past them
+    headers = await five_memes_relayed_with_the_ledger_stopped(stack, http, "lost")
+    client = mongo_client(stack.settings)
+    accounts = client[stack.settings.mongo_db]["accounts"]
+    try:
+        stored = await accounts.find_one({"_id": "lost"})
+        assert stored is not None
+        await accounts.delete_one({"_id": "lost"})  # the ledger cannot apply: dead letters
+        await stack.start("ledger")
+
+        async def dead() -> bool:
+            return bool(await dead_letter_lines(stack)) and await stack.queue_depth() == 0
+
+        await wait_for(dead, 60, "the charges to be dead letters")
+        await accounts.insert_one(stored)
+    finally:
+        await client.close()
+    dead_ids = [line.split()[0] for line in await dead_letter_lines(stack)]
+
+    code, output = await stack.maas("reconcile", "--json")
+    assert code == 1, output
+    report = orjson.loads(output)
+    assert report["idle"] is True
+    assert report["statuses"] == {"behind": 1, "not_hydrated": 2}
+    (row,) = [row for row in report["accounts"] if row["status"] == "behind"]
+    assert (row["account"], row["dead_letters"]) == ("lost", dead_ids)
+
+    assert (await stack.maas("dlq", "purge", "--all", "--yes"))[0] == 0
+    assert await stack.queue_depth(dead_letters=True) == 0
+    assert (await stack.maas("reconcile"))[0] == 1  # purged: MongoDB never catches up
+    code, output = await stack.maas(
+        "ledger", "settle", "--account", "lost", "--reason", "purged 5 charges", "--by", "ops"
+    )
+    assert code == 0, output
+    assert "balance 95 -> 100" in output
+    remaining = []
+    for _ in range(3):
+        async with http.get(f"{stack.gateway}/memes", params=PARIS, headers=headers) as r:
+            assert r.status == 200
+            remaining.append((await r.json())["tokens_remaining"])
+    assert remaining == [99, 98, 97]
+    await stack.drained("lost")
+    stored_after = await stack.mongo_account("lost")
+    assert stored_after is not None
+    assert (stored_after["balance"], stored_after["seq"]) == (97, 3)
+    code, output = await stack.maas("reconcile")
+    assert code == 0, output
+    code, history = await stack.maas("ledger", "history", "--account", "lost")
+    assert "settle balance 100" in history, history
+    assert "by ops: purged 5 charges" in history

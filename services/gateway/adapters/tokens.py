@@ -48,6 +48,24 @@ class NotHydrated(Exception):
     """Redis lost the account again between its hydration and the retry."""
 
 
+class AccountBusy(Exception):
+    """Charges kept moving the account while it was being settled."""
+
+
+SETTLE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """An account re-loaded from MongoDB: what Redis held before, and the new epoch."""
+
+    before_balance: int | None
+    before_epoch: int | None
+    before_seq: int | None
+    balance: int
+    epoch: int
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     status: Status
@@ -106,6 +124,7 @@ class TokenBank:
         self._refund = redis.register_script(lua_script("refund"))
         self._credit = redis.register_script(lua_script("credit"))
         self._hydrate = redis.register_script(lua_script("hydrate"))
+        self._settle = redis.register_script(lua_script("settle"))
 
     async def charge(
         self,
@@ -259,6 +278,41 @@ class TokenBank:
                 hydration.applied_seq,
             ],
         )
+
+    async def settle(self, account: str) -> Settlement:
+        """Replace the live balance with MongoDB's under a new epoch, atomically with charges.
+
+        For an account whose lost events (purged dead letters) left Redis ahead of MongoDB
+        for good: its next events start the new epoch, which the ledger applies.
+        """
+        key = self.keys.account(account)
+        for _ in range(SETTLE_ATTEMPTS):
+            epoch, seq = await self.redis.hmget(key, ["epoch", "seq"])
+            hydration = await self.accounts.next_epoch(account)
+            if hydration is None:
+                raise UnknownAccount(account)
+            settled, before = await self._settle(
+                keys=[key],
+                args=[
+                    epoch or "",
+                    seq or "",
+                    hydration.balance,
+                    hydration.epoch,
+                    hydration.calls,
+                    hydration.tokens_spent,
+                    hydration.applied_epoch,
+                    hydration.applied_seq,
+                ],
+            )
+            if settled:
+                return Settlement(
+                    int(before) if before else None,
+                    int(epoch) if epoch else None,
+                    int(seq) if seq else None,
+                    hydration.balance,
+                    hydration.epoch,
+                )
+        raise AccountBusy(account)
 
     async def _hydrated(self, account: str, script: Any, keys: list[str], args: list[Any]) -> Any:
         raw = await script(keys=keys, args=args)

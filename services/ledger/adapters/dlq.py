@@ -1,23 +1,23 @@
-"""The dead-letter queue as operators see it: list, show, redrive, purge.
+"""The dead-letter queue as operators act on it: redrive and purge, batch by batch.
 
-Reading an SQS queue means receiving from it, so a listing holds every message
-invisible while it walks the queue (FIFO hides a group's later messages behind an
-earlier one in flight) and makes them all visible again when done.
+Listing and showing read the index of dead letters in MongoDB (see `LedgerStore`),
+never the queue: reading an SQS queue means receiving from it, which hides messages
+from everyone else. Redrive and purge have to receive, and FIFO returns no more
+messages of a group while some of its messages are in flight, so they settle each
+batch (delete what is done) before receiving the next: that way every message of a
+group is reached, and no receipt handle is kept long enough to go stale.
 """
 
 from __future__ import annotations
 
-import hashlib
-import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shared.events import Batch, MalformedMessage, decode_batch
+from services.ledger.handler import Handled, MessageHandler, Received
 from shared.sqs import SQSClient
 
-HOLD_S = 60
+HOLD_S = 60  # a batch is settled well within this; then the handle is not used again
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,70 +26,121 @@ class DeadLetter:
     receipt: str
     body: str
     group_id: str
-    sequence: int
-    sent_at: float
+    sequence: str
+    receive_count: int
 
-    @property
-    def batch(self) -> Batch | None:
-        try:
-            return decode_batch(self.body)
-        except MalformedMessage:
-            return None
+    def received(self) -> Received:
+        return Received(
+            self.message_id, self.body, self.receive_count, self.group_id, self.sequence
+        )
 
-    @property
-    def age_s(self) -> float:
-        return max(0.0, time.time() - self.sent_at)
+
+@dataclass(slots=True)
+class Walk:
+    """What a redrive or purge did: messages done, and the ones left with why."""
+
+    done: list[str]
+    left: dict[str, str]
+
+
+Settle = Callable[[list[DeadLetter]], Awaitable[dict[str, str]]]
 
 
 class DeadLetters:
-    def __init__(self, sqs: SQSClient, dlq_url: str, queue_url: str) -> None:
+    def __init__(self, sqs: SQSClient, dlq_url: str, handler: MessageHandler) -> None:
         self.sqs = sqs
         self.dlq_url = dlq_url
-        self.queue_url = queue_url
-        self._removed: set[str] = set()
+        self.handler = handler
+        self.store = handler.store
 
-    @asynccontextmanager
-    async def held(self, limit: int = 10_000) -> AsyncIterator[list[DeadLetter]]:
-        """Every dead letter (up to `limit`) in queue order, released again on exit."""
-        letters: dict[str, DeadLetter] = {}
+    async def redrive(self, chosen: set[str] | None) -> Walk:
+        """Apply the chosen messages (None: all) in queue order, as the ledger would.
+
+        Applying them here, with the ledger's own conditional updates, rather than sending
+        them back to the main queue: FIFO would put them behind the later messages of
+        their group that are still retrying there, which then gap until they, too, are
+        dead letters. Applied here, those later messages apply on their next receive.
+        """
+
+        async def apply(letters: list[DeadLetter]) -> dict[str, str]:
+            handled: dict[str, Handled] = await self.handler.handle(
+                [letter.received() for letter in letters]
+            )
+            return {mid: h.reason for mid, h in handled.items() if not h.done}
+
+        return await self._walk(chosen, apply)
+
+    async def purge(self, chosen: set[str] | None) -> Walk:
+        """Delete the chosen messages (None: all) for good."""
+
+        async def drop(_: list[DeadLetter]) -> dict[str, str]:
+            return {}
+
+        return await self._walk(chosen, drop)
+
+    async def _walk(self, chosen: set[str] | None, settle: Settle) -> Walk:
+        walk = Walk([], {})
+        kept: list[str] = []  # receipts of messages left in the queue, released at the end
         try:
-            while len(letters) < limit:
-                answer = await self.sqs.receive_message(
-                    QueueUrl=self.dlq_url,
-                    MaxNumberOfMessages=10,
-                    VisibilityTimeout=HOLD_S,
-                    WaitTimeSeconds=1,
-                    MessageSystemAttributeNames=["All"],
-                )
-                fresh = [m for m in answer.get("Messages", []) if m["MessageId"] not in letters]
-                if not fresh:
+            async for batch in self._batches():
+                picked = [m for m in batch if chosen is None or m.message_id in chosen]
+                left = await settle(picked)
+                done = [m for m in picked if m.message_id not in left]
+                await self._delete(done)
+                await self.store.forget_dead_letters([m.message_id for m in done])
+                walk.done += [m.message_id for m in done]
+                walk.left.update(left)
+                kept += [m.receipt for m in batch if m not in done]
+                if chosen is not None and chosen <= {*walk.done, *walk.left}:
                     break
-                for message in fresh:
-                    letters[message["MessageId"]] = _letter(message)
-            yield sorted(letters.values(), key=lambda m: (m.group_id, m.sequence))
         finally:
-            for letter in letters.values():
-                if letter.message_id not in self._removed:
-                    await self.sqs.change_message_visibility(
-                        QueueUrl=self.dlq_url, ReceiptHandle=letter.receipt, VisibilityTimeout=0
-                    )
+            await self._release(kept)
+        return walk
 
-    async def redrive(self, letter: DeadLetter) -> None:
-        """Send the message back to the main queue in its group, then drop it here."""
-        await self.sqs.send_message(
-            QueueUrl=self.queue_url,
-            MessageBody=letter.body,
-            MessageGroupId=letter.group_id,
-            # A new id: the original one may still be inside SQS's deduplication window.
-            MessageDeduplicationId=hashlib.sha256(
-                f"redrive:{letter.message_id}:{time.time_ns()}".encode()
-            ).hexdigest(),
+    async def _batches(self) -> AsyncIterator[list[DeadLetter]]:
+        """Receive until the queue has nothing new to give.
+
+        Messages not deleted stay invisible until the walk ends, so FIFO moves on to the
+        rest of their group or to other groups; one seen again (the walk outlasted
+        HOLD_S) is let go at once and not walked twice.
+        """
+        seen: set[str] = set()
+        while True:
+            answer = await self.sqs.receive_message(
+                QueueUrl=self.dlq_url,
+                MaxNumberOfMessages=10,
+                VisibilityTimeout=HOLD_S,
+                WaitTimeSeconds=1,
+                MessageSystemAttributeNames=["All"],
+            )
+            batch = [_letter(m) for m in answer.get("Messages", [])]
+            fresh = [m for m in batch if m.message_id not in seen]
+            await self._release([m.receipt for m in batch if m not in fresh])
+            if not fresh:
+                return
+            seen.update(m.message_id for m in fresh)
+            yield fresh
+
+    async def _delete(self, letters: list[DeadLetter]) -> None:
+        if not letters:
+            return
+        answer = await self.sqs.delete_message_batch(
+            QueueUrl=self.dlq_url,
+            Entries=[{"Id": str(n), "ReceiptHandle": m.receipt} for n, m in enumerate(letters)],
         )
-        await self.purge(letter)
+        if answer.get("Failed"):
+            raise RuntimeError(f"the DLQ refused to delete: {answer['Failed']}")
 
-    async def purge(self, letter: DeadLetter) -> None:
-        await self.sqs.delete_message(QueueUrl=self.dlq_url, ReceiptHandle=letter.receipt)
-        self._removed.add(letter.message_id)
+    async def _release(self, receipts: list[str]) -> None:
+        """Make messages visible again at once, for the ledger's other readers."""
+        for first in range(0, len(receipts), 10):
+            await self.sqs.change_message_visibility_batch(
+                QueueUrl=self.dlq_url,
+                Entries=[
+                    {"Id": str(n), "ReceiptHandle": receipt, "VisibilityTimeout": 0}
+                    for n, receipt in enumerate(receipts[first : first + 10])
+                ],
+            )
 
 
 def _letter(message: dict[str, Any]) -> DeadLetter:
@@ -99,6 +150,6 @@ def _letter(message: dict[str, Any]) -> DeadLetter:
         receipt=message["ReceiptHandle"],
         body=message["Body"],
         group_id=attributes.get("MessageGroupId", ""),
-        sequence=int(attributes.get("SequenceNumber", "0")),
-        sent_at=int(attributes.get("SentTimestamp", "0")) / 1000,
+        sequence=attributes.get("SequenceNumber", ""),
+        receive_count=int(attributes.get("ApproximateReceiveCount", "1")),
     )

@@ -33,6 +33,7 @@ class LedgerStore:
         self.accounts = db["accounts"]
         self.journal = db["ledger"]
         self.failures = db["dlq_reasons"]
+        self.dead_letters = db["dead_letters"]
 
     async def positions(self, accounts: list[str]) -> dict[str, Position]:
         """One lookup by `_id` per account: the form every MongoDB-compatible server indexes."""
@@ -95,6 +96,61 @@ class LedgerStore:
 
     async def failure(self, message_id: str) -> MongoDoc | None:
         return await self.failures.find_one({"_id": message_id})
+
+    async def index_dead_letter(
+        self, message_id: str, body: str, group_id: str, sequence: str, about: dict[str, Any]
+    ) -> None:
+        """Note a message SQS moves to the DLQ, so operators read it here, not off the queue."""
+        failure = await self.failure(message_id) or {}
+        await self.dead_letters.update_one(
+            {"_id": message_id},
+            {
+                "$set": {
+                    "body": body,
+                    "group_id": group_id,
+                    "sequence": sequence,
+                    "first_reason": failure.get("first_reason", ""),
+                    "last_reason": failure.get("last_reason", ""),
+                    "receive_count": failure.get("receive_count", 0),
+                    "accounts": [],
+                    "seq_range": None,
+                    **about,
+                },
+                "$setOnInsert": {"dead_since": datetime.now(UTC)},
+            },
+            upsert=True,
+        )
+
+    async def dead_letter_index(self) -> list[MongoDoc]:
+        """Every indexed dead letter, in queue order (by group, then sequence number)."""
+        docs = [doc async for doc in self.dead_letters.find({}, {"body": 0})]
+        return sorted(docs, key=lambda d: (d["group_id"], int(d["sequence"] or 0)))
+
+    async def dead_letter(self, message_id: str) -> MongoDoc | None:
+        return await self.dead_letters.find_one({"_id": message_id})
+
+    async def forget_dead_letters(self, message_ids: list[str]) -> None:
+        if message_ids:
+            await self.dead_letters.delete_many({"_id": {"$in": message_ids}})
+
+    async def journal_settlement(self, account: str, entry: dict[str, Any]) -> None:
+        """An operator's settle goes into the account's journal beside its events.
+
+        Its position is (new epoch, 0), which no event takes: newest-first, it shows just
+        before the new epoch's first event.
+        """
+        await self.journal.insert_one(
+            {
+                "_id": journal_id(account, int(entry["epoch"]), 0),
+                "account": account,
+                "type": "settle",
+                "amount": 0,
+                "seq": 0,
+                "request_id": "",
+                "at": datetime.now(UTC),
+                **entry,
+            }
+        )
 
     async def history(self, account: str, limit: int) -> list[MongoDoc]:
         """The account's newest `limit` entries: one `_id` range, read backwards."""

@@ -74,6 +74,10 @@ class Plan:
         self.problems[account] = reason
         self.held.update(e.id for e in events)
 
+    def merge_holds(self, other: Plan) -> None:
+        self.problems.update(other.problems)
+        self.held |= other.held
+
 
 def plan(events: list[Event], positions: dict[str, Position]) -> Plan:
     """Decide, per account, which events apply now, which are duplicates, which wait.

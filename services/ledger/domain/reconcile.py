@@ -2,8 +2,10 @@
 
 An account is settled when MongoDB has applied every event Redis assigned: the same
 (epoch, seq), or Redis starting a new epoch with nothing assigned yet while the
-pipeline is idle. Only a settled account can be said to drift; one still catching
-up is pending. After Redis lost data, old-epoch events still in flight apply after
+pipeline is idle. A settled account whose balances differ drifts. One not settled is
+pending while events are on their way (outbox, queue, in flight); once the pipeline
+is idle nothing more will arrive, so MongoDB left behind (events dead-lettered or
+purged) is drift too: `behind`. After Redis lost data, old-epoch events still in flight apply after
 the re-hydration read MongoDB, so the drift of a settled account is bounded by
 what was in flight: that is the overdraft the design accepts and reports here.
 """
@@ -19,6 +21,11 @@ class Status(StrEnum):
     DRIFT = "drift"
     PENDING = "pending"
     NOT_HYDRATED = "not_hydrated"
+    BEHIND = "behind"
+
+    @property
+    def drifts(self) -> bool:
+        return self in (Status.DRIFT, Status.BEHIND)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +43,7 @@ class Row:
     outbox: int
     status: Status
     drift: int
+    dead_letters: tuple[str, ...] = ()  # DLQ messages carrying this account's events
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -47,6 +55,7 @@ class Row:
             "drift": self.drift,
             "redis_position": [self.redis.epoch, self.redis.seq] if self.redis else None,
             "mongo_position": [self.mongo.epoch, self.mongo.seq],
+            "dead_letters": list(self.dead_letters),
         }
 
 
@@ -59,7 +68,9 @@ def compare(
     settled = (redis.epoch, redis.seq) == (mongo.epoch, mongo.seq) or (
         redis.seq == 0 and pipeline_idle
     )
-    if not settled:
-        return Row(account, redis, mongo, outbox, Status.PENDING, 0)
     drift = redis.balance - mongo.balance
+    if not settled:
+        if pipeline_idle:
+            return Row(account, redis, mongo, outbox, Status.BEHIND, drift)
+        return Row(account, redis, mongo, outbox, Status.PENDING, 0)
     return Row(account, redis, mongo, outbox, Status.DRIFT if drift else Status.OK, drift)
