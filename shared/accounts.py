@@ -33,6 +33,17 @@ class Hydration:
     applied_epoch: int
     applied_seq: int
 
+    def script_args(self) -> list[int]:
+        """In the order hydrate.lua and settle.lua take them."""
+        return [
+            self.balance,
+            self.epoch,
+            self.calls,
+            self.tokens_spent,
+            self.applied_epoch,
+            self.applied_seq,
+        ]
+
 
 def empty_usage() -> dict[str, Any]:
     return {"calls": 0, "tokens_spent": 0, "by_kind": {}}

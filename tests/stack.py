@@ -75,6 +75,21 @@ def as_env(values: dict[str, Any]) -> dict[str, str]:
     return env
 
 
+def debit_event(account: str, seq: int, epoch: int = 1) -> Event:
+    """A one-token text-meme debit, as the charge script would have written it."""
+    return Event(
+        id=uuid.uuid4().hex,
+        type="debit",
+        account=account,
+        amount=1,
+        epoch=epoch,
+        seq=seq,
+        reason="meme:text",
+        request_id=uuid.uuid4().hex,
+        at="2026-11-28T12:00:00.000Z",
+    )
+
+
 def make_settings(values: dict[str, Any]) -> Settings:
     return Settings(**values)
 

@@ -20,8 +20,7 @@ from services.gateway.adapters.credits import CreditLog
 from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.domain.apply import AccountUpdate, Position
 from shared.accounts import AccountStore, new_account
-from shared.events import Event
-from tests.stack import PrivateStore
+from tests.stack import PrivateStore, debit_event
 
 EXPLAINED = (
     "enable_seqscan=off",
@@ -68,20 +67,6 @@ def served_by_index(plans: list[str]) -> Counter[str]:
     return nodes
 
 
-def event(account: str, seq: int) -> Event:
-    return Event(
-        id=uuid.uuid4().hex,
-        type="debit",
-        account=account,
-        amount=1,
-        epoch=1,
-        seq=seq,
-        reason="meme:text",
-        request_id=uuid.uuid4().hex,
-        at="2026-11-28T12:00:00.000Z",
-    )
-
-
 async def test_every_hot_path_is_answered_from_the_id_index(explained: PrivateStore) -> None:
     client = explained.client()
     db = client[f"plans_{uuid.uuid4().hex[:6]}"]
@@ -94,7 +79,7 @@ async def test_every_hot_path_is_answered_from_the_id_index(explained: PrivateSt
         for account in ids[:20]:
             update = AccountUpdate(account, Position(0, 0), Position(0, 0))
             for seq in range(1, 6):
-                update.add(event(account, seq))
+                update.add(debit_event(account, seq))
             updates.append(update)
         await ledger.write_journal(
             [e for u in updates for e in u.events], {e.id: "m" for u in updates for e in u.events}
@@ -142,7 +127,7 @@ async def test_history_holds_only_the_accounts_own_entries(explained: PrivateSto
     ledger = LedgerStore(client[f"prefix_{uuid.uuid4().hex[:6]}"])
     owners = ["a", "a-b", "a.b", "a0", "a:b", "a@b", "aa"]
     try:
-        events = [event(owner, seq) for owner in owners for seq in (1, 2)]
+        events = [debit_event(owner, seq) for owner in owners for seq in (1, 2)]
         await ledger.write_journal(events, {e.id: "m" for e in events})
         await ledger.write_journal(events[:2], {e.id: "m" for e in events[:2]})  # a retry
         for owner in owners:
@@ -183,7 +168,7 @@ async def test_more_concurrent_updates_than_store_connections_all_finish(
         updates = []
         for account in ids:
             update = AccountUpdate(account, Position(0, 0), Position(0, 0))
-            update.add(event(account, 1))
+            update.add(debit_event(account, 1))
             updates.append(update)
         moved_elsewhere = await asyncio.wait_for(LedgerStore(db).apply(updates), timeout=120)
         assert moved_elsewhere == set()

@@ -267,17 +267,7 @@ class TokenBank:
         hydration = await self.accounts.next_epoch(account)
         if hydration is None:
             raise UnknownAccount(account)
-        await self._hydrate(
-            keys=[self.keys.account(account)],
-            args=[
-                hydration.balance,
-                hydration.epoch,
-                hydration.calls,
-                hydration.tokens_spent,
-                hydration.applied_epoch,
-                hydration.applied_seq,
-            ],
-        )
+        await self._hydrate(keys=[self.keys.account(account)], args=hydration.script_args())
 
     async def settle(self, account: str) -> Settlement:
         """Replace the live balance with MongoDB's under a new epoch, atomically with charges.
@@ -293,16 +283,7 @@ class TokenBank:
                 raise UnknownAccount(account)
             settled, before = await self._settle(
                 keys=[key],
-                args=[
-                    epoch or "",
-                    seq or "",
-                    hydration.balance,
-                    hydration.epoch,
-                    hydration.calls,
-                    hydration.tokens_spent,
-                    hydration.applied_epoch,
-                    hydration.applied_seq,
-                ],
+                args=[epoch or "", seq or "", *hydration.script_args()],
             )
             if settled:
                 return Settlement(

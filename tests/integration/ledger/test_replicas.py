@@ -12,26 +12,13 @@ from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.domain.apply import Outcome
 from services.ledger.handler import MessageHandler, Received
 from shared.accounts import AccountStore
-from shared.events import Batch, Event
+from shared.events import Batch
 from shared.stores import MongoDoc
-
-
-def debit(account: str, seq: int) -> Event:
-    return Event(
-        id=uuid.uuid4().hex,
-        type="debit",
-        account=account,
-        amount=1,
-        epoch=1,
-        seq=seq,
-        reason="meme:text",
-        request_id="r",
-        at="2026-11-28T12:00:00.000Z",
-    )
+from tests.stack import debit_event
 
 
 def message(account: str, seqs: range) -> Received:
-    body = Batch(0, [debit(account, n) for n in seqs]).encode()
+    body = Batch(0, [debit_event(account, n) for n in seqs]).encode()
     return Received(uuid.uuid4().hex, body, receive_count=1, group_id="s0", sequence="1")
 
 
