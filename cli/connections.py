@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.gateway.adapters.tokens import TokenBank
+from shared.accounts import AccountStore
 from shared.keys import Keys
 from shared.settings import Settings
 from shared.sqs import SQSClient, queue_url, sqs_client
@@ -23,6 +25,12 @@ class Connections:
     sqs: SQSClient
     queue_url: str
     dlq_url: str
+
+    def bank(self) -> TokenBank:
+        """The live balances, for the commands that correct them (settle, redrive)."""
+        return TokenBank(
+            self.redis, self.keys, AccountStore(self.db), self.settings.idempotency_ttl_s
+        )
 
 
 @asynccontextmanager

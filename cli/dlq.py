@@ -118,7 +118,7 @@ async def purge(args: argparse.Namespace) -> int:
 
 def dead_letters(c: Connections) -> DeadLetters:
     # Every failure here leaves the message in the DLQ, so it is indexed as one at once.
-    handler = MessageHandler(LedgerStore(c.db), max_receive_count=1)
+    handler = MessageHandler(LedgerStore(c.db), max_receive_count=1, bank=c.bank())
     return DeadLetters(c.sqs, c.dlq_url, handler)
 
 

@@ -7,10 +7,9 @@ import getpass
 from typing import Any
 
 from cli.connections import connect
-from services.gateway.adapters.tokens import AccountBusy, TokenBank, UnknownAccount
+from services.gateway.adapters.tokens import AccountBusy, UnknownAccount
 from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.settle import settle
-from shared.accounts import AccountStore
 from shared.stores import MongoDoc
 
 
@@ -54,9 +53,14 @@ def describe(e: MongoDoc) -> str:
             f"by {e['by']}: {e['reason']}"
         )
     sign = "-" if e["type"] == "debit" else "+"
+    note = ""
+    if e.get("voided_for"):
+        note = f"  void: repeats credit {e['voided_for']}"
+    elif e.get("adopted"):
+        note = "  adopted by settle (its position was reused)"
     return (
         f"{when}  epoch {e['epoch']} seq {e['seq']:>6}  "
-        f"{e['type']:<6} {sign}{e['amount']:<5} {e['reason']:<14} {e['request_id']}"
+        f"{e['type']:<6} {sign}{e['amount']:<5} {e['reason']:<14} {e['request_id']}{note}"
     )
 
 
@@ -66,15 +70,20 @@ async def settle_account(args: argparse.Namespace) -> int:
         return 2
     async with connect() as c:
         store = LedgerStore(c.db)
-        bank = TokenBank(c.redis, c.keys, AccountStore(c.db), c.settings.idempotency_ttl_s)
         try:
-            settlement, applied = await settle(bank, store, args.account, args.reason, args.by)
+            settled = await settle(c.bank(), store, args.account, args.reason, args.by)
         except UnknownAccount:
             print(f"no account {args.account!r}")
             return 1
         except AccountBusy:
             print(f"charges kept moving {args.account!r}; try again")
             return 1
+    settlement, applied = settled.settlement, settled.mongo_applied
+    for event in settled.adopted:
+        print(
+            f"adopted {event.type} {event.amount} at reused epoch {event.epoch} seq {event.seq} "
+            f"(event {event.id})"
+        )
     print(
         f"settled {args.account}: balance {settlement.before_balance} -> {settlement.balance}, "
         f"new epoch {settlement.epoch} (MongoDB had applied epoch {applied.get('epoch')} "

@@ -50,6 +50,8 @@ async def run(args: argparse.Namespace) -> int:
         for row in report.rows:
             redis = "-" if row.redis is None else str(row.redis.balance)
             dead = f"  dead letters: {' '.join(row.dead_letters)}" if row.dead_letters else ""
+            if row.reused:
+                dead += f"  reused positions: {len(row.reused)} events (settle the account)"
             print(
                 f"{row.account:<24} {redis:>10} {row.mongo.balance:>10} {row.outbox:>8} "
                 f"{row.drift:>7}  {row.status}{dead}"

@@ -58,3 +58,7 @@ class Keys:
     def refund_decided(self, account: str, charge_id: str) -> str:
         """Marks a charge from an earlier epoch whose refund was decided once."""
         return f"maas:{self.tag(self.shard_of(account))}:refunded:{charge_id}"
+
+    def credit_revoked(self, account: str, event_id: str) -> str:
+        """Marks a repeated credit whose tokens were taken back from the live balance."""
+        return f"maas:{self.tag(self.shard_of(account))}:revoked:{event_id}"

@@ -12,7 +12,14 @@ from typing import Any
 import aiohttp
 import pytest
 
-from infra.local.stack import free_port, localstack_server, start, stop_pid, store_servers
+from infra.local.stack import (
+    free_port,
+    localstack_server,
+    redis_server,
+    start,
+    stop_pid,
+    store_servers,
+)
 from tests.stack import PrivateStore, ServiceStack
 
 
@@ -56,6 +63,17 @@ def mongo_url(servers_dir: Path, store_dir: Path) -> Iterator[str]:
     yield f"mongodb://127.0.0.1:{port}"
     for server in reversed(running):
         stop_pid(server.process.pid)
+
+
+@pytest.fixture(scope="session")
+def redis_url(servers_dir: Path) -> Iterator[str]:
+    """One Redis for tests that need live balances beside the store but no whole stack."""
+    port = free_port()
+    data = servers_dir / "redis"
+    data.mkdir()
+    running = start(redis_server(port, data), servers_dir)
+    yield f"redis://127.0.0.1:{port}/0"
+    stop_pid(running.process.pid)
 
 
 StackFactory = Callable[..., ServiceStack]

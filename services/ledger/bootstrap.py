@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from aiohttp import web
 from pymongo import AsyncMongoClient
 
-from services.gateway.adapters.tokens import lua_script
+from services.gateway.adapters.tokens import TokenBank, lua_script
 from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.consumer import Consumer
 from services.ledger.handler import MessageHandler
 from services.ledger.reconcile import Reconciler
+from shared.accounts import AccountStore
 from shared.aio import sleep_unless
 from shared.keys import Keys
 from shared.metrics import http_metrics_middleware
@@ -52,6 +53,7 @@ async def run_worker(app: web.Application, settings: Settings) -> AsyncIterator[
     mongo, redis = mongo_client(settings), redis_client(settings)
     db = mongo[settings.mongo_db]
     store = LedgerStore(db)
+    bank = TokenBank(redis, Keys(settings.shards), AccountStore(db), settings.idempotency_ttl_s)
     stop = asyncio.Event()
     async with sqs_client(settings) as sqs:
         url = await queue_url(sqs, settings.queue_name)
@@ -60,7 +62,7 @@ async def run_worker(app: web.Application, settings: Settings) -> AsyncIterator[
             sqs,
             url,
             await queue_url(sqs, settings.dlq_name),
-            MessageHandler(store, settings.max_receive_count),
+            MessageHandler(store, settings.max_receive_count, bank),
             receivers=settings.ledger_receivers,
             wait_time_s=settings.ledger_wait_time_s,
             visibility_timeout_s=settings.visibility_timeout_s,

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from prometheus_client import Counter, Histogram
 
-from services.ledger.adapters.mongo import LedgerStore
-from services.ledger.domain.apply import Outcome, Plan, Position, plan
+from services.ledger.adapters.mongo import LedgerStore, journal_id
+from services.ledger.domain.apply import AccountUpdate, Outcome, Plan, Position, plan
 from shared.events import Batch, Event, MalformedMessage, decode_batch, parse_rfc3339
 from shared.metrics import LATENCY_BUCKETS
 
@@ -30,6 +31,14 @@ MESSAGES = Counter("maas_ledger_messages_total", "Messages handled, by outcome",
 STALE_POSITIONS = Counter(
     "maas_ledger_stale_positions_total",
     "Remembered positions found behind MongoDB (another worker applied the account)",
+)
+REUSED_POSITIONS = Counter(
+    "maas_ledger_reused_positions_total",
+    "Events found at a position the journal holds for another event (held for settle)",
+)
+CREDITS_VOIDED = Counter(
+    "maas_ledger_credits_voided_total",
+    "Credits repeating an earlier one's idempotency key, kept out of the balance",
 )
 APPLY_LATENCY = Histogram(
     "maas_ledger_apply_duration_seconds",
@@ -78,10 +87,15 @@ def summary(batch: Batch) -> dict[str, object]:
     }
 
 
+class CreditRevoker(Protocol):
+    async def revoke_credits(self, credits: list[Event]) -> int: ...
+
+
 class MessageHandler:
-    def __init__(self, store: LedgerStore, max_receive_count: int) -> None:
+    def __init__(self, store: LedgerStore, max_receive_count: int, bank: CreditRevoker) -> None:
         self.store = store
         self.max_receive_count = max_receive_count
+        self.bank = bank
         self.positions: dict[str, Position] = {}
 
     async def handle(self, messages: list[Received]) -> dict[str, Handled]:
@@ -97,6 +111,7 @@ class MessageHandler:
                 handled[message.message_id] = Handled(Outcome.MALFORMED, reason)
         source = {e.id: m.message_id for m, batch in batches for e in batch.events}
         result = await self._apply([e for _, batch in batches for e in batch.events], source)
+        await self._check_duplicates(result, source)
         applied = {e.id for u in result.updates for e in u.events}
         for message, batch in batches:
             waiting = sorted({e.account for e in batch.events if e.id in result.held})
@@ -133,10 +148,8 @@ class MessageHandler:
             if stale and await self._refresh(stale, known, checked):
                 result = plan(pending, known)
             done.duplicates += result.duplicates
+            moved = await self._write(result, source) if result.updates else set()
             done.merge_holds(result)
-            if not result.updates:
-                return done
-            moved = await self._write(result, source)
             done.updates += [u for u in result.updates if u.account not in moved]
             if not moved:
                 return done
@@ -181,8 +194,17 @@ class MessageHandler:
             del self.positions[account]
 
     async def _write(self, result: Plan, source: dict[str, str]) -> set[str]:
-        """Journal and apply the plan's updates; the accounts another worker moved first."""
-        await self.store.write_journal([e for u in result.updates for e in u.events], source)
+        """Journal and apply the plan's updates; the accounts another worker moved first.
+
+        An account whose journal write finds a reused position is taken out of the plan
+        and held instead.
+        """
+        voided = await self._void_repeated_credits(result.updates)
+        events = [e for u in result.updates for e in u.events]
+        reused = await self.store.write_journal(events, source, voided)
+        if reused:
+            await self._hold_reused(reused, result, source)
+            result.updates = [u for u in result.updates if u.account not in result.problems]
         moved = await self.store.apply(result.updates)
         now = time.time()
         for update in result.updates:
@@ -194,3 +216,57 @@ class MessageHandler:
                 EVENTS_APPLIED.labels(event.type).inc()
             LAG.observe(max(0.0, now - parse_rfc3339(update.events[-1].at).timestamp()))
         return moved
+
+    async def _void_repeated_credits(self, updates: list[AccountUpdate]) -> dict[str, str]:
+        """Void credits whose idempotency key an earlier credit claimed; Redis first.
+
+        Redis gives the tokens back before MongoDB moves, so a crash in between leaves the
+        credit to be voided again on redelivery, and the revocation is once per event.
+        """
+        credits = [e for u in updates for e in u.events if e.type == "credit"]
+        firsts = await self.store.claim_credits(credits) if credits else {}
+        if not firsts:
+            return {}
+        await self.bank.revoke_credits([e for e in credits if e.id in firsts])
+        for update in updates:
+            for event in update.events:
+                if event.id in firsts:
+                    update.void(event, firsts[event.id])
+                    CREDITS_VOIDED.inc()
+        return firsts
+
+    async def _check_duplicates(self, result: Plan, source: dict[str, str]) -> None:
+        """Hold duplicates whose position the journal gives to another event id."""
+        unique = list({e.id: e for e in result.duplicates}.values())
+        if not unique:
+            return
+        holders = await self.store.journaled(unique)
+        reused = [
+            (e, holders[key])
+            for e in unique
+            if (key := journal_id(e.account, e.epoch, e.seq)) in holders and holders[key] != e.id
+        ]
+        if reused:
+            await self._hold_reused(reused, result, source)
+
+    async def _hold_reused(
+        self, reused: list[tuple[Event, str]], result: Plan, source: dict[str, str]
+    ) -> None:
+        """Record reused positions and hold their events, unless settle adopted them."""
+        adopted = await self.store.record_reuses(reused, source)
+        by_account: dict[str, list[tuple[Event, str]]] = {}
+        for event, holder in reused:
+            if event.id not in adopted:
+                by_account.setdefault(event.account, []).append((event, holder))
+        for account, found in by_account.items():
+            REUSED_POSITIONS.inc(len(found))
+            (event, holder), more = found[0], len(found) - 1
+            result.hold(
+                account,
+                [e for e, _ in found],
+                f"reused position for {account!r}: epoch {event.epoch} seq {event.seq} is "
+                f"event {holder} in the journal, not {event.id}"
+                + (f" (and {more} more)" if more else "")
+                + "; Redis lost events it had shipped: run "
+                f"`maas ledger settle --account {account}` once idle",
+            )

@@ -65,6 +65,9 @@ class Reconciler:
         idle = queue == 0 and outbox_events == 0
         report = Report([], queue, outbox_events)
         drift = 0
+        reused: defaultdict[str, list[str]] = defaultdict(list)
+        for doc in await self.store.unsettled_reuses(account):
+            reused[doc["account"]].append(doc["event"]["id"])
         async for docs in self._pages(account, page_size):
             live = await self._live([doc["_id"] for doc in docs])
             for doc in docs:
@@ -74,6 +77,7 @@ class Reconciler:
                     Position(int(doc["balance"]), int(doc["epoch"]), int(doc["seq"])),
                     outbox.get(doc["_id"], 0),
                     idle,
+                    tuple(reused.get(doc["_id"], ())),
                 )
                 report.statuses[str(row.status)] += 1
                 drift += abs(row.drift) if row.status.drifts else 0

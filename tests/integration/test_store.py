@@ -82,7 +82,9 @@ async def test_every_hot_path_is_answered_from_the_id_index(explained: PrivateSt
                 update.add(debit_event(account, seq))
             updates.append(update)
         await ledger.write_journal(
-            [e for u in updates for e in u.events], {e.id: "m" for u in updates for e in u.events}
+            [e for u in updates for e in u.events],
+            {e.id: "m" for u in updates for e in u.events},
+            {},
         )
         plans = Plans(explained.log)
 
@@ -128,8 +130,8 @@ async def test_history_holds_only_the_accounts_own_entries(explained: PrivateSto
     owners = ["a", "a-b", "a.b", "a0", "a:b", "a@b", "aa"]
     try:
         events = [debit_event(owner, seq) for owner in owners for seq in (1, 2)]
-        await ledger.write_journal(events, {e.id: "m" for e in events})
-        await ledger.write_journal(events[:2], {e.id: "m" for e in events[:2]})  # a retry
+        await ledger.write_journal(events, {e.id: "m" for e in events}, {})
+        await ledger.write_journal(events[:2], {e.id: "m" for e in events[:2]}, {})  # a retry
         for owner in owners:
             entries = await ledger.history(owner, 10)
             assert [(e["account"], e["seq"]) for e in entries] == [(owner, 2), (owner, 1)]

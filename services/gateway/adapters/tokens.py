@@ -19,6 +19,7 @@ import orjson
 
 from shared.accounts import AccountStore
 from shared.contract import MAX_BALANCE
+from shared.events import Event
 from shared.keys import Keys
 from shared.settings import RateLimit
 from shared.stores import Redis
@@ -104,7 +105,8 @@ class LiveAccount:
 
 
 SHIPPING_POLL_S = 0.02
-REFUND_DECISION_TTL_S = 7 * 24 * 3600
+# Longer than SQS keeps any message (14 days), so a late redelivery still finds the mark.
+DECISION_TTL_S = 15 * 24 * 3600
 
 
 def new_event_id() -> str:
@@ -125,6 +127,7 @@ class TokenBank:
         self._credit = redis.register_script(lua_script("credit"))
         self._hydrate = redis.register_script(lua_script("hydrate"))
         self._settle = redis.register_script(lua_script("settle"))
+        self._revoke = redis.register_script(lua_script("revoke"))
 
     async def charge(
         self,
@@ -178,7 +181,7 @@ class TokenBank:
         ]
         args = [
             charge.account, charge.id, charge.price, charge.epoch, charge.seq, new_event_id(),
-            charge.reason, charge.request_id, REFUND_DECISION_TTL_S,
+            charge.reason, charge.request_id, DECISION_TTL_S,
         ]  # fmt: skip
         raw = await self._hydrated(charge.account, self._refund, keys, args)
         return Outcome(Status(raw[0]), int(raw[1]), int(raw[2]), int(raw[3]))
@@ -294,6 +297,23 @@ class TokenBank:
                     hydration.epoch,
                 )
         raise AccountBusy(account)
+
+    async def revoke_credits(self, credits: list[Event]) -> int:
+        """Take repeated credits (the ledger voided them) out of the live balance, once each.
+
+        The balance may go below zero if the tokens were spent meanwhile: that is the
+        debt the repeat ran up, and charges answer 402 until a credit covers it.
+        Returns how many were taken back.
+        """
+        revoked = 0
+        for event in credits:
+            keys = [
+                self.keys.account(event.account),
+                self.keys.credit_revoked(event.account, event.id),
+            ]
+            args = [event.epoch, event.amount, DECISION_TTL_S]
+            revoked += await self._revoke(keys=keys, args=args) == 1
+        return revoked
 
     async def _hydrated(self, account: str, script: Any, keys: list[str], args: list[Any]) -> Any:
         raw = await script(keys=keys, args=args)

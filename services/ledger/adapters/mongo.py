@@ -6,21 +6,24 @@ MongoDB, Atlas, DocumentDB and FerretDB.
 
 Every access is by `_id`, the one index every MongoDB-compatible store keeps: accounts,
 failures and credits by their key, the journal by `journal_id` (account, epoch, seq), so
-an account's newest entries are one descending `_id` range.
+an account's newest entries are one descending `_id` range. Reused positions are keyed
+`<journal_id>/<event id>`, inside the same per-account range.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import DESCENDING
+from pymongo import DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from services.gateway.adapters.credits import record_id
 from services.ledger.domain.apply import AccountUpdate, Position
-from shared.events import Event, parse_rfc3339
+from shared.events import Event, event_from_dict, parse_rfc3339
 from shared.store_retry import with_retries
 from shared.stores import MongoDoc
 
@@ -34,6 +37,8 @@ class LedgerStore:
         self.journal = db["ledger"]
         self.failures = db["dlq_reasons"]
         self.dead_letters = db["dead_letters"]
+        self.reused = db["reused_positions"]
+        self.credit_claims = db["credit_claims"]
 
     async def positions(self, accounts: list[str]) -> dict[str, Position]:
         """One lookup by `_id` per account: the form every MongoDB-compatible server indexes."""
@@ -42,14 +47,149 @@ class LedgerStore:
         )
         return {doc["_id"]: Position(doc["epoch"], doc["seq"]) for doc in docs if doc}
 
-    async def write_journal(self, events: list[Event], message_of: dict[str, str]) -> None:
-        """Append the events to the journal; ones already there (a retry) are ignored."""
-        docs = [journal_entry(e, message_of[e.id]) for e in events]
+    async def write_journal(
+        self, events: list[Event], message_of: dict[str, str], voided: dict[str, str]
+    ) -> list[tuple[Event, str]]:
+        """Append the events to the journal; ones already there (a retry) are ignored.
+
+        Returns the events whose place another event already holds, with that event's id:
+        positions Redis gave out twice (see `journaled`).
+        """
+        docs = [journal_entry(e, message_of[e.id], voided.get(e.id)) for e in events]
         try:
             await with_retries(lambda: self.journal.insert_many(docs, ordered=False))
         except BulkWriteError as error:
-            if any(e.get("code") != DUPLICATE_KEY for e in error.details.get("writeErrors", [])):
+            failed = error.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in failed):
                 raise
+            taken = [events[e["index"]] for e in failed]
+            holders = await self.journaled(taken)
+            return [
+                (e, holders[key])
+                for e in taken
+                if (key := journal_id(e.account, e.epoch, e.seq)) in holders
+                and holders[key] != e.id
+            ]
+        return []
+
+    async def journaled(self, events: list[Event]) -> dict[str, str]:
+        """The event id the journal holds at each of these events' positions, where any.
+
+        One `_id` range per account and epoch. An event at or before the applied
+        position whose place holds another event id is a reused position: Redis lost
+        events it had shipped (a failover to a replica behind) and numbered new ones
+        the same. No journal entry means a settle moved the account past the event.
+        """
+        spans: dict[tuple[str, int], list[int]] = {}
+        for e in events:
+            spans.setdefault((e.account, e.epoch), []).append(e.seq)
+
+        async def read(account: str, epoch: int, seqs: list[int]) -> list[MongoDoc]:
+            bounds = {"$gte": journal_id(account, epoch, min(seqs))}
+            bounds["$lte"] = journal_id(account, epoch, max(seqs))
+            cursor = self.journal.find({"_id": bounds}, {"event_id": 1})
+            return [doc async for doc in cursor]
+
+        pages = await asyncio.gather(*(read(a, e, seqs) for (a, e), seqs in spans.items()))
+        return {doc["_id"]: doc["event_id"] for page in pages for doc in page}
+
+    async def record_reuses(
+        self, found: list[tuple[Event, str]], message_of: dict[str, str]
+    ) -> set[str]:
+        """Keep each reused position for reconcile and settle; the ids settle adopted."""
+        now = datetime.now(UTC)
+
+        async def record(event: Event, journaled_id: str) -> MongoDoc | None:
+            return await with_retries(
+                lambda: self.reused.find_one_and_update(
+                    {"_id": reuse_id(event)},
+                    {
+                        "$set": {"last_seen": now, "message_id": message_of.get(event.id, "")},
+                        "$setOnInsert": {
+                            "account": event.account,
+                            "event": event.to_dict(),
+                            "journaled_event_id": journaled_id,
+                            "first_seen": now,
+                            "adopted_at": None,
+                        },
+                    },
+                    upsert=True,
+                    return_document=ReturnDocument.AFTER,
+                )
+            )
+
+        docs = await asyncio.gather(*(record(e, first) for e, first in found))
+        return {doc["event"]["id"] for doc in docs if doc and doc.get("adopted_at")}
+
+    async def unsettled_reuses(self, account: str | None = None) -> list[MongoDoc]:
+        """Reused positions not adopted yet: the whole (small) collection, or one account's."""
+        query: dict[str, Any] = {"adopted_at": None}
+        if account:
+            first, past_last = journal_id_range(account)
+            query["_id"] = {"$gt": first, "$lt": past_last}
+        return [doc async for doc in self.reused.find(query).sort("_id", 1)]
+
+    async def adopt_reuses(self, account: str) -> list[Event]:
+        """Count the account's reused-position events in MongoDB, each exactly once.
+
+        They are real charges (or credits): clients got their memes. Each is journaled
+        beside the event that holds its position, and its amounts go into the account
+        guarded by a per-event mark in the same document, so a settle that dies halfway
+        and runs again adopts nothing twice.
+        """
+        return [await self._adopt(account, doc) for doc in await self.unsettled_reuses(account)]
+
+    async def _adopt(self, account: str, reuse: MongoDoc) -> Event:
+        event = event_from_dict(reuse["event"])
+        mark = f"adopted.{event.id}"
+        entry = journal_entry(event, reuse.get("message_id", "")) | {
+            "_id": reuse["_id"],
+            "adopted": True,
+        }
+        with contextlib.suppress(DuplicateKeyError):
+            await with_retries(lambda: self.journal.insert_one(entry))
+        update = AccountUpdate(account, Position(0, 0), Position(0, 0))
+        update.add(event)
+        now = datetime.now(UTC)
+        await with_retries(
+            lambda: self.accounts.update_one(
+                {"_id": account, mark: {"$exists": False}},
+                {"$inc": _increments(update), "$set": {mark: now, "updated_at": now}},
+            )
+        )
+        await with_retries(
+            lambda: self.reused.update_one({"_id": reuse["_id"]}, {"$set": {"adopted_at": now}})
+        )
+        return event
+
+    async def claim_credits(self, credits: list[Event]) -> dict[str, str]:
+        """First credit per (account, idempotency key) wins; repeats map to the first's id.
+
+        The claim is written before the account moves, and a retry finds its own claim,
+        so a crash in between never turns a first credit into a repeat. Claims go one at
+        a time, in sequence order: a first and its repeat may share one batch. (Another
+        worker cannot hold a later credit of the account before this one is applied.)
+        """
+
+        async def claim(event: Event) -> str | None:
+            doc = {
+                "_id": record_id(event.account, event.request_id),
+                "event_id": event.id,
+                "amount": event.amount,
+                "at": datetime.now(UTC),
+            }
+            try:
+                await with_retries(lambda: self.credit_claims.insert_one(doc))
+                return None
+            except DuplicateKeyError:
+                first = await self.credit_claims.find_one({"_id": doc["_id"]}, {"event_id": 1})
+            return None if first is None or first["event_id"] == event.id else first["event_id"]
+
+        firsts = {}
+        for event in credits:
+            if first := await claim(event):
+                firsts[event.id] = first
+        return firsts
 
     async def apply(self, updates: list[AccountUpdate]) -> set[str]:
         """Apply the updates; returns the accounts that were no longer where the plan saw them.
@@ -163,8 +303,9 @@ class LedgerStore:
         return [doc async for doc in cursor]
 
 
-def journal_entry(e: Event, message_id: str) -> MongoDoc:
-    return {
+def journal_entry(e: Event, message_id: str, voided_for: str | None = None) -> MongoDoc:
+    """`voided_for`: a repeated credit keeps its place but not its tokens (see the handler)."""
+    entry: MongoDoc = {
         "_id": journal_id(e.account, e.epoch, e.seq),
         "event_id": e.id,
         "account": e.account,
@@ -177,11 +318,19 @@ def journal_entry(e: Event, message_id: str) -> MongoDoc:
         "at": parse_rfc3339(e.at),
         "message_id": message_id,
     }
+    if voided_for:
+        entry["voided_for"] = voided_for
+    return entry
 
 
 def journal_id(account: str, epoch: int, seq: int) -> str:
     """An entry's key: its account's entries sort together, in (epoch, seq) order."""
     return f"{account}/{epoch:010d}/{seq:012d}"
+
+
+def reuse_id(e: Event) -> str:
+    """A reused position's key: beside the journal entry that holds the position."""
+    return f"{journal_id(e.account, e.epoch, e.seq)}/{e.id}"
 
 
 def journal_id_range(account: str) -> tuple[str, str]:

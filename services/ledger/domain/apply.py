@@ -50,6 +50,7 @@ class AccountUpdate:
     calls: int = 0
     tokens_spent: int = 0
     calls_by_kind: Counter[str] = field(default_factory=Counter)
+    voided: dict[str, str] = field(default_factory=dict)  # event id -> the credit it repeats
 
     def add(self, event: Event) -> None:
         self.events.append(event)
@@ -62,11 +63,16 @@ class AccountUpdate:
             if event.kind:
                 self.calls_by_kind[event.kind] += sign
 
+    def void(self, event: Event, first_id: str) -> None:
+        """Keep a repeated credit's place in the sequence, without its tokens."""
+        self.balance -= event.signed_amount
+        self.voided[event.id] = first_id
+
 
 @dataclass(slots=True)
 class Plan:
     updates: list[AccountUpdate] = field(default_factory=list)
-    duplicates: int = 0
+    duplicates: list[Event] = field(default_factory=list)  # at or before the position
     problems: dict[str, str] = field(default_factory=dict)  # account -> why it is held
     held: set[str] = field(default_factory=set)  # ids of the events that must wait
 
@@ -97,7 +103,7 @@ def plan(events: list[Event], positions: dict[str, Position]) -> Plan:
         update = AccountUpdate(account, position, position)
         for index, event in enumerate(account_events):
             if update.end.is_duplicate(event):
-                result.duplicates += 1
+                result.duplicates.append(event)
             elif update.end.is_followed_by(event):
                 update.add(event)
             else:

@@ -8,6 +8,8 @@ is idle nothing more will arrive, so MongoDB left behind (events dead-lettered o
 purged) is drift too: `behind`. After Redis lost data, old-epoch events still in flight apply after
 the re-hydration read MongoDB, so the drift of a settled account is bounded by
 what was in flight: that is the overdraft the design accepts and reports here.
+An account with reused positions not yet settled is `reused` whatever its balances:
+its books are only exact again once `maas ledger settle` adopts those events.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ class Status(StrEnum):
     PENDING = "pending"
     NOT_HYDRATED = "not_hydrated"
     BEHIND = "behind"
+    REUSED = "reused"
 
     @property
     def drifts(self) -> bool:
-        return self in (Status.DRIFT, Status.BEHIND)
+        return self in (Status.DRIFT, Status.BEHIND, Status.REUSED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,7 @@ class Row:
     status: Status
     drift: int
     dead_letters: tuple[str, ...] = ()  # DLQ messages carrying this account's events
+    reused: tuple[str, ...] = ()  # events held at a position another event holds
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -56,13 +60,22 @@ class Row:
             "redis_position": [self.redis.epoch, self.redis.seq] if self.redis else None,
             "mongo_position": [self.mongo.epoch, self.mongo.seq],
             "dead_letters": list(self.dead_letters),
+            "reused_events": list(self.reused),
         }
 
 
 def compare(
-    account: str, redis: Position | None, mongo: Position, outbox: int, pipeline_idle: bool
+    account: str,
+    redis: Position | None,
+    mongo: Position,
+    outbox: int,
+    pipeline_idle: bool,
+    reused: tuple[str, ...] = (),
 ) -> Row:
     """`outbox` is the signed sum of the account's events not yet sent to SQS."""
+    if reused:
+        drift = redis.balance - mongo.balance if redis else 0
+        return Row(account, redis, mongo, outbox, Status.REUSED, drift, reused=reused)
     if redis is None:
         return Row(account, None, mongo, outbox, Status.NOT_HYDRATED, 0)
     settled = (redis.epoch, redis.seq) == (mongo.epoch, mongo.seq) or (

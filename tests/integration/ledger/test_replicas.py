@@ -2,40 +2,30 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-
 import pytest
-from pymongo import AsyncMongoClient
 
 from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.domain.apply import Outcome
-from services.ledger.handler import MessageHandler, Received
-from shared.accounts import AccountStore
-from shared.events import Batch
-from shared.stores import MongoDoc
+from services.ledger.handler import Received
+from tests.ledger_harness import Ledger
+from tests.ledger_harness import message as packed
 from tests.stack import debit_event
 
 
 def message(account: str, seqs: range) -> Received:
-    body = Batch(0, [debit_event(account, n) for n in seqs]).encode()
-    return Received(uuid.uuid4().hex, body, receive_count=1, group_id="s0", sequence="1")
+    return packed([debit_event(account, n) for n in seqs])
 
 
 @pytest.fixture
-async def store(mongo_url: str) -> AsyncIterator[LedgerStore]:
-    client: AsyncMongoClient[MongoDoc] = AsyncMongoClient(mongo_url)
-    db = client[f"replicas_{uuid.uuid4().hex[:8]}"]
-    await AccountStore(db).create("shared", 100)
-    yield LedgerStore(db)
-    await client.drop_database(db.name)
-    await client.close()
+async def store(ledger: Ledger) -> LedgerStore:
+    await ledger.accounts.create("shared", 100)
+    return ledger.store
 
 
 async def test_a_worker_whose_position_is_stale_applies_what_mongodb_says_is_next(
-    store: LedgerStore,
+    store: LedgerStore, ledger: Ledger
 ) -> None:
-    w1, w2 = MessageHandler(store, max_receive_count=3), MessageHandler(store, 3)
+    w1, w2 = ledger.worker(), ledger.worker()
     first, second, third = (message("shared", range(n, n + 3)) for n in (1, 4, 7))
 
     assert (await w1.handle([first]))[first.message_id].outcome is Outcome.APPLIED
@@ -50,9 +40,9 @@ async def test_a_worker_whose_position_is_stale_applies_what_mongodb_says_is_nex
 
 
 async def test_a_duplicate_behind_a_stale_position_is_skipped_not_applied_twice(
-    store: LedgerStore,
+    store: LedgerStore, ledger: Ledger
 ) -> None:
-    w1, w2 = MessageHandler(store, max_receive_count=3), MessageHandler(store, 3)
+    w1, w2 = ledger.worker(), ledger.worker()
     first, second = message("shared", range(1, 4)), message("shared", range(4, 7))
     await w1.handle([first])
     await w2.handle([second])

@@ -26,3 +26,12 @@ def test_a_fresh_epoch_with_nothing_charged_is_settled_when_idle() -> None:
 def test_settled_accounts_that_differ_drift() -> None:
     row = compare("a", Position(90, 1, 5), Position(95, 1, 5), 0, pipeline_idle=False)
     assert (row.status, row.drift) == (Status.DRIFT, -5)
+
+
+def test_reused_positions_are_drift_until_settled_whatever_the_balances() -> None:
+    row = compare("a", Position(95, 1, 5), Position(95, 1, 5), 0, True, reused=("e1",))
+    assert (row.status, row.status.drifts, row.as_dict()["reused_events"]) == (
+        Status.REUSED,
+        True,
+        ["e1"],
+    )
