@@ -224,7 +224,7 @@ class MessageHandler:
         credit to be voided again on redelivery, and the revocation is once per event.
         """
         credits = [e for u in updates for e in u.events if e.type == "credit"]
-        firsts = await self.store.claim_credits(credits) if credits else {}
+        firsts = await self.store.credits.claim(credits) if credits else {}
         if not firsts:
             return {}
         await self.bank.revoke_credits([e for e in credits if e.id in firsts])

@@ -16,7 +16,7 @@ from shared.accounts import AccountStore
 from shared.events import Event, EventType
 from shared.keys import Keys
 from shared.sqs import queue_url, sqs_client
-from shared.stores import mongo_client
+from shared.stores import mongo_client, redis_client
 from tests.stack import PrivateStore, ServiceStack, wait_for
 
 PARIS = {"lat": "48.8566", "lon": "2.3522", "query": "croissants"}
@@ -377,3 +377,70 @@ async def test_purged_events_then_settle_make_later_events_apply_and_reconcile_c
     code, history = await stack.maas("ledger", "history", "--account", "lost")
     assert "settle balance 100" in history, history
     assert "by ops: purged 5 charges" in history
+
+
+async def test_a_redis_rollback_that_reuses_positions_is_reported_and_settle_makes_it_exact(
+    make_stack: Any, http: aiohttp.ClientSession
+) -> None:
+    """A failover to a replica behind: Redis numbers new charges like ones it had shipped."""
+    stack: ServiceStack = await make_stack(max_receive_count=2)
+    await stack.create_account(http, "rolled", 20)
+    headers = stack.auth("rolled")
+    await memes(stack, http, headers, 2)
+    await stack.drained("rolled")
+    redis = redis_client(stack.settings)
+    key = Keys(stack.settings.shards).account("rolled")
+    try:
+        replica = await stack.redis_account("rolled")  # what the replica had: two charges
+        await memes(stack, http, headers, 3)
+        await stack.drained("rolled")  # shipped and applied: seqs 3, 4, 5
+        async with redis.pipeline(transaction=True) as failover:
+            failover.delete(key)
+            failover.hset(key, items=[part for field in replica.items() for part in field])
+            await failover.execute()
+    finally:
+        await redis.aclose()
+    assert await memes(stack, http, headers, 4) == [17, 16, 15, 14]  # seqs 3, 4, 5 again, 6
+
+    async def held_to_the_dlq() -> bool:
+        return bool(await dead_letter_lines(stack)) and await stack.queue_depth() == 0
+
+    await wait_for(held_to_the_dlq, 60, "the reused positions to reach the DLQ")
+    code, output = await stack.maas("reconcile", "--json")
+    assert code == 1, output
+    (row,) = orjson.loads(output)["accounts"]
+    assert (row["account"], row["status"], len(row["reused_events"])) == ("rolled", "reused", 3)
+    assert row["dead_letters"]
+
+    code, output = await stack.maas(
+        "ledger", "settle", "--account", "rolled", "--reason", "failover lost its tail"
+    )
+    assert code == 0, output
+    assert output.count("adopted debit 1 at reused epoch 1") == 3
+    assert "balance 14 -> 11" in output  # 20 tokens, 9 memes delivered
+    code, output = await stack.maas("dlq", "redrive", "--all")
+    assert code == 0, output
+    assert await stack.queue_depth(dead_letters=True) == 0
+    assert await memes(stack, http, headers, 1) == [10]
+    await stack.drained("rolled")
+    code, output = await stack.maas("reconcile")
+    assert code == 0, output
+    stored = await stack.mongo_account("rolled")
+    assert stored is not None
+    assert (stored["balance"], stored["usage"]["calls"], stored["usage"]["tokens_spent"]) == (
+        10,
+        10,
+        10,
+    )
+
+
+async def memes(
+    stack: ServiceStack, http: aiohttp.ClientSession, headers: dict[str, str], count: int
+) -> list[int]:
+    """Text memes one after another; the tokens left after each."""
+    remaining = []
+    for _ in range(count):
+        async with http.get(f"{stack.gateway}/memes", params=PARIS, headers=headers) as r:
+            assert r.status == 200, await r.text()
+            remaining.append((await r.json())["tokens_remaining"])
+    return remaining

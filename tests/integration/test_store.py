@@ -15,11 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pymongo import AsyncMongoClient
 
 from services.gateway.adapters.credits import CreditLog
 from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.domain.apply import AccountUpdate, Position
 from shared.accounts import AccountStore, new_account
+from shared.stores import MongoDoc
 from tests.stack import PrivateStore, debit_event
 
 EXPLAINED = (
@@ -135,6 +137,20 @@ async def test_history_holds_only_the_accounts_own_entries(explained: PrivateSto
         for owner in owners:
             entries = await ledger.history(owner, 10)
             assert [(e["account"], e["seq"]) for e in entries] == [(owner, 2), (owner, 1)]
+    finally:
+        await client.close()
+
+
+async def test_a_filter_on_another_field_sorted_by_id_is_answered(mongo_url: str) -> None:
+    """The `_id` page pushdown must leave such queries to the handler, not fail them."""
+    client: AsyncMongoClient[MongoDoc] = AsyncMongoClient(mongo_url)
+    collection = client[f"sorted_{uuid.uuid4().hex[:6]}"]["reused_positions"]
+    try:
+        await collection.insert_many(
+            [{"_id": "b", "adopted_at": None}, {"_id": "a", "adopted_at": None}, {"_id": "c"}]
+        )
+        found = [d["_id"] async for d in collection.find({"adopted_at": None}).sort("_id", 1)]
+        assert found == ["a", "b", "c"]  # a missing field matches null, as on MongoDB
     finally:
         await client.close()
 

@@ -2,19 +2,25 @@
 
 Redis already makes a key's repeats idempotent; this copy outlives Redis, so a
 billing retry after Redis lost its data gets the first answer instead of a second
-credit. The record's `_id` is `<account>/<key>`: `/` is in neither alphabet, so no
-account and key can spell another pair's id, and a string `_id` is what every store's
-`_id` index serves.
+credit. The ledger also claims each (account, key) for the first credit event it
+applies (`credit_claims`): a first answer that never got recorded (a 503, a gateway
+that died) is then still found, and a repeat that got through anyway is voided.
+Both records' `_id` is `<account>/<key>`: `/` is in neither alphabet, so no account
+and key can spell another pair's id, and a string `_id` is what every store's `_id`
+index serves.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from datetime import UTC, datetime
 
+import orjson
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from shared.events import Event
 from shared.store_retry import with_retries
 from shared.stores import MongoDoc
 
@@ -23,12 +29,58 @@ def record_id(account: str, key: str) -> str:
     return f"{account}/{key}"
 
 
+def fingerprint(amount: int, reason: str) -> str:
+    """What a repeat must match to get the first answer rather than a conflict."""
+    return hashlib.sha256(orjson.dumps({"amount": amount, "reason": reason})).hexdigest()
+
+
 class CreditLog:
     def __init__(self, db: AsyncDatabase[MongoDoc]) -> None:
         self.credits = db["credits"]
+        self.claims = db["credit_claims"]
 
     async def first_answer(self, account: str, key: str) -> MongoDoc | None:
-        return await self.credits.find_one({"_id": record_id(account, key)})
+        """The recorded answer; else the ledger's claim, whose `tokens` is unknown (None)."""
+        answer = await self.credits.find_one({"_id": record_id(account, key)})
+        if answer is None:
+            claim = await self.claims.find_one({"_id": record_id(account, key)})
+            if claim is not None:
+                answer = {
+                    "fingerprint": claim["fingerprint"],
+                    "event_id": claim["event_id"],
+                    "tokens": None,
+                }
+        return answer
+
+    async def claim(self, credits: list[Event]) -> dict[str, str]:
+        """First credit per (account, idempotency key) wins; repeats map to the first's id.
+
+        The claim is written before the ledger moves the account, and a retry finds its
+        own claim, so a crash in between never turns a first credit into a repeat. Claims
+        go one at a time, in sequence order: a first and its repeat may share one batch.
+        (Another worker cannot hold a later credit of the account before this one is
+        applied.)
+        """
+        firsts = {}
+        for event in credits:
+            if first := await self._claim(event):
+                firsts[event.id] = first
+        return firsts
+
+    async def _claim(self, event: Event) -> str | None:
+        """None if this event holds the claim, else the id of the event that does."""
+        doc = {
+            "_id": record_id(event.account, event.request_id),
+            "event_id": event.id,
+            "fingerprint": fingerprint(event.amount, event.reason),
+            "at": datetime.now(UTC),
+        }
+        try:
+            await with_retries(lambda: self.claims.insert_one(doc))
+            return None
+        except DuplicateKeyError:
+            first = await self.claims.find_one({"_id": doc["_id"]}, {"event_id": 1})
+        return None if first is None or first["event_id"] == event.id else str(first["event_id"])
 
     async def record(
         self, account: str, key: str, fingerprint: str, event_id: str, tokens: int

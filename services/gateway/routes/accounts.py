@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Any
 
-import orjson
 from aiohttp import web
 from prometheus_client import Counter
 
 from services.gateway.adapters.auth import ACCOUNT_ID, Principal
+from services.gateway.adapters.credits import fingerprint
 from services.gateway.adapters.tokens import Status, UnknownAccount
 from services.gateway.deps import DEPS, Gateway
 from services.gateway.domain.pricing import ADMIN_ROLE
@@ -134,20 +133,23 @@ async def credit_account(request: web.Request) -> web.Response:
         raise ApiError(
             "invalid_params", f"reason: a string of 1-{MAX_REASON_CHARS} characters", field="reason"
         )
-    fingerprint = hashlib.sha256(orjson.dumps({"amount": amount, "reason": reason})).hexdigest()
+    body_fingerprint = fingerprint(amount, reason)
     first = await deps.credits.first_answer(account, key)
     if first is None:
-        first = await apply_credit(deps, account, key, amount, reason, fingerprint)
-    if first["fingerprint"] != fingerprint:
+        first = await apply_credit(deps, account, key, amount, reason, body_fingerprint)
+    if first["fingerprint"] != body_fingerprint:
         raise idempotency_conflict()
-    return json_response({"event_id": first["event_id"], "tokens": first["tokens"]}, status=202)
+    tokens = first["tokens"]
+    if tokens is None:  # applied by the ledger, its answer lost: today's balance instead
+        tokens = (await deps.bank.live(account)).balance
+    return json_response({"event_id": first["event_id"], "tokens": tokens}, status=202)
 
 
 async def apply_credit(
-    deps: Gateway, account: str, key: str, amount: int, reason: str, fingerprint: str
+    deps: Gateway, account: str, key: str, amount: int, reason: str, digest: str
 ) -> dict[str, Any]:
     try:
-        outcome = await deps.bank.credit(account, amount, reason, key, fingerprint)
+        outcome = await deps.bank.credit(account, amount, reason, key, digest)
     except UnknownAccount:
         raise ApiError("not_found", f"no account {account!r}") from None
     if outcome.status == Status.CONFLICT:
@@ -167,5 +169,5 @@ async def apply_credit(
             "the credit is not durable yet; retry with the same Idempotency-Key",
             headers={"Retry-After": "1"},
         )
-    await deps.credits.record(account, key, fingerprint, outcome.event_id, outcome.balance)
-    return {"fingerprint": fingerprint, "event_id": outcome.event_id, "tokens": outcome.balance}
+    await deps.credits.record(account, key, digest, outcome.event_id, outcome.balance)
+    return {"fingerprint": digest, "event_id": outcome.event_id, "tokens": outcome.balance}

@@ -21,7 +21,7 @@ from pymongo import DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from services.gateway.adapters.credits import record_id
+from services.gateway.adapters.credits import CreditLog
 from services.ledger.domain.apply import AccountUpdate, Position
 from shared.events import Event, event_from_dict, parse_rfc3339
 from shared.store_retry import with_retries
@@ -38,7 +38,7 @@ class LedgerStore:
         self.failures = db["dlq_reasons"]
         self.dead_letters = db["dead_letters"]
         self.reused = db["reused_positions"]
-        self.credit_claims = db["credit_claims"]
+        self.credits = CreditLog(db)
 
     async def positions(self, accounts: list[str]) -> dict[str, Position]:
         """One lookup by `_id` per account: the form every MongoDB-compatible server indexes."""
@@ -161,35 +161,6 @@ class LedgerStore:
             lambda: self.reused.update_one({"_id": reuse["_id"]}, {"$set": {"adopted_at": now}})
         )
         return event
-
-    async def claim_credits(self, credits: list[Event]) -> dict[str, str]:
-        """First credit per (account, idempotency key) wins; repeats map to the first's id.
-
-        The claim is written before the account moves, and a retry finds its own claim,
-        so a crash in between never turns a first credit into a repeat. Claims go one at
-        a time, in sequence order: a first and its repeat may share one batch. (Another
-        worker cannot hold a later credit of the account before this one is applied.)
-        """
-
-        async def claim(event: Event) -> str | None:
-            doc = {
-                "_id": record_id(event.account, event.request_id),
-                "event_id": event.id,
-                "amount": event.amount,
-                "at": datetime.now(UTC),
-            }
-            try:
-                await with_retries(lambda: self.credit_claims.insert_one(doc))
-                return None
-            except DuplicateKeyError:
-                first = await self.credit_claims.find_one({"_id": doc["_id"]}, {"event_id": 1})
-            return None if first is None or first["event_id"] == event.id else first["event_id"]
-
-        firsts = {}
-        for event in credits:
-            if first := await claim(event):
-                firsts[event.id] = first
-        return firsts
 
     async def apply(self, updates: list[AccountUpdate]) -> set[str]:
         """Apply the updates; returns the accounts that were no longer where the plan saw them.

@@ -9,7 +9,7 @@ from collections import Counter
 import aiohttp
 
 from shared.keys import Keys
-from shared.stores import redis_client
+from shared.stores import mongo_client, redis_client
 from tests.stack import ServiceStack
 
 GENEROUS = {"default": {"rate": 100_000, "burst": 100_000}}
@@ -190,3 +190,33 @@ async def test_a_credit_retried_after_its_redis_record_is_deleted_credits_once(
     stored = await stack.mongo_account("retried")
     assert stored is not None
     assert stored["balance"] == 7
+
+
+async def test_a_credit_retried_after_both_its_records_were_lost_counts_once(
+    shared_stack: ServiceStack, http: aiohttp.ClientSession
+) -> None:
+    """Its first answer was a 503 (no MongoDB record) and Redis lost the key: the ledger's
+    claim of the first credit answers the retry. (A repeat still in flight is voided by the
+    ledger: tests/integration/ledger/test_repeated_credits.py.)"""
+    stack = shared_stack
+    await stack.create_account(http, "twice", 0)
+    url = f"{stack.gateway}/v1/accounts/twice/credits"
+    headers = {**stack.admin, "Idempotency-Key": "inv-10"}
+    async with http.post(url, json={"amount": 7}, headers=headers) as r:
+        first = await r.json()
+    await stack.drained("twice")
+    redis, mongo = redis_client(stack.settings), mongo_client(stack.settings)
+    try:
+        await redis.delete(Keys(stack.settings.shards).idempotency("twice", "inv-10"))
+        await mongo[stack.settings.mongo_db]["credits"].delete_one({"_id": "twice/inv-10"})
+    finally:
+        await redis.aclose()
+        await mongo.close()
+    async with http.post(url, json={"amount": 7}, headers=headers) as r:
+        assert (r.status, await r.json()) == (202, first)
+    async with http.post(url, json={"amount": 8}, headers=headers) as r:
+        assert r.status == 409
+    assert (await stack.redis_account("twice"))["balance"] == "7"
+    stored = await stack.mongo_account("twice")
+    assert stored is not None
+    assert (stored["balance"], stored["seq"]) == (7, 1)
