@@ -3,7 +3,7 @@ SHELL := bash
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
 
-.PHONY: help setup run up down status test lint fmt bench
+.PHONY: help setup run up down status test test-unit lint fmt bench
 
 help:
 	@echo "make run    start everything in the foreground (Ctrl-C stops it)"
@@ -41,3 +41,6 @@ fmt:
 test: lint
 	@infra/local/install_infra_tools.sh
 	.venv/bin/pytest
+
+test-unit: setup
+	.venv/bin/pytest tests/unit -q

@@ -204,7 +204,15 @@ class MessageHandler:
         reused = await self.store.write_journal(events, source, voided)
         if reused:
             await self._hold_reused(reused, result, source)
-            result.updates = [u for u in result.updates if u.account not in result.problems]
+            taken = {e.account for e, _ in reused}
+            for update in result.updates:  # none of the account's update may apply now
+                if update.account in taken:
+                    reason = result.problems.get(update.account) or (
+                        f"{update.account!r}: an adopted event holds a position MongoDB has "
+                        "not reached; redrive the event that position was first given to"
+                    )
+                    result.hold(update.account, update.events, reason)
+            result.updates = [u for u in result.updates if u.account not in taken]
         moved = await self.store.apply(result.updates)
         now = time.time()
         for update in result.updates:

@@ -51,6 +51,26 @@ async def test_an_adoption_cut_short_is_finished_once_by_the_next_settle(ledger:
     assert await balance_and_seq(ledger, "halfway") == (8, 1)
 
 
+async def test_a_reused_position_found_by_the_journal_write_holds_the_account(
+    ledger: Ledger,
+) -> None:
+    """The first event at seq 2 was journaled by a worker that died before applying it."""
+    await ledger.accounts.create("cut", 10)
+    worker = ledger.worker()
+    await worker.handle([message([debit_event("cut", 1)])])
+    lost = debit_event("cut", 2)
+    await ledger.store.write_journal([lost], {lost.id: "m-1"}, {})
+    renumbered = message([debit_event("cut", 2), debit_event("cut", 3)])
+
+    handled = (await worker.handle([renumbered]))[renumbered.message_id]
+
+    assert (handled.outcome, handled.reason.startswith("reused position for 'cut'")) == (
+        Outcome.GAP,
+        True,
+    )
+    assert await balance_and_seq(ledger, "cut") == (9, 1)  # nothing of it applied
+
+
 async def balance_and_seq(ledger: Ledger, account: str = "rolled") -> tuple[int, int]:
     doc = await ledger.accounts.get(account)
     assert doc is not None
