@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from infra.local.stack import (
     stop_pid,
     store_servers,
 )
-from tests.stack import PrivateStore, ServiceStack
+from tests.stack import PrivateStore, ServiceStack, StackFactory
 
 
 @pytest.fixture(scope="session")
@@ -76,13 +76,10 @@ def redis_url(servers_dir: Path) -> Iterator[str]:
     stop_pid(running.process.pid)
 
 
-StackFactory = Callable[..., ServiceStack]
-
-
 @pytest.fixture
 async def make_stack(
     servers_dir: Path, sqs_endpoint: str, mongo_url: str
-) -> AsyncIterator[Callable[..., Any]]:
+) -> AsyncIterator[StackFactory]:
     """Start a fresh service stack with settings overrides; stopped after the test."""
     stacks: list[ServiceStack] = []
 

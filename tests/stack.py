@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
@@ -88,6 +88,12 @@ def debit_event(account: str, seq: int, epoch: int = 1) -> Event:
         request_id=uuid.uuid4().hex,
         at="2026-11-28T12:00:00.000Z",
     )
+
+
+class StackFactory(Protocol):
+    """The `make_stack` fixture: a fresh stack with settings overrides."""
+
+    async def __call__(self, start: bool = True, **overrides: Any) -> ServiceStack: ...
 
 
 def make_settings(values: dict[str, Any]) -> Settings:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 import pytest
 
 from tests.fakes.openai_server import FakeOpenAI
-from tests.stack import ServiceStack
+from tests.stack import StackFactory
 
 PARIS = {"lat": "48.8566", "lon": "2.3522", "query": "croissants"}
 
@@ -21,9 +20,9 @@ async def ai() -> AsyncIterator[FakeOpenAI]:
 
 
 async def test_premium_callers_get_the_models_caption_for_two_tokens(
-    make_stack: Any, ai: FakeOpenAI, http: aiohttp.ClientSession
+    make_stack: StackFactory, ai: FakeOpenAI, http: aiohttp.ClientSession
 ) -> None:
-    stack: ServiceStack = await make_stack(openai_base_url=ai.url, openai_api_key="fake-key")
+    stack = await make_stack(openai_base_url=ai.url, openai_api_key="fake-key")
     await stack.create_account(http, "premium", 10)
     headers = stack.auth("premium", ("ai",))
     async with http.get(f"{stack.gateway}/memes", params=PARIS, headers=headers) as r:
@@ -42,9 +41,9 @@ async def test_premium_callers_get_the_models_caption_for_two_tokens(
 
 
 async def test_a_model_too_slow_is_504_and_refunded(
-    make_stack: Any, ai: FakeOpenAI, http: aiohttp.ClientSession
+    make_stack: StackFactory, ai: FakeOpenAI, http: aiohttp.ClientSession
 ) -> None:
-    stack: ServiceStack = await make_stack(
+    stack = await make_stack(
         openai_base_url=ai.url, openai_api_key="fake-key", ai_timeout_s=0.5, ai_max_retries=0
     )
     await stack.create_account(http, "premium-slow", 10)

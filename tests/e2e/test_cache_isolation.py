@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 import pytest
@@ -11,7 +10,7 @@ import redis.asyncio as aioredis
 
 from shared.keys import Keys
 from tests.fakes.geocoder_server import FakeGeocoder
-from tests.stack import ServiceStack
+from tests.stack import StackFactory
 
 
 @pytest.fixture
@@ -21,9 +20,9 @@ async def fake_geocoder() -> AsyncIterator[FakeGeocoder]:
 
 
 async def test_a_full_cache_evicts_and_charges_go_on(
-    make_stack: Any, http: aiohttp.ClientSession, fake_geocoder: FakeGeocoder
+    make_stack: StackFactory, http: aiohttp.ClientSession, fake_geocoder: FakeGeocoder
 ) -> None:
-    stack: ServiceStack = await make_stack(
+    stack = await make_stack(
         geocoder="nominatim",
         geocoder_url=fake_geocoder.base_url,
         rate_limits={"default": {"rate": 1000, "burst": 1000}},

@@ -18,7 +18,7 @@ from infra.local.stack import redis_server, start
 from shared.keys import Keys
 from shared.stores import mongo_client
 from tests.fakes.openai_server import FakeOpenAI
-from tests.stack import ServiceStack, wait_for
+from tests.stack import ServiceStack, StackFactory, wait_for
 
 GENEROUS = {"default": {"rate": 100_000, "burst": 100_000}}
 PARIS = {"lat": "48.8566", "lon": "2.3522", "query": "croissants"}
@@ -47,12 +47,14 @@ async def books(stack: ServiceStack, account: str) -> tuple[int, int, int, int]:
 
 
 async def ai_meme_then_sigterm(
-    make_stack: Any, ai: FakeOpenAI, http: aiohttp.ClientSession, account: str, drain_s: float
+    make_stack: StackFactory,
+    ai: FakeOpenAI,
+    http: aiohttp.ClientSession,
+    account: str,
+    drain_s: float,
 ) -> tuple[ServiceStack, int, dict[str, Any]]:
     """An AI meme whose model answers slowly; SIGTERM lands while it is in flight."""
-    stack: ServiceStack = await make_stack(
-        openai_base_url=ai.url, openai_api_key="k", gateway_drain_s=drain_s
-    )
+    stack = await make_stack(openai_base_url=ai.url, openai_api_key="k", gateway_drain_s=drain_s)
     await stack.create_account(http, account, 10)
     meme = asyncio.ensure_future(
         http.get(f"{stack.gateway}/memes", params=AI, headers=stack.auth(account, ("ai",)))
@@ -66,7 +68,7 @@ async def ai_meme_then_sigterm(
 
 
 async def test_sigterm_lets_an_ai_meme_in_flight_finish_and_charges_it_once(
-    make_stack: Any, ai: FakeOpenAI, http: aiohttp.ClientSession
+    make_stack: StackFactory, ai: FakeOpenAI, http: aiohttp.ClientSession
 ) -> None:
     ai.slow(2.0)
     stack, status, body = await ai_meme_then_sigterm(make_stack, ai, http, "drained", 10)
@@ -77,7 +79,7 @@ async def test_sigterm_lets_an_ai_meme_in_flight_finish_and_charges_it_once(
 
 
 async def test_sigterm_refunds_a_call_that_outlasts_the_drain_window(
-    make_stack: Any, ai: FakeOpenAI, http: aiohttp.ClientSession
+    make_stack: StackFactory, ai: FakeOpenAI, http: aiohttp.ClientSession
 ) -> None:
     ai.slow(60)
     stack, status, body = await ai_meme_then_sigterm(make_stack, ai, http, "cut-short", 1)
@@ -89,11 +91,9 @@ async def test_sigterm_refunds_a_call_that_outlasts_the_drain_window(
 
 
 async def test_sigkill_with_200_memes_in_flight_is_settled_by_the_sweeper(
-    make_stack: Any, http: aiohttp.ClientSession
+    make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
-    stack: ServiceStack = await make_stack(
-        rate_limits=GENEROUS, meme_timeout_s=1.0, charge_settle_margin_s=1.0
-    )
+    stack = await make_stack(rate_limits=GENEROUS, meme_timeout_s=1.0, charge_settle_margin_s=1.0)
     await stack.create_account(http, "swept", 1_000)
     headers = stack.auth("swept")
     delivered: list[str] = []
@@ -139,9 +139,9 @@ async def test_sigkill_with_200_memes_in_flight_is_settled_by_the_sweeper(
 
 
 async def test_a_refund_that_fails_is_settled_by_the_sweeper(
-    make_stack: Any, http: aiohttp.ClientSession
+    make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
-    stack: ServiceStack = await make_stack(meme_timeout_s=1.5, charge_settle_margin_s=1.0)
+    stack = await make_stack(meme_timeout_s=1.5, charge_settle_margin_s=1.0)
     await stack.create_account(http, "unrefunded", 10)
     meme = stack.processes["meme"].process
     meme.send_signal(signal.SIGSTOP)
@@ -203,9 +203,9 @@ async def charge_then_lose_the_account(
 
 
 async def test_a_debit_lost_with_redis_data_is_not_refunded(
-    make_stack: Any, http: aiohttp.ClientSession
+    make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
-    stack: ServiceStack = await make_stack(meme_timeout_s=1.0, relay_linger_ms=60_000)
+    stack = await make_stack(meme_timeout_s=1.0, relay_linger_ms=60_000)
     await stack.create_account(http, "lost", 10)
     body = await charge_then_lose_the_account(stack, http, "lost", after_applied=False)
     assert body["error"]["tokens_remaining"] == 10  # not 11: the debit was never counted
@@ -214,9 +214,9 @@ async def test_a_debit_lost_with_redis_data_is_not_refunded(
 
 
 async def test_a_debit_applied_before_the_data_loss_is_refunded_and_journaled(
-    make_stack: Any, http: aiohttp.ClientSession
+    make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
-    stack: ServiceStack = await make_stack(meme_timeout_s=5.0)
+    stack = await make_stack(meme_timeout_s=5.0)
     await stack.create_account(http, "kept", 10)
     body = await charge_then_lose_the_account(stack, http, "kept", after_applied=True)
     assert body["error"]["tokens_remaining"] == 10

@@ -8,16 +8,16 @@ import uuid
 import aiohttp
 
 from shared.stores import mongo_client
-from tests.stack import ServiceStack, wait_for
+from tests.stack import StackFactory, wait_for
 
 GENEROUS = {"default": {"rate": 100_000, "burst": 100_000}}
 PARIS = {"lat": "48.8566", "lon": "2.3522", "query": "croissants"}
 
 
 async def test_sigkill_with_1000_requests_in_flight_loses_and_doubles_nothing(
-    make_stack: ServiceStack, http: aiohttp.ClientSession
+    make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
-    stack = await make_stack(rate_limits=GENEROUS, relay_linger_ms=200)  # type: ignore[operator]
+    stack = await make_stack(rate_limits=GENEROUS, relay_linger_ms=200)
     await stack.create_account(http, "busy", 1_000_000)
     headers = stack.auth("busy")
     delivered: list[str] = []

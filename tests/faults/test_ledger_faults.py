@@ -17,7 +17,7 @@ from shared.events import Event, EventType
 from shared.keys import Keys
 from shared.sqs import queue_url, sqs_client
 from shared.stores import mongo_client, redis_client
-from tests.stack import PrivateStore, ServiceStack, wait_for
+from tests.stack import PrivateStore, ServiceStack, StackFactory, wait_for
 
 PARIS = {"lat": "48.8566", "lon": "2.3522", "query": "croissants"}
 
@@ -63,8 +63,8 @@ async def applied_up_to(stack: ServiceStack, positions: dict[str, int], timeout_
     await wait_for(reached, timeout_s, f"the ledger to apply up to {positions}")
 
 
-async def test_messages_delivered_two_and_three_times_count_once(make_stack: Any) -> None:
-    stack: ServiceStack = await make_stack()
+async def test_messages_delivered_two_and_three_times_count_once(make_stack: StackFactory) -> None:
+    stack = await make_stack()
     await create_accounts(stack, {"dup-a": 50, "dup-b": 50})
     twice = [event("dup-a", n) for n in range(1, 6)]
     thrice = [event("dup-b", n, amount=2) for n in range(1, 4)]
@@ -82,8 +82,10 @@ async def test_messages_delivered_two_and_three_times_count_once(make_stack: Any
     assert await stack.queue_depth(dead_letters=True) == 0
 
 
-async def test_sigkill_ten_times_during_5000_events_leaves_exact_balances(make_stack: Any) -> None:
-    stack: ServiceStack = await make_stack(max_receive_count=100)
+async def test_sigkill_ten_times_during_5000_events_leaves_exact_balances(
+    make_stack: StackFactory,
+) -> None:
+    stack = await make_stack(max_receive_count=100)
     accounts = [f"kill-{n:02d}" for n in range(50)]
     await create_accounts(stack, dict.fromkeys(accounts, 1000))
     rng = random.Random(7)
@@ -129,9 +131,9 @@ async def test_sigkill_ten_times_during_5000_events_leaves_exact_balances(make_s
 
 
 async def test_poison_and_gaps_reach_the_dlq_with_reasons_and_redrive_repairs(
-    make_stack: Any,
+    make_stack: StackFactory,
 ) -> None:
-    stack: ServiceStack = await make_stack(max_receive_count=2)
+    stack = await make_stack(max_receive_count=2)
     await create_accounts(stack, {"gap-x": 10, "fine-y": 10})
     assert stack_shard(stack, "gap-x") != stack_shard(stack, "fine-y")
     poison_group = next(
@@ -208,9 +210,9 @@ async def five_memes_relayed_with_the_ledger_stopped(
 
 
 async def test_redis_losing_its_data_rehydrates_and_reconcile_shows_the_bounded_overdraft(
-    make_stack: Any, http: aiohttp.ClientSession
+    make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
-    stack: ServiceStack = await make_stack()
+    stack = await make_stack()
     headers = await five_memes_relayed_with_the_ledger_stopped(stack, http, "flushed")
     await stack.flush_redis()
     remaining = []
@@ -234,9 +236,9 @@ async def test_redis_losing_its_data_rehydrates_and_reconcile_shows_the_bounded_
 
 
 async def test_mongodb_down_for_10_s_loses_nothing(
-    private_store: PrivateStore, make_stack: Any, http: aiohttp.ClientSession
+    private_store: PrivateStore, make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
-    stack: ServiceStack = await make_stack(mongo_url=private_store.url)
+    stack = await make_stack(mongo_url=private_store.url)
     try:
         await stack.create_account(http, "patient", 1000)
         headers = stack.auth("patient")
@@ -263,8 +265,10 @@ async def test_mongodb_down_for_10_s_loses_nothing(
         await stack.close()
 
 
-async def test_sigterm_finishes_what_the_worker_holds_and_exits_cleanly(make_stack: Any) -> None:
-    stack: ServiceStack = await make_stack()
+async def test_sigterm_finishes_what_the_worker_holds_and_exits_cleanly(
+    make_stack: StackFactory,
+) -> None:
+    stack = await make_stack()
     accounts = [f"term-{n}" for n in range(20)]
     await create_accounts(stack, dict.fromkeys(accounts, 500))
     await stack.stop("ledger")
@@ -293,9 +297,9 @@ async def dead_letter_lines(stack: ServiceStack) -> list[str]:
 
 
 async def test_twenty_five_dead_letters_of_one_group_are_listed_and_redriven_in_order(
-    make_stack: Any,
+    make_stack: StackFactory,
 ) -> None:
-    stack: ServiceStack = await make_stack(max_receive_count=3)
+    stack = await make_stack(max_receive_count=3)
     await stack.send_batches([event("late", n) for n in range(1, 26)], per_message=1)
 
     async def all_dead() -> bool:
@@ -324,9 +328,9 @@ async def test_twenty_five_dead_letters_of_one_group_are_listed_and_redriven_in_
 
 
 async def test_purged_events_then_settle_make_later_events_apply_and_reconcile_clean(
-    make_stack: Any, http: aiohttp.ClientSession
+    make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
-    stack: ServiceStack = await make_stack(max_receive_count=2, reconcile_page_size=1)
+    stack = await make_stack(max_receive_count=2, reconcile_page_size=1)
     await create_accounts(stack, {"idle-a": 5, "idle-z": 5})  # reconcile pages past them
     headers = await five_memes_relayed_with_the_ledger_stopped(stack, http, "lost")
     client = mongo_client(stack.settings)
@@ -380,10 +384,10 @@ async def test_purged_events_then_settle_make_later_events_apply_and_reconcile_c
 
 
 async def test_a_redis_rollback_that_reuses_positions_is_reported_and_settle_makes_it_exact(
-    make_stack: Any, http: aiohttp.ClientSession
+    make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
     """A failover to a replica behind: Redis numbers new charges like ones it had shipped."""
-    stack: ServiceStack = await make_stack(max_receive_count=2)
+    stack = await make_stack(max_receive_count=2)
     await stack.create_account(http, "rolled", 20)
     headers = stack.auth("rolled")
     await memes(stack, http, headers, 2)

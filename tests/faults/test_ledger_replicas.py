@@ -18,7 +18,7 @@ from services.gateway.adapters.tokens import TokenBank
 from shared.accounts import AccountStore
 from shared.keys import Keys
 from shared.stores import mongo_client, redis_client
-from tests.stack import ServiceStack, wait_for
+from tests.stack import ServiceStack, StackFactory, wait_for
 
 ACCOUNTS = 1000
 CHARGES_PER_ACCOUNT = 20
@@ -58,11 +58,11 @@ async def books(stack: ServiceStack, accounts: list[str]) -> tuple[dict[str, Any
 
 
 async def test_three_ledgers_two_gateways_with_kills_keep_the_books_exact(
-    make_stack: Any,
+    make_stack: StackFactory,
 ) -> None:
     # Visibility long enough that a busy machine's slow heartbeat never lets a message
     # another worker holds be received again; a killed worker's messages return after it.
-    stack: ServiceStack = await make_stack(visibility_timeout_s=10)
+    stack = await make_stack(visibility_timeout_s=10)
     accounts = [f"rep-{n:04d}" for n in range(ACCOUNTS)]
     mongo = mongo_client(stack.settings)
     store = AccountStore(mongo[stack.settings.mongo_db])

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.stack import PrivateStore, ServiceStack
+from tests.stack import PrivateStore, ServiceStack, StackFactory
 
 CONCURRENT = 32
 
@@ -29,9 +28,9 @@ async def create_all(
 
 
 async def test_32_concurrent_account_creates_all_answer_201(
-    make_stack: Any, http: aiohttp.ClientSession
+    make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
-    stack: ServiceStack = await make_stack()
+    stack = await make_stack()
     accounts = [f"burst-{n}" for n in range(CONCURRENT)]
     assert await create_all(stack, http, accounts) == {201: CONCURRENT}
     stored = [await stack.mongo_account(a) for a in accounts]
@@ -40,10 +39,10 @@ async def test_32_concurrent_account_creates_all_answer_201(
 
 @pytest.mark.slow
 async def test_creates_wait_out_a_store_restart_longer_than_server_selection(
-    private_store: PrivateStore, make_stack: Any, http: aiohttp.ClientSession
+    private_store: PrivateStore, make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
     """FerretDB is away for 4 s, longer than one attempt's 3 s wait for a server."""
-    stack: ServiceStack = await make_stack(mongo_url=private_store.url)
+    stack = await make_stack(mongo_url=private_store.url)
     await stack.create_account(http, "before", 10)
     await asyncio.to_thread(private_store.stop, "ferretdb")
 

@@ -10,16 +10,16 @@ import aiohttp
 
 from shared.keys import Keys
 from shared.stores import mongo_client, redis_client
-from tests.stack import ServiceStack
+from tests.stack import ServiceStack, StackFactory
 
 GENEROUS = {"default": {"rate": 100_000, "burst": 100_000}}
 PARIS = {"lat": "48.8566", "lon": "2.3522", "query": "croissants"}
 
 
 async def test_500_concurrent_requests_on_100_tokens_sell_exactly_100(
-    make_stack: ServiceStack, http: aiohttp.ClientSession
+    make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
-    stack = await make_stack(rate_limits=GENEROUS)  # type: ignore[operator]
+    stack = await make_stack(rate_limits=GENEROUS)
     await stack.create_account(http, "crowd", 100)
     headers = stack.auth("crowd")
     connector = aiohttp.TCPConnector(limit=500)
@@ -40,9 +40,9 @@ async def test_500_concurrent_requests_on_100_tokens_sell_exactly_100(
 
 
 async def test_one_idempotency_key_sent_20_times_at_once_credits_once(
-    make_stack: ServiceStack, http: aiohttp.ClientSession
+    make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
-    stack = await make_stack()  # type: ignore[operator]
+    stack = await make_stack()
     await stack.create_account(http, "buyer", 10)
     url = f"{stack.gateway}/v1/accounts/buyer/credits"
     headers = {**stack.admin, "Idempotency-Key": "order-1234"}
@@ -69,9 +69,9 @@ async def test_one_idempotency_key_sent_20_times_at_once_credits_once(
 
 
 async def test_credits_validate_their_input(
-    make_stack: ServiceStack, http: aiohttp.ClientSession
+    make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
-    stack = await make_stack()  # type: ignore[operator]
+    stack = await make_stack()
     await stack.create_account(http, "strict", 1)
     url = f"{stack.gateway}/v1/accounts/strict/credits"
     cases = [
@@ -95,9 +95,9 @@ async def test_credits_validate_their_input(
 
 
 async def test_a_burst_over_the_limit_gets_429_with_an_honest_retry_after(
-    make_stack: ServiceStack, http: aiohttp.ClientSession
+    make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
-    stack = await make_stack(rate_limits={"default": {"rate": 1, "burst": 3}})  # type: ignore[operator]
+    stack = await make_stack(rate_limits={"default": {"rate": 1, "burst": 3}})
     await stack.create_account(http, "hasty", 100)
     headers = stack.auth("hasty")
     statuses, retry_after = [], None
@@ -118,9 +118,9 @@ async def test_a_burst_over_the_limit_gets_429_with_an_honest_retry_after(
 
 
 async def test_a_credit_retried_after_redis_lost_its_data_is_not_applied_twice(
-    make_stack: ServiceStack, http: aiohttp.ClientSession
+    make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
-    stack = await make_stack()  # type: ignore[operator]
+    stack = await make_stack()
     await stack.create_account(http, "durable", 10)
     url = f"{stack.gateway}/v1/accounts/durable/credits"
     headers = {**stack.admin, "Idempotency-Key": "invoice-77"}

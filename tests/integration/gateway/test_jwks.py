@@ -6,13 +6,12 @@ import asyncio
 import statistics
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 import pytest
 
 from tests.fakes.identity_provider import IdentityProvider
-from tests.stack import ServiceStack
+from tests.stack import ServiceStack, StackFactory
 
 TTL_S = 2
 
@@ -33,9 +32,9 @@ async def meme(http: aiohttp.ClientSession, stack: ServiceStack, token: str) -> 
 
 
 async def test_rotation_unknown_key_storms_and_removal(
-    make_stack: Any, http: aiohttp.ClientSession, idp: IdentityProvider
+    make_stack: StackFactory, http: aiohttp.ClientSession, idp: IdentityProvider
 ) -> None:
-    stack: ServiceStack = await make_stack(
+    stack = await make_stack(
         jwt_jwks_url=idp.jwks_url,
         jwt_algorithms=["RS256", "ES256"],
         jwt_jwks_ttl_s=TTL_S,

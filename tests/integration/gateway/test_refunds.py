@@ -6,15 +6,15 @@ import signal
 
 import aiohttp
 
-from tests.stack import ServiceStack
+from tests.stack import StackFactory
 
 PARIS = {"lat": "48.8566", "lon": "2.3522", "query": "croissants"}
 
 
 async def test_the_meme_service_down_or_frozen_refunds_every_charge(
-    make_stack: ServiceStack, http: aiohttp.ClientSession
+    make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
-    stack = await make_stack(meme_timeout_s=0.5)  # type: ignore[operator]
+    stack = await make_stack(meme_timeout_s=0.5)
     await stack.create_account(http, "unlucky", 10)
     headers = stack.auth("unlucky")
     async with http.get(f"{stack.gateway}/memes", params=PARIS, headers=headers) as r:

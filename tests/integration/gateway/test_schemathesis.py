@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 
 from tests.fakes.openai_server import FakeOpenAI
-from tests.stack import ServiceStack
+from tests.stack import ServiceStack, StackFactory
 
 GENEROUS = {"default": {"rate": 100_000, "burst": 100_000}}
 CHECKS = ",".join(
@@ -24,10 +24,10 @@ CHECKS = ",".join(
 
 
 async def test_the_live_gateway_keeps_its_openapi_promises(
-    make_stack: ServiceStack, http: aiohttp.ClientSession
+    make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
     async with FakeOpenAI() as ai:
-        stack = await make_stack(  # type: ignore[operator]
+        stack = await make_stack(
             rate_limits=GENEROUS, openai_base_url=ai.url, openai_api_key="fake-key"
         )
         await stack.create_account(http, "fuzzer", 1_000_000)

@@ -6,15 +6,15 @@ import re
 
 import aiohttp
 
-from tests.stack import ServiceStack
+from tests.stack import StackFactory
 
 PARIS = {"lat": "48.8566", "lon": "2.3522", "query": "croissants"}
 
 
 async def test_two_workers_serve_one_port_with_summed_metrics(
-    make_stack: ServiceStack, http: aiohttp.ClientSession
+    make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
-    stack = await make_stack(gateway_workers=2)  # type: ignore[operator]
+    stack = await make_stack(gateway_workers=2)
     await stack.create_account(http, "forked", 40)
     headers = stack.auth("forked")
     for _ in range(30):
