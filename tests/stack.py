@@ -41,6 +41,7 @@ from shared.sqs import provision_queues, queue_url, sqs_client
 from shared.stores import MongoDoc, mongo_client, redis_client
 
 SERVICES = ("meme", "ledger", "gateway")
+PARIS = {"lat": "48.8566", "lon": "2.3522", "query": "croissants"}  # a text meme's query
 CACHE_MAXMEMORY = "2mb"  # small, so a test can fill it
 
 # Short timeouts and counts so fault tests finish quickly.

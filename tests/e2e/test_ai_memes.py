@@ -8,9 +8,7 @@ import aiohttp
 import pytest
 
 from tests.fakes.openai_server import FakeOpenAI
-from tests.stack import StackFactory
-
-PARIS = {"lat": "48.8566", "lon": "2.3522", "query": "croissants"}
+from tests.stack import PARIS, StackFactory
 
 
 @pytest.fixture

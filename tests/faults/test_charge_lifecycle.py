@@ -18,10 +18,9 @@ from infra.local.stack import redis_server, start
 from shared.keys import Keys
 from shared.stores import mongo_client
 from tests.fakes.openai_server import FakeOpenAI
-from tests.stack import ServiceStack, StackFactory, wait_for
+from tests.stack import PARIS, ServiceStack, StackFactory, wait_for
 
 GENEROUS = {"default": {"rate": 100_000, "burst": 100_000}}
-PARIS = {"lat": "48.8566", "lon": "2.3522", "query": "croissants"}
 AI = {**PARIS, "kind": "ai"}
 
 

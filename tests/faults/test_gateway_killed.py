@@ -8,10 +8,9 @@ import uuid
 import aiohttp
 
 from shared.stores import mongo_client
-from tests.stack import StackFactory, wait_for
+from tests.stack import PARIS, StackFactory, wait_for
 
 GENEROUS = {"default": {"rate": 100_000, "burst": 100_000}}
-PARIS = {"lat": "48.8566", "lon": "2.3522", "query": "croissants"}
 
 
 async def test_sigkill_with_1000_requests_in_flight_loses_and_doubles_nothing(

@@ -17,9 +17,7 @@ from shared.events import Event, EventType
 from shared.keys import Keys
 from shared.sqs import queue_url, sqs_client
 from shared.stores import mongo_client, redis_client
-from tests.stack import PrivateStore, ServiceStack, StackFactory, wait_for
-
-PARIS = {"lat": "48.8566", "lon": "2.3522", "query": "croissants"}
+from tests.stack import PARIS, PrivateStore, ServiceStack, StackFactory, wait_for
 
 
 def event(account: str, seq: int, kind: EventType = "debit", amount: int = 1) -> Event:

@@ -18,14 +18,13 @@ from services.gateway.adapters.tokens import TokenBank
 from shared.accounts import AccountStore
 from shared.keys import Keys
 from shared.stores import mongo_client, redis_client
-from tests.stack import ServiceStack, StackFactory, wait_for
+from tests.stack import PARIS, ServiceStack, StackFactory, wait_for
 
 ACCOUNTS = 1000
 CHARGES_PER_ACCOUNT = 20
 HTTP_MEMES = 300  # per gateway
 STEP = 500
 BALANCE = 100
-PARIS = {"lat": "48.8566", "lon": "2.3522", "query": "croissants"}
 
 
 async def books(stack: ServiceStack, accounts: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:

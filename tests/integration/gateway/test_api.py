@@ -11,10 +11,9 @@ import orjson
 import pytest
 
 from services.gateway.openapi import render
-from tests.stack import ServiceStack
+from tests.stack import PARIS, ServiceStack
 
 GENEROUS = {"default": {"rate": 100_000, "burst": 100_000}}
-PARIS = {"lat": "48.8566", "lon": "2.3522", "query": "croissants"}
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,9 @@ import aiohttp
 
 from shared.keys import Keys
 from shared.stores import mongo_client, redis_client
-from tests.stack import ServiceStack, StackFactory
+from tests.stack import PARIS, ServiceStack, StackFactory
 
 GENEROUS = {"default": {"rate": 100_000, "burst": 100_000}}
-PARIS = {"lat": "48.8566", "lon": "2.3522", "query": "croissants"}
 
 
 async def test_500_concurrent_requests_on_100_tokens_sell_exactly_100(

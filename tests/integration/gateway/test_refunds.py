@@ -6,9 +6,7 @@ import signal
 
 import aiohttp
 
-from tests.stack import StackFactory
-
-PARIS = {"lat": "48.8566", "lon": "2.3522", "query": "croissants"}
+from tests.stack import PARIS, StackFactory
 
 
 async def test_the_meme_service_down_or_frozen_refunds_every_charge(

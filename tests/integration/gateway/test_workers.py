@@ -6,9 +6,7 @@ import re
 
 import aiohttp
 
-from tests.stack import StackFactory
-
-PARIS = {"lat": "48.8566", "lon": "2.3522", "query": "croissants"}
+from tests.stack import PARIS, StackFactory
 
 
 async def test_two_workers_serve_one_port_with_summed_metrics(
