@@ -25,11 +25,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from bench import accounts, metrics, procstat
 from bench.load import Wrk, meme_paths, write_requests
-from bench.stack import BenchStack, as_env
+from bench.stack import BenchStack
 from services.gateway.adapters.auth import issue_dev_token
 from services.ledger.adapters.mongo import LedgerStore, journal_entry
 from shared.accounts import new_account
 from shared.events import Event
+from shared.settings import to_environment
 from shared.stores import MongoDoc, mongo_client
 
 ENTRIES_PER_ACCOUNT = 10
@@ -247,7 +248,7 @@ class Scale:
         started = time.monotonic()
         subprocess.run(  # noqa: S603 - our own console script
             [str(MAAS), *args],
-            env={**os.environ, **as_env(self.stack.values)},
+            env={**os.environ, **to_environment(self.stack.values)},
             check=False,
             capture_output=True,
         )

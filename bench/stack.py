@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from infra.local.stack import (
     Running,
     Server,
@@ -30,26 +28,12 @@ from infra.local.stack import (
     store_servers,
     tcp_answers,
 )
-from shared.settings import Settings, env_names
+from shared.settings import Settings, to_environment
 from shared.sqs import provision_queues, sqs_client
 
 # Limiting is the product's business, not the bench's: every bucket is out of reach.
 UNLIMITED = {"default": {"rate": 1_000_000_000, "burst": 1_000_000_000}}
 FAKE_AI_DELAY_S = 0.5
-
-
-def as_env(values: dict[str, Any]) -> dict[str, str]:
-    """Settings field values -> the environment variables the services read them from."""
-    names = env_names()
-    env: dict[str, str] = {}
-    for key, value in values.items():
-        if isinstance(value, bool):
-            env[names[key]] = "true" if value else "false"
-        elif isinstance(value, dict | list):
-            env[names[key]] = orjson.dumps(value).decode()
-        else:
-            env[names[key]] = str(value)
-    return env
 
 
 def python_server(name: str, module: str, port: int, *args: str) -> Server:
@@ -121,7 +105,7 @@ class BenchStack:
                 "fake-openai", "bench.fake_openai", self.fake_ai_port, str(FAKE_AI_DELAY_S)
             )
         )
-        env = as_env(self.values)
+        env = to_environment(self.values)
         for name in ("meme", "ledger", "gateway"):
             self._start(service(name, getattr(s, f"{name}_port"), env))
         self._start(python_server("hello", "bench.hello", self.hello_port, str(self.workers)))
@@ -137,7 +121,7 @@ class BenchStack:
         """`count` ledger processes on one queue, as replicas of a deployment run."""
         for index in range(count):
             port = self.settings.ledger_port if index == 0 else free_port()
-            server = service("ledger", port, as_env({**self.values, "ledger_port": port}))
+            server = service("ledger", port, to_environment({**self.values, "ledger_port": port}))
             name = f"ledger-{index + 1}" if index else "ledger"
             self._start(dataclasses.replace(server, name=name))
 

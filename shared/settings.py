@@ -10,9 +10,10 @@ DEV-ONLY must be replaced in any shared environment.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import orjson
 from pydantic import AliasChoices, BaseModel, Field, PositiveInt, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -183,3 +184,22 @@ def env_names() -> dict[str, str]:
         else:
             names[name] = f"MAAS_{name.upper()}"
     return names
+
+
+def to_environment(values: dict[str, Any]) -> dict[str, str]:
+    """Settings field values -> the environment variables that set them (None: unset).
+
+    The inverse of reading Settings, for whatever starts the services as processes.
+    """
+    names = env_names()
+    env: dict[str, str] = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            env[names[key]] = "true" if value else "false"
+        elif isinstance(value, dict | list):
+            env[names[key]] = orjson.dumps(value).decode()
+        else:
+            env[names[key]] = str(value)
+    return env

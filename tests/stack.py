@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
-import orjson
 from pymongo import AsyncMongoClient
 
 from infra.local.stack import (
@@ -36,7 +35,7 @@ from infra.local.stack import (
 from services.gateway.adapters.auth import issue_dev_token
 from shared.events import Batch, Event
 from shared.keys import Keys
-from shared.settings import Settings, env_names
+from shared.settings import Settings, to_environment
 from shared.sqs import provision_queues, queue_url, sqs_client
 from shared.stores import MongoDoc, mongo_client, redis_client
 
@@ -58,22 +57,6 @@ TEST_SETTINGS: dict[str, Any] = {
     "meme_timeout_s": 2.0,
     "log_level": "INFO",
 }
-
-
-def as_env(values: dict[str, Any]) -> dict[str, str]:
-    names = env_names()
-    env = {}
-    for key, value in values.items():
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, dict | list):
-            text = orjson.dumps(value).decode()
-        else:
-            text = str(value)
-        env[names[key]] = text
-    return env
 
 
 def debit_event(account: str, seq: int, epoch: int = 1) -> Event:
@@ -171,13 +154,13 @@ class ServiceStack:
                 await provision_queues(sqs, self.settings)
         for name in names or SERVICES:
             port = getattr(self.settings, f"{name}_port")
-            server = service(name, port, as_env(self.values))
+            server = service(name, port, to_environment(self.values))
             self.processes[name] = await asyncio.to_thread(start, server, self.run_dir)
 
     async def start_replica(self, kind: str, name: str) -> str:
         """One more `kind` process (ledger, gateway) on a port of its own; its base URL."""
         port = free_port()
-        server = service(kind, port, as_env({**self.values, f"{kind}_port": port}))
+        server = service(kind, port, to_environment({**self.values, f"{kind}_port": port}))
         running = await asyncio.to_thread(
             start, dataclasses.replace(server, name=name), self.run_dir
         )
@@ -236,7 +219,7 @@ class ServiceStack:
         process = await asyncio.create_subprocess_exec(
             str(Path(sys.executable).with_name("maas")),
             *args,
-            env={**os.environ, **as_env(self.values)},
+            env={**os.environ, **to_environment(self.values)},
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
