@@ -33,7 +33,7 @@ from infra.local.stack import (
     stop_pid,
     store_servers,
 )
-from services.gateway.adapters.auth import issue_dev_token
+from shared.auth import issue_dev_token
 from shared.events import Batch, Event
 from shared.keys import Keys
 from shared.settings import Settings, env_names
