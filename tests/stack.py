@@ -264,6 +264,16 @@ class ServiceStack:
                 )
                 assert not answer.get("Failed"), answer
 
+    async def send_raw(self, body: str, group: str) -> None:
+        """Publish any body to the queue, as a broken or hostile producer could."""
+        async with sqs_client(self.settings) as sqs:
+            await sqs.send_message(
+                QueueUrl=await queue_url(sqs, self.settings.queue_name),
+                MessageBody=body,
+                MessageGroupId=group,
+                MessageDeduplicationId=uuid.uuid4().hex,
+            )
+
     async def queue_depth(self, dead_letters: bool = False) -> int:
         name = self.settings.dlq_name if dead_letters else self.settings.queue_name
         async with sqs_client(self.settings) as sqs:
