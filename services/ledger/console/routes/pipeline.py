@@ -22,9 +22,10 @@ METRICS = ("outbox", "relay_lag", "queue", "dlq", "applied", "ledger_lag")
 async def pipeline(request: web.Request) -> web.Response:
     c = console(request)
     end = time.time()
-    start = end - WINDOW_S
-    found = await asyncio.gather(*(c.samples.since(m, start) for m in METRICS))
+    found = await asyncio.gather(*(c.samples.since(m, end - WINDOW_S) for m in METRICS))
     samples = dict(zip(METRICS, found, strict=True))
+    # The charts span the last hour, or less while the samples are younger than that.
+    start = min((s[0].at for s in found if s), default=end - WINDOW_S)
     interval = float(c.settings.pipeline_sample_interval_s or 10)
 
     def draw(series: list[tuple[float, float]], size: tuple[int, int] = WIDE) -> Chart:
@@ -49,7 +50,13 @@ async def pipeline(request: web.Request) -> web.Response:
     return aiohttp_jinja2.render_template(
         "pipeline.html",
         request,
-        {"charts": charts, "wide": WIDE, "small": SMALL, "refresh_s": int(interval)},
+        {
+            "charts": charts,
+            "wide": WIDE,
+            "small": SMALL,
+            "refresh_s": int(interval),
+            "minutes": max(1, round((end - start) / 60)),
+        },
     )
 
 
