@@ -11,6 +11,7 @@ from services.ledger.console.gate import COOKIE
 from shared.stores import mongo_client
 from tests.stack import ServiceStack, wait_for
 
+PARIS = {"lat": "48.8566", "lon": "2.3522", "query": "croissants"}
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
 
 
@@ -64,6 +65,24 @@ class ConsoleClient:
     @property
     def session_cookie(self) -> Any:
         return next((c for c in self.http.cookie_jar if c.key == COOKIE), None)
+
+
+async def memes(stack: ServiceStack, http: aiohttp.ClientSession, account: str, n: int) -> None:
+    """Charge `n` text memes to `account` through the gateway."""
+    for _ in range(n):
+        async with http.get(
+            f"{stack.gateway}/memes", params=PARIS, headers=stack.auth(account)
+        ) as response:
+            assert response.status == 200
+
+
+async def account_with_memes(
+    stack: ServiceStack, http: aiohttp.ClientSession, account: str, tokens: int, n: int
+) -> None:
+    """A new account charged `n` memes, all of them applied by the ledger."""
+    await stack.create_account(http, account, tokens)
+    await memes(stack, http, account, n)
+    await stack.drained(account)
 
 
 async def indexed_dead_letters(stack: ServiceStack, count: int) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ import dataclasses
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -25,14 +25,14 @@ from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
+from shared.aio import running
 from shared.events import Batch, Event, rfc3339_from_ms
 from shared.keys import Keys
-from tests.console import indexed_dead_letters, ledger_url
+from tests.console import indexed_dead_letters, ledger_url, memes
 from tests.stack import ServiceStack, debit_event
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 POISON = '<script>document.title = "owned"</script>'
-PARIS = {"lat": "48.8566", "lon": "2.3522", "query": "croissants"}
 
 
 @pytest.fixture
@@ -67,27 +67,11 @@ class Screenshots:
             shutil.copy(path, Path(self.copy_to) / path.name)
 
 
-@contextlib.asynccontextmanager
-async def steady_traffic(
-    stack: ServiceStack, http: aiohttp.ClientSession, account: str
-) -> AsyncIterator[None]:
-    """Memes one after another while the test runs, so the pipeline charts have lines."""
-
-    async def memes() -> None:
-        while True:
-            async with http.get(
-                f"{stack.gateway}/memes", params=PARIS, headers=stack.auth(account)
-            ) as response:
-                assert response.status == 200
-            await asyncio.sleep(0.2)
-
-    task = asyncio.create_task(memes())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+async def steady_traffic(stack: ServiceStack, http: aiohttp.ClientSession, account: str) -> None:
+    """Memes one after another, so the pipeline charts have lines."""
+    while True:
+        await memes(stack, http, account, 1)
+        await asyncio.sleep(0.2)
 
 
 def fresh_debit(account: str, seq: int) -> Event:
@@ -167,7 +151,7 @@ async def test_an_operator_signs_in_sees_a_poison_message_and_redrives_a_dead_le
 
     shots = Screenshots(browser, tmp_path)
     token = stack.token("ops-browser", ("admin",))
-    async with steady_traffic(stack, http, "browser-traffic"):
+    async with running(steady_traffic(stack, http, "browser-traffic")):
         await asyncio.to_thread(operator_session, browser, shots, base, token, gap, poison)
         await asyncio.sleep(15)  # a few samples for the charts
         await asyncio.to_thread(browser.get, f"{base}/console/pipeline")

@@ -12,12 +12,11 @@ from services.ledger.pipeline import Samples
 from shared.events import Batch, Event
 from shared.keys import Keys
 from shared.stores import mongo_client, redis_client
-from tests.console import ConsoleClient, indexed_dead_letters, ledger_url
+from tests.console import ConsoleClient, account_with_memes, indexed_dead_letters, ledger_url
 from tests.stack import ServiceStack, debit_event, wait_for
 
 POISON = '<script>alert("dead letter")</script>'
 HOSTILE_REASON = "<img src=x onerror=alert(1)>"
-PARIS = {"lat": "48.8566", "lon": "2.3522", "query": "croissants"}
 
 
 @pytest.fixture(scope="module")
@@ -191,9 +190,7 @@ async def test_dead_letters_are_shown_escaped_and_act_only_with_a_csrf_token(
 async def test_books_list_drift_open_the_history_and_settle_on_the_record(
     stack: ServiceStack, operator: ConsoleClient, http: aiohttp.ClientSession
 ) -> None:
-    await stack.create_account(http, "books-drift", 40)
-    await memes(stack, http, "books-drift", 1)
-    await stack.drained("books-drift")
+    await account_with_memes(stack, http, "books-drift", 40, 1)
     client = mongo_client(stack.settings)
     try:  # MongoDB loses 7 tokens behind the ledger's back: drift
         await client[stack.settings.mongo_db]["accounts"].update_one(
@@ -246,20 +243,10 @@ async def test_replicas_show_the_same_books_and_accept_each_others_csrf_tokens(
     assert here == there
 
 
-async def memes(stack: ServiceStack, http: aiohttp.ClientSession, account: str, n: int) -> None:
-    for _ in range(n):
-        async with http.get(
-            f"{stack.gateway}/memes", params=PARIS, headers=stack.auth(account)
-        ) as response:
-            assert response.status == 200
-
-
 async def test_pipeline_charts_the_last_hour_of_samples_kept_in_redis(
     stack: ServiceStack, operator: ConsoleClient, http: aiohttp.ClientSession
 ) -> None:
-    await stack.create_account(http, "pipeline-charts", 10)
-    await memes(stack, http, "pipeline-charts", 3)
-    await stack.drained("pipeline-charts")
+    await account_with_memes(stack, http, "pipeline-charts", 10, 3)
 
     async def sampled() -> bool:
         _, page = await operator.get("/console/pipeline")
