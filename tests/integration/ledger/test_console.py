@@ -68,15 +68,27 @@ async def test_every_page_asks_for_an_admin_token_kept_in_a_strict_httponly_cook
             assert response.status == status
             assert anonymous.session_cookie is None
 
+        async with anonymous.http.post(
+            f"{anonymous.base}/console/signin",
+            data={"token": stack.token("ops-anna", ("admin",))},
+            headers={"Origin": "https://elsewhere.example"},
+            allow_redirects=False,
+        ) as response:
+            assert response.status == 403  # a sign-in posted from another site
+        assert anonymous.session_cookie is None
+
         response = await anonymous.sign_in(stack.token("ops-anna", ("admin",)))
         assert response.status == 303
         cookie = response.headers["Set-Cookie"]
         assert "HttpOnly" in cookie
         assert "SameSite=Strict" in cookie
         assert "Path=/console/" in cookie
-        status, page = await anonymous.get("/console/dead-letters")
-        assert status == 200
-        assert "ops-anna" in page
+        async with anonymous.http.get(f"{anonymous.base}/console/dead-letters") as answer:
+            assert answer.status == 200
+            assert "ops-anna" in await answer.text()
+            policy = answer.headers["Content-Security-Policy"]
+            assert "default-src 'none'" in policy  # no script runs, whatever a page holds
+            assert "script-src" not in policy
 
         csrf = await anonymous.csrf()
         assert (await anonymous.post("/console/signout", {}, csrf))[0] == 303

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import aiohttp_jinja2
 from aiohttp import web
 
@@ -24,6 +26,10 @@ async def signin_form(request: web.Request) -> web.Response:
 
 @routes.post("/signin", name="signin-submit")
 async def signin(request: web.Request) -> web.Response:
+    """No CSRF token exists before sign-in; a browser's Origin header stands in for it."""
+    origin = request.headers.get("Origin")
+    if origin and urlsplit(origin).netloc != request.host:
+        raise ApiError("forbidden", "sign in from the console's own page")
     token = (await request.post()).get("token")
     token = token.strip() if isinstance(token, str) else ""
     gate = console(request).gate
