@@ -17,7 +17,7 @@ from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.books import reconcile_and_keep
 from services.ledger.console.app import build_console
 from services.ledger.console.deps import CONSOLE, Console
-from services.ledger.console.gate import Gate, shared_csrf_key
+from services.ledger.console.gate import Gate
 from services.ledger.console.journal import OperatorJournal
 from services.ledger.consumer import Consumer
 from services.ledger.handler import MessageHandler
@@ -74,7 +74,7 @@ async def run_worker(app: web.Application, settings: Settings) -> AsyncIterator[
         reconciler = Reconciler(redis, db, sqs, url, keys)
         app[CONSOLE] = Console(
             settings=settings,
-            gate=Gate(auth, await shared_csrf_key(redis), secure_cookie=settings.env == "prod"),
+            gate=Gate(auth, redis, secure_cookie=settings.env == "prod"),
             redis=redis,
             db=db,
             sqs=sqs,

@@ -69,7 +69,7 @@ async def page_context(request: web.Request) -> dict[str, Any]:
     signed_in = request.get(PRINCIPAL)
     return {
         "operator": signed_in,
-        "csrf": console(request).gate.csrf_token(request) if signed_in else "",
+        "csrf": await console(request).gate.csrf_token(request) if signed_in else "",
         "path": request.path,
     }
 

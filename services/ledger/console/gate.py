@@ -35,10 +35,11 @@ async def shared_csrf_key(redis: Redis) -> bytes:
 
 
 class Gate:
-    def __init__(self, auth: Authenticator, csrf_key: bytes, secure_cookie: bool) -> None:
+    def __init__(self, auth: Authenticator, redis: Redis, secure_cookie: bool) -> None:
         self.auth = auth
-        self.csrf_key = csrf_key
+        self.redis = redis
         self.secure_cookie = secure_cookie
+        self._csrf_key: bytes | None = None
 
     async def admin(self, token: str) -> Principal:
         """The principal of an admin token; ApiError (401, 403) otherwise."""
@@ -56,13 +57,17 @@ class Gate:
         except ApiError:
             return None
 
-    def csrf_token(self, request: web.Request) -> str:
+    async def csrf_token(self, request: web.Request) -> str:
+        """Read from Redis on first use, so a ledger starts (and applies) without Redis."""
+        if self._csrf_key is None:
+            self._csrf_key = await shared_csrf_key(self.redis)
         session = request.cookies.get(COOKIE, "")
-        return hmac.new(self.csrf_key, session.encode(), hashlib.sha256).hexdigest()
+        return hmac.new(self._csrf_key, session.encode(), hashlib.sha256).hexdigest()
 
     async def check_csrf(self, request: web.Request) -> None:
         sent = (await request.post()).get(CSRF_FIELD)
-        if not isinstance(sent, str) or not hmac.compare_digest(sent, self.csrf_token(request)):
+        expected = await self.csrf_token(request)
+        if not isinstance(sent, str) or not hmac.compare_digest(sent, expected):
             raise ApiError("forbidden", "missing or wrong CSRF token; reload the page")
 
     def keep(self, response: web.StreamResponse, token: str, principal: Principal) -> None:
