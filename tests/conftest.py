@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from infra.local.stack import free_port, localstack_server, start, stop_pid, store_servers
+from tests.fakes.identity_provider import IdentityProvider
 from tests.stack import PrivateStore, ServiceStack
 
 
@@ -89,6 +90,15 @@ async def shared_stack(
     await stack.start()
     yield stack
     await stack.close()
+
+
+@pytest.fixture
+async def idp() -> AsyncIterator[IdentityProvider]:
+    """An identity provider publishing one RS256 key, "current", at its JWKS URL."""
+    provider = IdentityProvider()
+    provider.add_key("current")
+    async with provider:
+        yield provider
 
 
 @pytest.fixture

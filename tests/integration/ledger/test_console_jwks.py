@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
 
 from tests.console import ConsoleClient, ledger_url
 from tests.fakes.identity_provider import IdentityProvider
 from tests.stack import ServiceStack, wait_for
 
 TTL_S = 2
-
-
-@pytest.fixture
-async def idp() -> AsyncIterator[IdentityProvider]:
-    provider = IdentityProvider()
-    provider.add_key("current")
-    async with provider:
-        yield provider
 
 
 async def test_a_provider_token_signs_in_and_a_removed_key_signs_the_operator_out(
