@@ -6,9 +6,9 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from services.gateway.adapters.auth import issue_dev_token
 from services.gateway.adapters.tokens import TokenBank
 from shared.accounts import AccountStore
+from shared.auth import issue_dev_token
 from shared.keys import Keys
 from shared.settings import Settings
 from shared.stores import mongo_client, redis_client

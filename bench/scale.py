@@ -26,9 +26,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 from bench import accounts, metrics, procstat
 from bench.load import Wrk, meme_paths, write_requests
 from bench.stack import BenchStack
-from services.gateway.adapters.auth import issue_dev_token
 from services.ledger.adapters.mongo import LedgerStore, journal_entry
 from shared.accounts import new_account
+from shared.auth import issue_dev_token
 from shared.events import Event
 from shared.settings import to_environment
 from shared.stores import MongoDoc, mongo_client

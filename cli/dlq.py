@@ -13,11 +13,11 @@ from typing import Any
 
 import orjson
 
-from cli.connections import Connections, connect
-from services.ledger.adapters.dlq import DeadLetters, Walk
+from cli.connections import connect
+from services.ledger.adapters.dlq import Walk
 from services.ledger.adapters.mongo import LedgerStore
-from services.ledger.handler import MessageHandler
-from shared.events import MalformedMessage, decode_batch
+from services.ledger.dead_letter_ops import letter_document, operator_walk
+from shared.sqs import queue_depth
 
 
 def register(commands: Any) -> None:
@@ -41,18 +41,10 @@ def register(commands: Any) -> None:
         action.set_defaults(run=redrive if name == "redrive" else purge)
 
 
-async def dlq_depth(c: Connections) -> int:
-    attributes = await c.sqs.get_queue_attributes(
-        QueueUrl=c.dlq_url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )
-    return sum(int(v) for v in attributes["Attributes"].values())
-
-
 async def list_letters(_: argparse.Namespace) -> int:
     async with connect() as c:
         letters = await LedgerStore(c.db).dead_letter_index()
-        depth = await dlq_depth(c)
+        depth = await queue_depth(c.sqs, c.dlq_url)
     if not letters:
         print("the dead-letter queue is empty")
     now = time.time()
@@ -81,29 +73,13 @@ async def show_letter(args: argparse.Namespace) -> int:
     if letter is None:
         print(f"no message {args.message_id} in the dead-letter queue")
         return 1
-    try:
-        body: Any = [e.to_dict() for e in decode_batch(letter["body"]).events]
-    except MalformedMessage:
-        body = letter["body"]
-    document = {
-        "message_id": letter["_id"],
-        "group_id": letter["group_id"],
-        "shard": letter.get("shard"),
-        "accounts": letter.get("accounts", []),
-        "seq_range": letter.get("seq_range"),
-        "reason": letter.get("first_reason"),
-        "last_reason": letter.get("last_reason"),
-        "receive_count": letter.get("receive_count"),
-        "dead_since": letter["dead_since"],
-        "events": body,
-    }
-    print(orjson.dumps(document, option=orjson.OPT_INDENT_2, default=str).decode())
+    print(orjson.dumps(letter_document(letter), option=orjson.OPT_INDENT_2, default=str).decode())
     return 0
 
 
 async def redrive(args: argparse.Namespace) -> int:
     async with connect() as c:
-        walk = await dead_letters(c).redrive(chosen(args))
+        walk = await operator_walk(c.sqs, c.dlq_url, c.db, c.bank()).redrive(chosen(args))
     return report(walk, "redriven", args)
 
 
@@ -112,14 +88,8 @@ async def purge(args: argparse.Namespace) -> int:
         print("purging deletes token events for good; add --yes to confirm")
         return 2
     async with connect() as c:
-        walk = await dead_letters(c).purge(chosen(args))
+        walk = await operator_walk(c.sqs, c.dlq_url, c.db, c.bank()).purge(chosen(args))
     return report(walk, "purged", args)
-
-
-def dead_letters(c: Connections) -> DeadLetters:
-    # Every failure here leaves the message in the DLQ, so it is indexed as one at once.
-    handler = MessageHandler(LedgerStore(c.db), max_receive_count=1, bank=c.bank())
-    return DeadLetters(c.sqs, c.dlq_url, handler)
 
 
 def chosen(args: argparse.Namespace) -> set[str] | None:

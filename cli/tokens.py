@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from services.gateway.adapters.auth import issue_dev_token
+from shared.auth import issue_dev_token
 from shared.settings import Settings
 
 

@@ -39,6 +39,26 @@ class Keys:
         return "maas:{reconcile}:lease"
 
     @staticmethod
+    def console_csrf_key() -> str:
+        """The secret every ledger replica signs the console's CSRF tokens with."""
+        return "maas:{console}:csrf-key"
+
+    @staticmethod
+    def books() -> str:
+        """The last reconciliation report, as the console shows it."""
+        return "maas:{console}:books"
+
+    @staticmethod
+    def sampler_lease() -> str:
+        """Held by the one ledger replica that samples the pipeline."""
+        return "maas:{console}:sampler-lease"
+
+    @staticmethod
+    def samples(metric: str) -> str:
+        """The last hour of one pipeline metric, scored by time."""
+        return f"maas:{{console}}:samples:{metric}"
+
+    @staticmethod
     def geocode(provider: str, geohash: str) -> str:
         """A remote geocoder's cached answer for one geohash cell."""
         return f"maas:geo:{provider}:{geohash}"

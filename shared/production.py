@@ -110,10 +110,8 @@ def unsafe_settings(settings: Settings, service: Service) -> list[str]:
     """What makes these settings unsafe for `service` in production (nothing elsewhere)."""
     if settings.env != "prod":
         return []
-    if service == "gateway":
+    if service in ("gateway", "ledger"):  # the ledger's console verifies admin tokens
         return _jwt_problems(settings) + _sqs_problems(settings)
-    if service == "ledger":
-        return _sqs_problems(settings)
     return _meme_problems(settings)
 
 

@@ -132,6 +132,9 @@ class Settings(BaseSettings):
     ledger_wait_time_s: int = Field(default=20, ge=0, le=20)
     reconcile_interval_s: int = Field(default=60, ge=0)
     reconcile_page_size: PositiveInt = 1_000
+    # One replica at a time samples the pipeline (outbox, relay lag, queues) this often for
+    # the console's charts; every replica adds its own apply counts. 0: no sampling.
+    pipeline_sample_interval_s: int = Field(default=10, ge=0)
 
     @field_validator(
         "sqs_endpoint_url", "cache_redis_url", "jwt_jwks_url", "jwt_issuer", "jwt_audience",

@@ -70,3 +70,12 @@ async def provision_queues(client: SQSClient, settings: Settings) -> tuple[str, 
         main = {"QueueUrl": await queue_url(client, settings.queue_name)}
         await client.set_queue_attributes(QueueUrl=main["QueueUrl"], Attributes=attributes)
     return main["QueueUrl"], dlq["QueueUrl"]
+
+
+async def queue_depth(client: SQSClient, url: str) -> int:
+    """Messages in a queue, waiting or in flight (SQS's approximate counts)."""
+    attributes = await client.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )
+    return sum(int(v) for v in attributes["Attributes"].values())

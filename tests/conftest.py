@@ -20,6 +20,7 @@ from infra.local.stack import (
     stop_pid,
     store_servers,
 )
+from tests.fakes.identity_provider import IdentityProvider
 from tests.stack import PrivateStore, ServiceStack, StackFactory
 
 
@@ -104,6 +105,15 @@ async def shared_stack(
     await stack.start()
     yield stack
     await stack.close()
+
+
+@pytest.fixture
+async def idp() -> AsyncIterator[IdentityProvider]:
+    """An identity provider publishing one RS256 key, "current", at its JWKS URL."""
+    provider = IdentityProvider()
+    provider.add_key("current")
+    async with provider:
+        yield provider
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from infra.local.stack import (
     stop_pid,
     store_servers,
 )
-from services.gateway.adapters.auth import issue_dev_token
+from shared.auth import issue_dev_token
 from shared.events import Batch, Event
 from shared.keys import Keys
 from shared.settings import Settings, to_environment
@@ -253,6 +253,16 @@ class ServiceStack:
                     QueueUrl=url, Entries=entries[start : start + 10]
                 )
                 assert not answer.get("Failed"), answer
+
+    async def send_raw(self, body: str, group: str) -> None:
+        """Publish any body to the queue, as a broken or hostile producer could."""
+        async with sqs_client(self.settings) as sqs:
+            await sqs.send_message(
+                QueueUrl=await queue_url(sqs, self.settings.queue_name),
+                MessageBody=body,
+                MessageGroupId=group,
+                MessageDeduplicationId=uuid.uuid4().hex,
+            )
 
     async def queue_depth(self, dead_letters: bool = False) -> int:
         name = self.settings.dlq_name if dead_letters else self.settings.queue_name

@@ -17,6 +17,9 @@ command -v redis-server >/dev/null && command -v redis-cli >/dev/null || apt_pac
 command -v wrk >/dev/null || apt_packages+=(wrk)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf ] || apt_packages+=(fonts-dejavu-core)
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || apt_packages+=(postgresql-15)
+# The operators' console is tested in a real headless browser.
+command -v chromium >/dev/null || apt_packages+=(chromium)
+command -v chromedriver >/dev/null || apt_packages+=(chromium-driver)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   log "apt-get install ${apt_packages[*]}"
   apt-get update -qq

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.gateway.adapters.auth import issue_dev_token
+from shared.auth import issue_dev_token
 from shared.settings import Settings
 from shared.sqs import provision_queues, sqs_client
 

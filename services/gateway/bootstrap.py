@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from services.gateway.adapters.auth import Authenticator
 from services.gateway.adapters.credits import CreditLog
 from services.gateway.adapters.meme_client import MemeClient
 from services.gateway.adapters.relay import Relay
@@ -20,6 +19,7 @@ from services.gateway.deps import DEPS, Gateway
 from services.gateway.drain import Drain
 from services.gateway.sweeper import Sweeper
 from shared.accounts import AccountStore
+from shared.auth import Authenticator
 from shared.keys import Keys
 from shared.settings import Settings
 from shared.sqs import queue_url, sqs_client

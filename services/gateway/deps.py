@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from services.gateway.adapters.auth import Authenticator
 from services.gateway.adapters.credits import CreditLog
 from services.gateway.adapters.meme_client import MemeClient
 from services.gateway.adapters.tokens import TokenBank
 from services.gateway.drain import Drain
 from shared.accounts import AccountStore
+from shared.auth import Authenticator
 from shared.settings import Settings
 from shared.sqs import SQSClient
 from shared.stores import Redis

@@ -14,11 +14,18 @@ from pymongo import AsyncMongoClient
 
 from services.gateway.adapters.tokens import TokenBank, lua_script
 from services.ledger.adapters.mongo import LedgerStore
+from services.ledger.books import reconcile_and_keep
+from services.ledger.console.app import build_console
+from services.ledger.console.deps import CONSOLE, Console
+from services.ledger.console.gate import Gate
+from services.ledger.console.journal import OperatorJournal
 from services.ledger.consumer import Consumer
 from services.ledger.handler import MessageHandler
+from services.ledger.pipeline import Sampler, Samples
 from services.ledger.reconcile import Reconciler
 from shared.accounts import AccountStore
 from shared.aio import sleep_unless
+from shared.auth import Authenticator
 from shared.keys import Keys
 from shared.metrics import http_metrics_middleware
 from shared.settings import Settings
@@ -45,6 +52,8 @@ def build_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler())
+    app.router.add_get("/console", to_console)
+    app.add_subapp("/console/", build_console())
     app.cleanup_ctx.append(lambda app: run_worker(app, settings))
     return app
 
@@ -53,23 +62,47 @@ async def run_worker(app: web.Application, settings: Settings) -> AsyncIterator[
     mongo, redis = mongo_client(settings), redis_client(settings)
     db = mongo[settings.mongo_db]
     store = LedgerStore(db)
-    bank = TokenBank(redis, Keys(settings.shards), AccountStore(db), settings.idempotency_ttl_s)
+    keys = Keys(settings.shards)
+    bank = TokenBank(redis, keys, AccountStore(db), settings.idempotency_ttl_s)
     stop = asyncio.Event()
+    auth = Authenticator(settings)
     async with sqs_client(settings) as sqs:
-        url = await queue_url(sqs, settings.queue_name)
+        url, dlq_url = (
+            await queue_url(sqs, settings.queue_name),
+            await queue_url(sqs, settings.dlq_name),
+        )
         app[DEPENDENCIES] = Dependencies(mongo, sqs, url)
+        reconciler = Reconciler(redis, db, sqs, url, keys)
+        app[CONSOLE] = Console(
+            settings=settings,
+            gate=Gate(auth, redis, secure_cookie=settings.env == "prod"),
+            redis=redis,
+            db=db,
+            sqs=sqs,
+            dlq_url=dlq_url,
+            store=store,
+            journal=OperatorJournal(db),
+            reconciler=reconciler,
+            bank=bank,
+            samples=Samples(redis),
+        )
         consumer = Consumer(
             sqs,
             url,
-            await queue_url(sqs, settings.dlq_name),
+            dlq_url,
             MessageHandler(store, settings.max_receive_count, bank),
             receivers=settings.ledger_receivers,
             wait_time_s=settings.ledger_wait_time_s,
             visibility_timeout_s=settings.visibility_timeout_s,
         )
         tasks = [asyncio.create_task(consumer.run(stop))]
+        if auth.keys is not None:
+            await auth.keys.start()
+            tasks.append(asyncio.create_task(auth.keys.run(stop)))
+        if settings.pipeline_sample_interval_s:
+            sampler = Sampler(redis, sqs, url, dlq_url, keys, settings.pipeline_sample_interval_s)
+            tasks.append(asyncio.create_task(sampler.run(stop)))
         if settings.reconcile_interval_s:
-            reconciler = Reconciler(redis, db, sqs, url, Keys(settings.shards))
             tasks.append(
                 asyncio.create_task(reconcile_periodically(reconciler, redis, settings, stop))
             )
@@ -79,6 +112,8 @@ async def run_worker(app: web.Application, settings: Settings) -> AsyncIterator[
             stop.set()
             with contextlib.suppress(Exception):
                 await asyncio.gather(*tasks)
+            if auth.keys is not None:
+                await auth.keys.close()
             await mongo.close()
             await redis.aclose()
 
@@ -97,10 +132,16 @@ async def reconcile_periodically(
     while not stop.is_set():
         try:
             if await lease(keys=[Keys.reconcile_lease()], args=[owner, ttl_ms]):
-                await reconciler.run(page_size=settings.reconcile_page_size)
+                await reconcile_and_keep(
+                    reconciler, redis, settings.reconcile_page_size, "periodic reconciliation"
+                )
         except Exception:
             log.warning("periodic reconciliation failed", exc_info=True)
         await sleep_unless(stop, settings.reconcile_interval_s)
+
+
+async def to_console(_: web.Request) -> web.Response:
+    raise web.HTTPMovedPermanently("/console/")
 
 
 async def readyz(request: web.Request) -> web.Response:

@@ -19,7 +19,7 @@ from prometheus_client import Gauge
 from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
 
 from services.ledger.handler import Handled, MessageHandler, Received
-from shared.aio import sleep_unless
+from shared.aio import running, sleep_unless
 from shared.sqs import SQSClient
 
 log = logging.getLogger(__name__)
@@ -165,13 +165,8 @@ class Consumer:
                         ],
                     )
 
-        task = asyncio.create_task(heartbeat())
-        try:
+        async with running(heartbeat()):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def _watch_dlq(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

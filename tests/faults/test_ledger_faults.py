@@ -15,7 +15,6 @@ import orjson
 from shared.accounts import AccountStore
 from shared.events import Event, EventType
 from shared.keys import Keys
-from shared.sqs import queue_url, sqs_client
 from shared.stores import mongo_client, redis_client
 from tests.stack import PARIS, PrivateStore, ServiceStack, StackFactory, wait_for
 
@@ -138,7 +137,7 @@ async def test_poison_and_gaps_reach_the_dlq_with_reasons_and_redrive_repairs(
         g for g in range(stack.settings.shards)
         if g not in (stack_shard(stack, "gap-x"), stack_shard(stack, "fine-y"))
     )  # fmt: skip
-    await send_raw(stack, b"{not a batch", f"s{poison_group}")
+    await stack.send_raw("{not a batch", f"s{poison_group}")
     await stack.send_batches([event("gap-x", 2)], per_message=1)
     await stack.send_batches([event("fine-y", 1), event("fine-y", 2)], per_message=1)
     await applied_up_to(stack, {"fine-y": 2}, 30)
@@ -177,16 +176,6 @@ async def test_poison_and_gaps_reach_the_dlq_with_reasons_and_redrive_repairs(
 
 def stack_shard(stack: ServiceStack, account: str) -> int:
     return Keys(stack.settings.shards).shard_of(account)
-
-
-async def send_raw(stack: ServiceStack, body: bytes, group: str) -> None:
-    async with sqs_client(stack.settings) as sqs:
-        await sqs.send_message(
-            QueueUrl=await queue_url(sqs, stack.settings.queue_name),
-            MessageBody=body.decode(),
-            MessageGroupId=group,
-            MessageDeduplicationId=uuid.uuid4().hex,
-        )
 
 
 async def five_memes_relayed_with_the_ledger_stopped(

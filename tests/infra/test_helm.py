@@ -88,6 +88,38 @@ def test_prod_has_autoscaling_monitoring_and_network_policies(
 
 
 @pytest.mark.parametrize("values_file", ENVIRONMENTS)
+def test_the_console_is_an_internal_service_of_the_ledger_pods(
+    rendered: dict[str, list[Manifest]], values_file: str
+) -> None:
+    manifests = rendered[values_file]
+    console = by_kind(manifests, "Service")["maas-console"]
+    ledger = by_kind(manifests, "Deployment")["maas-ledger"]
+    assert console["spec"]["type"] == "ClusterIP"
+    assert console["spec"]["ports"][0]["port"] == PORTS["ledger"]
+    pod_labels = ledger["spec"]["template"]["metadata"]["labels"]
+    assert console["spec"]["selector"].items() <= pod_labels.items()
+    (container,) = ledger["spec"]["template"]["spec"]["containers"]
+    secrets = {
+        e["name"] for e in container.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})
+    }
+    if values_file != "values-prod.yaml":  # prod verifies tokens with the JWKS
+        assert "MAAS_JWT_SECRET" in secrets
+    for ingress in by_kind(manifests, "Ingress").values():
+        assert "maas-console" not in str(ingress)
+
+
+def test_prod_lets_the_operators_namespace_reach_the_console(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    policy = by_kind(rendered["values-prod.yaml"], "NetworkPolicy")["maas-ledger"]
+    sources = [peer for rule in policy["spec"]["ingress"] for peer in rule["from"]]
+    namespaces = {
+        p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in sources
+    }
+    assert namespaces == {"monitoring", "ops"}
+
+
+@pytest.mark.parametrize("values_file", ENVIRONMENTS)
 def test_pods_are_hardened_and_roll_without_dropping_capacity(
     rendered: dict[str, list[Manifest]], values_file: str
 ) -> None:
@@ -182,8 +214,16 @@ def test_release_workflow_can_rewrite_the_prod_image_tag() -> None:
         ((), True),  # base values: prod with a required jwt-secret
         (("--set", "secretEnv.gateway[0].optional=true"), False),
         (("--set", "secretEnv.gateway=null"), False),
+        (("--set", "secretEnv.ledger=null"), False),  # the console verifies tokens too
         (
-            ("--set", "secretEnv.gateway=null", "--set", "config.MAAS_JWT_JWKS_URL=https://i/j"),
+            (
+                "--set",
+                "secretEnv.gateway=null",
+                "--set",
+                "secretEnv.ledger=null",
+                "--set",
+                "config.MAAS_JWT_JWKS_URL=https://i/j",
+            ),
             True,
         ),
         (("--set", "secretEnv.gateway=null", "--set", "config.MAAS_ENV=dev"), True),

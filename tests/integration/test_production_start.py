@@ -25,6 +25,7 @@ SAFE = {
     [
         ("gateway", {"MAAS_JWT_SECRET": None}, "MAAS_JWT_SECRET"),
         ("gateway", {"MAAS_JWT_SECRET": "short"}, "MAAS_JWT_SECRET"),
+        ("ledger", {"MAAS_JWT_SECRET": None}, "MAAS_JWT_SECRET"),
         ("gateway", {"MAAS_JWT_JWKS_URL": "http://idp/jwks"}, "MAAS_JWT_JWKS_URL"),
         ("gateway", {"MAAS_SQS_ENDPOINT_URL": "http://127.0.0.1:4566"}, "MAAS_SQS_ENDPOINT_URL"),
         (

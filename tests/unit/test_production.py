@@ -44,8 +44,11 @@ def test_a_safe_production_setup_starts(service: Service) -> None:
         ),
     ],
 )
-def test_each_unsafe_gateway_setting_is_named(overrides: dict[str, Any], names: str) -> None:
-    (problem,) = problems("gateway", **overrides)
+@pytest.mark.parametrize("service", ["gateway", "ledger"])
+def test_each_unsafe_gateway_or_ledger_setting_is_named(
+    overrides: dict[str, Any], names: str, service: Service
+) -> None:
+    (problem,) = problems(service, **overrides)
     assert problem.startswith(names)
 
 
@@ -53,8 +56,9 @@ def test_a_jwks_url_makes_the_secret_irrelevant() -> None:
     assert problems("gateway", jwt_secret=DEV_JWT_SECRET, jwt_jwks_url="https://idp/jwks") == []
 
 
-def test_the_ledger_checks_its_queue_settings_only() -> None:
-    assert problems("ledger", jwt_secret=DEV_JWT_SECRET) == []
+def test_the_ledger_verifies_console_tokens_so_it_refuses_the_dev_secret() -> None:
+    assert problems("ledger", jwt_secret=DEV_JWT_SECRET)
+    assert problems("ledger", jwt_secret=DEV_JWT_SECRET, jwt_jwks_url="https://idp/jwks") == []
     assert problems("ledger", sqs_endpoint_url="http://[::1]:4566")
 
 

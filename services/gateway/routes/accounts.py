@@ -8,12 +8,12 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import Counter
 
-from services.gateway.adapters.auth import ACCOUNT_ID, Principal
 from services.gateway.adapters.credits import fingerprint
 from services.gateway.adapters.tokens import Status, UnknownAccount
 from services.gateway.deps import DEPS, Gateway
 from services.gateway.domain.pricing import ADMIN_ROLE
 from shared.accounts import AccountExists, empty_usage
+from shared.auth import ACCOUNT_ID, Principal
 from shared.contract import MAX_BALANCE, MAX_TOKENS_PER_CALL
 from shared.errors import ApiError
 from shared.web import json_response, read_json

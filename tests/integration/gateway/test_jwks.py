@@ -5,23 +5,13 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import AsyncIterator
 
 import aiohttp
-import pytest
 
 from tests.fakes.identity_provider import IdentityProvider
 from tests.stack import ServiceStack, StackFactory
 
 TTL_S = 2
-
-
-@pytest.fixture
-async def idp() -> AsyncIterator[IdentityProvider]:
-    provider = IdentityProvider()
-    provider.add_key("current")
-    async with provider:
-        yield provider
 
 
 async def meme(http: aiohttp.ClientSession, stack: ServiceStack, token: str) -> int:

@@ -15,7 +15,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from services.gateway.adapters.auth import Authenticator, issue_dev_token
+from shared.auth import Authenticator, issue_dev_token
 from shared.errors import ApiError
 from shared.settings import Settings
 from tests.fakes.identity_provider import IdentityProvider

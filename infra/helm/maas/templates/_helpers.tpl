@@ -35,18 +35,21 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 {{- end -}}
 
 {{/*
-Production fails closed: the gateway needs a JWT source, a JWKS URL or a required secret.
-(The gateway itself also refuses the dev secret and short secrets at start-up.)
+Production fails closed: the gateway and the ledger (its operators' console) verify JWTs, so
+each needs a JWT source, a JWKS URL or a required secret.
+(The services themselves also refuse the dev secret and short secrets at start-up.)
 */}}
 {{- define "maas.requireJwtSource" -}}
 {{- if eq (toString .Values.config.MAAS_ENV) "prod" -}}
 {{- $jwks := .Values.config.MAAS_JWT_JWKS_URL | default "" -}}
+{{- range $component := list "gateway" "ledger" -}}
 {{- $secret := false -}}
-{{- range .Values.secretEnv.gateway -}}
+{{- range (index $.Values.secretEnv $component) -}}
 {{- if and (eq .name "MAAS_JWT_SECRET") (not .optional) }}{{ $secret = true }}{{ end -}}
 {{- end -}}
 {{- if not (or $jwks $secret) -}}
-{{- fail "MAAS_ENV=prod needs a JWT source: config.MAAS_JWT_JWKS_URL, or a secretEnv.gateway entry for MAAS_JWT_SECRET that is not optional" -}}
+{{- fail (printf "MAAS_ENV=prod needs a JWT source: config.MAAS_JWT_JWKS_URL, or a secretEnv.%s entry for MAAS_JWT_SECRET that is not optional" $component) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}

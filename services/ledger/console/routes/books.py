@@ -1,0 +1,96 @@
+"""Books: the last reconciliation, an account's ledger history, and settling it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from services.gateway.adapters.tokens import AccountBusy, UnknownAccount
+from services.ledger.books import last_books, reconcile_and_keep
+from services.ledger.console.deps import console, operator
+from services.ledger.settle import settle
+from shared.auth import ACCOUNT_ID
+from shared.errors import ApiError
+
+routes = web.RouteTableDef()
+HISTORY_LIMIT = 50
+TIME = "%Y-%m-%d %H:%M:%S UTC"
+
+
+@routes.get("/books", name="books")
+async def books(request: web.Request) -> web.Response:
+    c = console(request)
+    report = await last_books(c.redis)
+    at = datetime.fromtimestamp(report["at"], UTC).strftime(TIME) if report else ""
+    return aiohttp_jinja2.render_template(
+        "books.html",
+        request,
+        {"report": report, "at": at, "interval": c.settings.reconcile_interval_s},
+    )
+
+
+@routes.post("/books/reconcile", name="reconcile")
+async def reconcile(request: web.Request) -> web.Response:
+    c = console(request)
+    await reconcile_and_keep(
+        c.reconciler, c.redis, c.settings.reconcile_page_size, operator(request).account
+    )
+    raise web.HTTPSeeOther("/console/books")
+
+
+def account_of(request: web.Request) -> str:
+    account = request.match_info["account"]
+    if not ACCOUNT_ID.fullmatch(account):
+        raise ApiError("not_found", "no such account")
+    return account
+
+
+@routes.get("/books/{account}", name="account")
+async def account(request: web.Request) -> web.Response:
+    c, name = console(request), account_of(request)
+    report = await c.reconciler.run(name)
+    if not report.rows:
+        raise ApiError("not_found", f"no account {name} in MongoDB")
+    history = await c.store.history(name, HISTORY_LIMIT)
+    return aiohttp_jinja2.render_template(
+        "account.html", request, {"row": report.rows[0].as_dict(), "history": history}
+    )
+
+
+@routes.post("/books/{account}/settle", name="settle")
+async def settle_account(request: web.Request) -> web.Response:
+    c, name = console(request), account_of(request)
+    form = await request.post()
+    reason = form.get("reason")
+    if not isinstance(reason, str) or not reason.strip():
+        raise ApiError("invalid_params", "say why, for the journal")
+    if form.get("confirm") != "yes":
+        raise ApiError("invalid_params", "tick the box to confirm the settle")
+    by = operator(request).account
+    try:
+        settled = await settle(c.bank, c.store, name, reason.strip(), by)
+    except UnknownAccount:
+        raise ApiError("not_found", f"no account {name}") from None
+    except AccountBusy:
+        raise ApiError(
+            "account_busy", f"charges kept moving {name}; try again", status=409
+        ) from None
+    settlement = settled.settlement
+    outcome = {
+        "balance_before": settlement.before_balance,
+        "balance": settlement.balance,
+        "adopted": [e.id for e in settled.adopted],
+    }
+    await c.journal.record(by, "settle", name, reason.strip(), outcome)
+    return aiohttp_jinja2.render_template(
+        "settled.html",
+        request,
+        {
+            "account": name,
+            "settlement": settlement,
+            "applied": settled.mongo_applied,
+            "adopted": settled.adopted,
+        },
+    )

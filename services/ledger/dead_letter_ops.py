@@ -1,0 +1,56 @@
+"""What operators do with dead letters, shared by `maas dlq` and the console.
+
+Both read the ledger's index of dead letters (never the queue: reading an SQS queue
+hides its messages from everyone else), decode a message's events the same way, and
+redrive or purge through the same walk.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.ledger.adapters.dlq import DeadLetters
+from services.ledger.adapters.mongo import LedgerStore
+from services.ledger.handler import CreditRevoker, MessageHandler
+from shared.events import Event, MalformedMessage, decode_batch
+from shared.sqs import SQSClient
+from shared.stores import MongoDoc
+
+
+def decoded_events(letter: MongoDoc) -> list[Event] | None:
+    """The message's events, or None when its body is not a batch (a poison message)."""
+    try:
+        return decode_batch(letter["body"]).events
+    except MalformedMessage:
+        return None
+
+
+def letter_document(letter: MongoDoc) -> dict[str, Any]:
+    """One dead letter as `maas dlq show` prints it: its index entry and its events."""
+    events = decoded_events(letter)
+    return {
+        "message_id": letter["_id"],
+        "group_id": letter["group_id"],
+        "shard": letter.get("shard"),
+        "accounts": letter.get("accounts", []),
+        "seq_range": letter.get("seq_range"),
+        "reason": letter.get("first_reason"),
+        "last_reason": letter.get("last_reason"),
+        "receive_count": letter.get("receive_count"),
+        "dead_since": letter["dead_since"],
+        "events": letter["body"] if events is None else [e.to_dict() for e in events],
+    }
+
+
+def operator_walk(
+    sqs: SQSClient, dlq_url: str, db: AsyncDatabase[MongoDoc], bank: CreditRevoker
+) -> DeadLetters:
+    """Redrive and purge with the ledger's own handler.
+
+    Every failure here leaves the message in the DLQ, so it is indexed as one at once
+    (a receive count of one is already the last).
+    """
+    handler = MessageHandler(LedgerStore(db), max_receive_count=1, bank=bank)
+    return DeadLetters(sqs, dlq_url, handler)
