@@ -9,9 +9,8 @@ import aiohttp
 
 from services.ledger.console.gate import COOKIE
 from shared.stores import mongo_client
-from tests.stack import ServiceStack, wait_for
+from tests.stack import PARIS, ServiceStack, wait_for
 
-PARIS = {"lat": "48.8566", "lon": "2.3522", "query": "croissants"}
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
 
 

@@ -30,8 +30,8 @@ from selenium.webdriver.support.wait import WebDriverWait
 from shared.aio import running
 from shared.events import Batch, Event, rfc3339_from_ms
 from shared.keys import Keys
-from tests.console import PARIS, indexed_dead_letters, ledger_url
-from tests.stack import ServiceStack, debit_event
+from tests.console import indexed_dead_letters, ledger_url
+from tests.stack import PARIS, ServiceStack, debit_event
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 POISON = '<script>document.title = "owned"</script>'
