@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import aiohttp
 import jwt
+import orjson
 from prometheus_client import Counter
 
 from shared.errors import ApiError
@@ -110,7 +111,7 @@ class KeySet:
         try:
             async with self._session.get(self.url) as response:
                 body = await read_bounded(response, MAX_JWKS_BYTES)
-            keys = jwt.PyJWKSet.from_json(body.decode())
+            keys = parse_key_set(body)
         except (aiohttp.ClientError, TimeoutError, ValueError, jwt.PyJWTError) as exc:
             JWKS_FETCHES.labels("error").inc()
             log.warning("JWKS fetch failed; keeping the last keys", extra={"error": repr(exc)})
@@ -118,7 +119,16 @@ class KeySet:
         finally:
             self._last_attempt = time.monotonic()
         JWKS_FETCHES.labels("ok").inc()
-        self._keys = {k.key_id: k for k in keys.keys if k.key_id}
+        self._keys = keys
+
+
+def parse_key_set(body: bytes) -> dict[str, jwt.PyJWK]:
+    """The published keys by id. An empty set is the provider withdrawing every key:
+    PyJWKSet refuses it as an error, which would keep the old keys; we honour it."""
+    raw = orjson.loads(body)
+    if isinstance(raw, dict) and raw.get("keys") == []:
+        return {}
+    return {k.key_id: k for k in jwt.PyJWKSet.from_dict(raw).keys if k.key_id}
 
 
 class Authenticator:

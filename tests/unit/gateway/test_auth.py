@@ -191,6 +191,21 @@ async def test_a_rotated_key_verifies_and_a_removed_one_stops_within_the_ttl(
     assert (await jwks_auth.authenticate(f"Bearer {new}")).account == "carol"
 
 
+async def test_a_provider_withdrawing_every_key_stops_every_token(
+    idp: IdentityProvider, jwks_auth: Authenticator
+) -> None:
+    token = idp.token("rsa-1", "carol", [])
+    assert (await jwks_auth.authenticate(f"Bearer {token}")).account == "carol"  # cached
+    idp.remove_key("rsa-1")
+    idp.remove_key("ec-1")
+    assert jwks_auth.keys is not None
+    await jwks_auth.keys.refresh()
+
+    with pytest.raises(ApiError) as refused:
+        await jwks_auth.authenticate(f"Bearer {token}")
+    assert refused.value.status == 401
+
+
 async def test_unknown_key_ids_fetch_once_per_cooldown_without_blocking(
     idp: IdentityProvider,
 ) -> None:
