@@ -94,6 +94,14 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_leeway_s: int = 10
+    # Claims from any identity provider: the one naming the account, the one granting
+    # roles (a dot-separated path: `realm_access.roles` for Keycloak, `permissions` for
+    # Auth0, `cognito:groups`, `groups` for Okta, `scope`), and a table from the
+    # provider's names to MaaS roles ({"GenerateLlmMeme": "ai"}). With a table, only the
+    # names in it grant roles. See docs/security.md.
+    jwt_account_claim: str = Field(default="sub", min_length=1)
+    jwt_roles_claim: str = Field(default="roles", min_length=1)
+    jwt_role_map: dict[str, str] = Field(default_factory=dict)
     # JWKS keys are fetched again at least this often, so a removed key stops verifying
     # (cached verified tokens included) within this time.
     jwt_jwks_ttl_s: PositiveInt = 300

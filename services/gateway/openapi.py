@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from services.gateway.adapters.auth import ACCOUNT_ID as ACCOUNT_ID_PATTERN
 from shared.contract import FORMATS, KINDS, MAX_QUERY_CHARS, MAX_TOKENS_PER_CALL
 from shared.errors import STATUS_BY_CODE
 
@@ -70,7 +71,7 @@ USAGE: Schema = {
     },
 }
 
-ACCOUNT_ID: Schema = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$"}
+ACCOUNT_ID: Schema = {"type": "string", "pattern": f"^{ACCOUNT_ID_PATTERN.pattern}$"}
 
 COORDINATE_PATTERN = r"^[+-]?(\d{1,3}(\.\d{1,15})?|\.\d{1,15})$"
 
@@ -171,6 +172,10 @@ def admin_errors() -> dict[str, Schema]:
     return {**COMMON_ERRORS, "403": error("The token lacks the 'admin' role")}
 
 
+def own_account_errors() -> dict[str, Schema]:
+    return {**COMMON_ERRORS, "403": error("No account for this token")}
+
+
 def document() -> Schema:
     bearer: list[dict[str, list[str]]] = [{"bearer": []}]
     meme_get = {
@@ -217,8 +222,25 @@ def document() -> Schema:
                                 }
                             },
                         },
-                        **COMMON_ERRORS,
-                        "403": error("No account for this token"),
+                        **own_account_errors(),
+                    },
+                }
+            },
+            "/v1/tokens": {
+                "get": {
+                    "operationId": "getOwnTokens",
+                    "summary": "The caller's balance",
+                    "security": bearer,
+                    "responses": {
+                        "200": {
+                            "description": "The live balance",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Tokens"}
+                                }
+                            },
+                        },
+                        **own_account_errors(),
                     },
                 }
             },
@@ -386,6 +408,11 @@ def document() -> Schema:
                         "roles": {"type": "array", "items": {"type": "string"}},
                         "usage": {"$ref": "#/components/schemas/Usage"},
                     },
+                },
+                "Tokens": {
+                    "type": "object",
+                    "required": ["tokens"],
+                    "properties": {"tokens": {"type": "integer"}},
                 },
                 "NewAccount": {
                     "type": "object",

@@ -51,7 +51,7 @@ def tokens_field(body: dict[str, Any], field: str, minimum: int) -> int:
 def account_id(raw: Any) -> str:
     if not isinstance(raw, str) or not ACCOUNT_ID.fullmatch(raw):
         raise ApiError(
-            "invalid_params", "id: 1-64 characters of letters, digits and _ . : @ -", field="id"
+            "invalid_params", "id: 1-64 characters of letters, digits and _ . : @ | -", field="id"
         )
     return raw
 
