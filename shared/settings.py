@@ -65,10 +65,13 @@ class Settings(BaseSettings):
     shards: PositiveInt = 64
     price_text: PositiveInt = 1
     price_ai: PositiveInt = 2
+    # Per account, by role (the most generous of the caller's roles applies; `default`
+    # is everyone's). The defaults admit the reference load script, 200 clients on one
+    # token at ~190/s starting at once, with room to spare; see docs/security.md.
     rate_limits: dict[str, RateLimit] = Field(
         default_factory=lambda: {
-            "default": RateLimit(rate=50, burst=100),
-            "ai": RateLimit(rate=100, burst=200),
+            "default": RateLimit(rate=250, burst=500),
+            "ai": RateLimit(rate=300, burst=600),
         }
     )
     idempotency_ttl_s: PositiveInt = 7 * 24 * 3600
