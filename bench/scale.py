@@ -26,7 +26,6 @@ from pymongo.asynchronous.database import AsyncDatabase
 from bench import accounts, metrics, procstat
 from bench.load import Wrk, meme_paths, write_requests
 from bench.stack import BenchStack, as_env
-from services.gateway.adapters.auth import issue_dev_token
 from services.ledger.adapters.mongo import LedgerStore, journal_entry
 from shared.accounts import new_account
 from shared.events import Event
@@ -118,7 +117,7 @@ class Scale:
         self.seeded = 0
 
     def token(self, n: int) -> str:
-        return issue_dev_token(self.settings, account_id(n), [], accounts.TOKEN_TTL_S)
+        return accounts.tokens(self.settings, [account_id(n)], [])[0]
 
     def store_cpu_s(self) -> float:
         pids = self.stack.pids()

@@ -26,6 +26,12 @@ class RateLimit(BaseModel):
     burst: PositiveInt
 
 
+DEFAULT_RATE_LIMITS = {
+    "default": RateLimit(rate=250, burst=500),
+    "ai": RateLimit(rate=300, burst=600),
+}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MAAS_", frozen=True, extra="ignore", populate_by_name=True
@@ -68,12 +74,7 @@ class Settings(BaseSettings):
     # Per account, by role (the most generous of the caller's roles applies; `default`
     # is everyone's). The defaults admit the reference load script, 200 clients on one
     # token at ~190/s starting at once, with room to spare; see docs/security.md.
-    rate_limits: dict[str, RateLimit] = Field(
-        default_factory=lambda: {
-            "default": RateLimit(rate=250, burst=500),
-            "ai": RateLimit(rate=300, burst=600),
-        }
-    )
+    rate_limits: dict[str, RateLimit] = Field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
     idempotency_ttl_s: PositiveInt = 7 * 24 * 3600
 
     # Gateway.

@@ -20,7 +20,11 @@ REFERENCE_CLAIMS = {
     "jwt_role_map": {"GenerateLlmMeme": "ai", "ManageAccounts": "admin"},
 }
 USER = "65a1f0c2e4b0a1b2c3d4e5f6"
-LOAD_SCRIPT_BODY = {"lat": 40.730610, "lng": -73.935242, "query": "generate an image with 1000 shoes"}
+LOAD_SCRIPT_BODY = {
+    "lat": 40.730610,
+    "lng": -73.935242,
+    "query": "generate an image with 1000 shoes",
+}
 VIRTUAL_USERS = 200
 
 
