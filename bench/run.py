@@ -185,17 +185,17 @@ class Bench:
         """EVALSHA of the real charge script on a hydrated account, on keys of its own."""
         log("redis-benchmark EVALSHA charge")
         redis = redis_client(self.settings)
-        account, outbox = "maas:{rb}:acct:rb", "maas:{rb}:bench-outbox"
+        keys = ["maas:{rb}:acct:rb", "maas:{rb}:bench-outbox"]
+        keys += ["maas:{rb}:bench-pending", "maas:{rb}:bench-deadlines"]
         try:
             sha = str(await redis.script_load(lua_script("charge")))
-            await redis.hset(account, mapping={"balance": 10**15, "epoch": 1, "seq": 0})
+            await redis.hset(keys[0], mapping={"balance": 10**15, "epoch": 1, "seq": 0})
             limits = self.settings.rate_limits[BENCH_ROLE]
             command = [
                 "EVALSHA",
                 sha,
-                "2",
-                account,
-                outbox,
+                str(len(keys)),
+                *keys,
                 "rb",
                 "1",
                 str(limits.rate),
@@ -203,6 +203,7 @@ class Bench:
                 "ev-__rand_int__",
                 "meme:text",
                 "rq-__rand_int__",
+                str(round(1000 * self.settings.refundable_after_s("text"))),
             ]
             port = self.settings.redis_port
             n = self.profile.redis_requests
@@ -210,7 +211,7 @@ class Bench:
                 self.measured, lambda: redis_benchmark(port, n, REDIS_CLIENTS, command)
             )
         finally:
-            await redis.delete(account, outbox)
+            await redis.delete(*keys)
             await redis.aclose()
         self.scenarios.append(
             {"name": "redis", "what": "EVALSHA charge.lua", **result, "processes": usage}

@@ -39,6 +39,8 @@ async def admin(request: web.Request) -> Principal:
 
 def tokens_field(body: dict[str, Any], field: str, minimum: int) -> int:
     value = body.get(field)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON Schema's integers include 5.0
     if type(value) is not int or not minimum <= value <= MAX_TOKENS_PER_CALL:
         raise ApiError(
             "invalid_params",
