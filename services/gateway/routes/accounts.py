@@ -14,6 +14,7 @@ from services.gateway.adapters.auth import ACCOUNT_ID, Principal
 from services.gateway.adapters.tokens import Status, UnknownAccount
 from services.gateway.deps import DEPS, Gateway
 from services.gateway.domain.pricing import ADMIN_ROLE
+from services.gateway.routes.tokens import caller_live
 from shared.accounts import AccountExists, empty_usage
 from shared.contract import MAX_BALANCE, MAX_TOKENS_PER_CALL
 from shared.errors import ApiError
@@ -70,12 +71,7 @@ def usage_of(doc: dict[str, Any]) -> dict[str, Any]:
 
 async def get_own_account(request: web.Request) -> web.Response:
     """Served from Redis alone: the live balance and usage, one round trip."""
-    deps = request.app[DEPS]
-    principal = await deps.auth.authenticate(request.headers.get("Authorization"))
-    try:
-        live = await deps.bank.live(principal.account)
-    except UnknownAccount:
-        raise ApiError("unknown_account", "no account for this token") from None
+    principal, live = await caller_live(request)
     return json_response(
         {
             "id": principal.account,
