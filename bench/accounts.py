@@ -6,6 +6,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 
+from bench.stack import BENCH_ROLE
 from services.gateway.adapters.tokens import TokenBank
 from shared.accounts import AccountStore
 from shared.auth import issue_dev_token
@@ -47,7 +48,8 @@ async def _each(settings: Settings, ids: list[str], concurrency: int, create: bo
 
 
 def tokens(settings: Settings, ids: list[str], roles: list[str]) -> list[str]:
-    return [issue_dev_token(settings, a, roles, TOKEN_TTL_S) for a in ids]
+    """Tokens for the load: out of reach of the rate limits (see `BENCH_ROLE`)."""
+    return [issue_dev_token(settings, a, [*roles, BENCH_ROLE], TOKEN_TTL_S) for a in ids]
 
 
 @dataclass(frozen=True)

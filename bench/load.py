@@ -110,8 +110,9 @@ class WrkResult:
         }
 
 
-def write_requests(path: Path, lines: list[tuple[str, str]]) -> Path:
-    path.write_text("".join(f"{p}\t{token}\n" for p, token in lines))
+def write_requests(path: Path, lines: list[tuple[str, ...]]) -> Path:
+    """One request a line: path, bearer token and, for a POST, its JSON body."""
+    path.write_text("".join("\t".join(line) + "\n" for line in lines))
     return path
 
 
@@ -140,8 +141,12 @@ class Wrk:
         threads: int = 1,
         rate: float = 0.0,
         grace_s: int = 0,
+        think_ms: int = 0,
     ) -> None:
-        """Send for `seconds`; with `grace_s`, then wait that long for the last answers."""
+        """Send for `seconds`; with `grace_s`, then wait that long for the last answers.
+
+        With `think_ms`, each connection waits that long before each request.
+        """
         self.rate = rate
         self.active_s = max(1, round(seconds))
         self.grace_s = grace_s
@@ -163,6 +168,7 @@ class Wrk:
             "BENCH_RATE": str(rate),
             "BENCH_THREADS": str(threads),
             "BENCH_STOP_MS": str(self.active_s * 1000 if grace_s else 0),
+            "BENCH_THINK_MS": str(think_ms),
         }
         self.process: subprocess.Popen[bytes] | None = None
         self.out = tempfile.TemporaryFile()  # noqa: SIM115 - closed in wait()

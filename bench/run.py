@@ -29,10 +29,11 @@ import orjson
 
 from bench import accounts, metrics, procstat
 from bench.load import Wrk, WrkResult, meme_paths, redis_benchmark, run_wrk, write_requests
-from bench.report import render
+from bench.report import errors, render
 from bench.scale import run_scale
-from bench.stack import BenchStack
+from bench.stack import BENCH_ROLE, BenchStack
 from services.gateway.adapters.tokens import lua_script
+from shared.auth import issue_dev_token
 from shared.settings import Settings
 from shared.stores import redis_client
 
@@ -43,6 +44,11 @@ GRACE_S = 2
 AI_GRACE_S = 5
 LEDGER_COUNTS = (1, 3)
 LEDGER_BACKLOG_RATE = 1500
+# The reference implementation's k6 script: 200 virtual users share one token without the
+# AI permission, each posts this body and sleeps 1 s, for 15 s.
+REFERENCE_USERS = 200
+REFERENCE_THINK_MS = 1000
+REFERENCE_BODY = {"lat": 40.730610, "lng": -73.935242, "query": "generate an image with 1000 shoes"}
 T = TypeVar("T")
 
 
@@ -60,10 +66,11 @@ class Profile:
     redis_requests: int
     drain_timeout_s: int
     final_drain_timeout_s: int
+    reference_s: int
 
 
-FULL = Profile(1000, 100, 20_000, 15, 15, 5, 30, 20, 30, 300_000, 15, 180)
-QUICK = Profile(200, 50, 5_000, 5, 5, 2, 5, 3, 5, 50_000, 5, 90)
+FULL = Profile(1000, 100, 20_000, 15, 15, 5, 30, 20, 30, 300_000, 15, 180, 15)
+QUICK = Profile(200, 50, 5_000, 5, 5, 2, 5, 3, 5, 50_000, 5, 90, 10)
 
 
 def log(message: str) -> None:
@@ -143,6 +150,26 @@ class Bench:
 
     # -- scenarios ------------------------------------------------------------------
 
+    async def reference(self) -> None:
+        """The reference load script under the product's default limits (a token, no role)."""
+        token = issue_dev_token(self.settings, self.text_ids[0], [], accounts.TOKEN_TTL_S)
+        body = orjson.dumps(REFERENCE_BODY).decode()
+        requests = write_requests(self.work / "reference.txt", [("/v1/meme", token, body)])
+        load = Wrk(
+            self.stack.url("gateway"),
+            requests,
+            self.profile.reference_s,
+            REFERENCE_USERS,
+            grace_s=GRACE_S,
+            think_ms=REFERENCE_THINK_MS,
+        )
+        await self.pipeline(
+            "reference",
+            f"POST /v1/meme, {REFERENCE_USERS} clients on one token, "
+            f"{REFERENCE_THINK_MS} ms think time",
+            [load],
+        )
+
     async def hello(self) -> None:
         log("bare aiohttp hello")
         result, usage, _ = await asyncio.to_thread(
@@ -157,17 +184,17 @@ class Bench:
         """EVALSHA of the real charge script on a hydrated account, on keys of its own."""
         log("redis-benchmark EVALSHA charge")
         redis = redis_client(self.settings)
-        account, outbox = "maas:{rb}:acct:rb", "maas:{rb}:bench-outbox"
+        keys = ["maas:{rb}:acct:rb", "maas:{rb}:bench-outbox"]
+        keys += ["maas:{rb}:bench-pending", "maas:{rb}:bench-deadlines"]
         try:
             sha = str(await redis.script_load(lua_script("charge")))
-            await redis.hset(account, mapping={"balance": 10**15, "epoch": 1, "seq": 0})
-            limits = self.settings.rate_limits["default"]
+            await redis.hset(keys[0], mapping={"balance": 10**15, "epoch": 1, "seq": 0})
+            limits = self.settings.rate_limits[BENCH_ROLE]
             command = [
                 "EVALSHA",
                 sha,
-                "2",
-                account,
-                outbox,
+                str(len(keys)),
+                *keys,
                 "rb",
                 "1",
                 str(limits.rate),
@@ -175,6 +202,7 @@ class Bench:
                 "ev-__rand_int__",
                 "meme:text",
                 "rq-__rand_int__",
+                str(round(1000 * self.settings.refundable_after_s("text"))),
             ]
             port = self.settings.redis_port
             n = self.profile.redis_requests
@@ -182,7 +210,7 @@ class Bench:
                 self.measured, lambda: redis_benchmark(port, n, REDIS_CLIENTS, command)
             )
         finally:
-            await redis.delete(account, outbox)
+            await redis.delete(*keys)
             await redis.aclose()
         self.scenarios.append(
             {"name": "redis", "what": "EVALSHA charge.lua", **result, "processes": usage}
@@ -415,7 +443,9 @@ def targets(
     scenarios: list[dict[str, Any]], final: dict[str, Any], scale: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """Each target of the issue with the measured figure; never adjusted to pass."""
-    full, hello, metered = (find(scenarios, n) for n in ("full", "hello", "metered"))
+    full, hello, metered, reference = (
+        find(scenarios, n) for n in ("full", "hello", "metered", "reference")
+    )
     fixed = find(scenarios, "fixed-3000")
     charging = [s for s in scenarios if "books" in s]
     unexpected = sum(
@@ -446,6 +476,13 @@ def targets(
             fixed["latency_ms"]["p99"] <= 50 and achieved >= 0.95,
         ),
         ("errors other than 402/429", str(unexpected), "0", unexpected == 0),
+        (
+            "reference load script on one token (errors, p50 / p99)",
+            f"{errors(reference)}; {reference['rps']:.0f} req/s, "
+            f"{reference['latency_ms']['p50']:.1f} / {reference['latency_ms']['p99']:.1f} ms",
+            "no errors, ~190 req/s",
+            not reference["errors"],
+        ),
         (
             "metered path / hello ceiling",
             f"{metered['rps']:.0f} / {hello['rps']:.0f} = {metered['rps'] / hello['rps']:.2f}",
@@ -533,6 +570,7 @@ async def run(profile: Profile, workers: int, quick: bool) -> int:
         await bench.hello()
         await bench.redis()
         await bench.metered()
+        await bench.reference()
         await bench.memes()
         final = await bench.final_books()
     except BaseException:

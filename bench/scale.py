@@ -28,7 +28,6 @@ from bench.load import Wrk, meme_paths, write_requests
 from bench.stack import BenchStack
 from services.ledger.adapters.mongo import LedgerStore, journal_entry
 from shared.accounts import new_account
-from shared.auth import issue_dev_token
 from shared.events import Event
 from shared.settings import to_environment
 from shared.stores import MongoDoc, mongo_client
@@ -119,7 +118,7 @@ class Scale:
         self.seeded = 0
 
     def token(self, n: int) -> str:
-        return issue_dev_token(self.settings, account_id(n), [], accounts.TOKEN_TTL_S)
+        return accounts.tokens(self.settings, [account_id(n)], [])[0]
 
     def store_cpu_s(self) -> float:
         pids = self.stack.pids()

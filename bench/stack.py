@@ -28,11 +28,16 @@ from infra.local.stack import (
     store_servers,
     tcp_answers,
 )
-from shared.settings import Settings, to_environment
+from shared.settings import DEFAULT_RATE_LIMITS, Settings, to_environment
 from shared.sqs import provision_queues, sqs_client
 
-# Limiting is the product's business, not the bench's: every bucket is out of reach.
-UNLIMITED = {"default": {"rate": 1_000_000_000, "burst": 1_000_000_000}}
+# Limiting is the product's business, not the bench's: the load's tokens carry a role
+# whose bucket is out of reach. The product's own limits stay, for the reference scenario.
+BENCH_ROLE = "bench"
+RATE_LIMITS = {
+    **{role: limit.model_dump() for role, limit in DEFAULT_RATE_LIMITS.items()},
+    BENCH_ROLE: {"rate": 1_000_000_000, "burst": 1_000_000_000},
+}
 FAKE_AI_DELAY_S = 0.5
 
 
@@ -65,7 +70,7 @@ class BenchStack:
             "meme_port": free_port(),
             "ledger_port": free_port(),
             "gateway_workers": self.workers,
-            "rate_limits": UNLIMITED,
+            "rate_limits": RATE_LIMITS,
             "openai_base_url": f"http://127.0.0.1:{self.fake_ai_port}/v1",
             "openai_api_key": "bench-not-a-secret",
         }

@@ -21,11 +21,13 @@ import jwt
 import orjson
 from prometheus_client import Counter
 
+from shared.claims import ClaimsError, ClaimsMapping
 from shared.errors import ApiError
 from shared.settings import Settings
 from shared.web import read_bounded
 
-ACCOUNT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}")
+# `|` for Auth0's subjects (`auth0|64f1...`); 24 hex digits for the reference's ObjectIds.
+ACCOUNT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@|-]{0,63}")
 ASYMMETRIC = {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512"}
 CACHE_LIMIT = 100_000
 MAX_JWKS_BYTES = 1 << 20
@@ -136,6 +138,7 @@ class Authenticator:
         self.leeway = settings.jwt_leeway_s
         self.issuer = settings.jwt_issuer
         self.audience = settings.jwt_audience
+        self.claims = claims_mapping(settings)
         self._cache: dict[str, Principal] = {}
         self.keys: KeySet | None = None
         self._secret = ""
@@ -188,7 +191,7 @@ class Authenticator:
                 issuer=self.issuer,
                 audience=self.audience,
                 options={
-                    "require": ["exp", "sub"],
+                    "require": ["exp"],
                     "verify_aud": self.audience is not None,
                     "verify_iss": self.issuer is not None,
                 },
@@ -197,18 +200,26 @@ class Authenticator:
             raise unauthorized("token expired") from None
         except (jwt.PyJWTError, ValueError):
             raise unauthorized("invalid token") from None
-        account, roles = claims.get("sub"), claims.get("roles", [])
-        if not isinstance(account, str) or not ACCOUNT_ID.fullmatch(account):
-            raise unauthorized("token subject is not a valid account id")
-        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-            raise unauthorized("token roles must be a list of strings")
-        return Principal(account, frozenset(roles), float(claims["exp"]), key_id)
+        try:
+            account, roles = self.claims.account(claims), self.claims.roles(claims)
+        except ClaimsError as exc:
+            raise unauthorized(str(exc)) from None
+        if not ACCOUNT_ID.fullmatch(account):
+            raise unauthorized(f"token claim {self.claims.account_claim!r} is not an account id")
+        return Principal(account, roles, float(claims["exp"]), key_id)
+
+
+def claims_mapping(settings: Settings) -> ClaimsMapping:
+    return ClaimsMapping(
+        settings.jwt_account_claim, settings.jwt_roles_claim, dict(settings.jwt_role_map)
+    )
 
 
 def issue_dev_token(settings: Settings, account: str, roles: list[str], ttl_s: int) -> str:
     """Sign a token with the local secret, for `maas token`, demos and tests."""
     now = int(time.time())
-    claims: dict[str, object] = {"sub": account, "roles": roles, "iat": now, "exp": now + ttl_s}
+    claims = claims_mapping(settings).claims_for(account, roles)
+    claims.update(iat=now, exp=now + ttl_s)
     if settings.jwt_issuer:
         claims["iss"] = settings.jwt_issuer
     if settings.jwt_audience:

@@ -20,6 +20,19 @@ Service = Literal["gateway", "meme", "ledger"]
 
 MIN_SECRET_BYTES = 32
 LOCALSTACK_KEYS = ("test", "test")
+# Names, addresses and numbers that users edit or providers recycle.
+REASSIGNABLE_CLAIMS = frozenset(
+    {
+        "email",
+        "preferred_username",
+        "username",
+        "cognito:username",
+        "name",
+        "nickname",
+        "upn",
+        "phone_number",
+    }
+)
 EXIT_UNSAFE = 78  # EX_CONFIG: a configuration error, not a crash to restart quickly
 
 
@@ -58,7 +71,23 @@ def url_problem(field: str, url: str | None) -> str | None:
     return None
 
 
+def _account_claim_problems(settings: Settings) -> list[str]:
+    """The account claim must be an identifier the provider never gives to someone else."""
+    claim = settings.jwt_account_claim
+    if claim.rsplit(".", 1)[-1].lower() not in REASSIGNABLE_CLAIMS:
+        return []
+    return [
+        f"{_env('jwt_account_claim')} is {claim!r}, which a user can change or the provider "
+        "can give to someone else (who would inherit the account and its tokens): use an "
+        "immutable id such as 'sub'"
+    ]
+
+
 def _jwt_problems(settings: Settings) -> list[str]:
+    return _account_claim_problems(settings) + _signing_problems(settings)
+
+
+def _signing_problems(settings: Settings) -> list[str]:
     if settings.jwt_jwks_url:
         problem = url_problem("jwt_jwks_url", settings.jwt_jwks_url)
         return [problem] if problem else []

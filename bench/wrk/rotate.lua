@@ -1,11 +1,14 @@
--- Rotates requests from a generated file (one "path<TAB>bearer token" per line), counts
--- statuses and the X-Tokens-Charged header per thread, and prints one JSON line at the end.
+-- Rotates requests from a generated file (one "path<TAB>bearer token[<TAB>JSON body]" per
+-- line; a body makes it a POST), counts statuses and the X-Tokens-Charged header per thread,
+-- and prints one JSON line at the end.
 --
 -- Environment:
 --   BENCH_REQUESTS  the request file (required)
 --   BENCH_RATE      total target requests/s; 0 or unset = as fast as possible
 --   BENCH_THREADS   the -t value, to split the rate between threads
 --   BENCH_STOP_MS   stop sending new requests this long after start; 0 = never
+--   BENCH_THINK_MS  each connection waits this long before each request, like a user who
+--                   reads the answer (k6's sleep); 0 or unset = no wait
 --
 -- Why a stop: wrk ends a run by closing its connections, dropping the answers still in
 -- flight, yet the gateway charged for them. For the exact accounting check, the script
@@ -52,12 +55,17 @@ charged = 0
 function init(args)
   local file = assert(io.open(os.getenv("BENCH_REQUESTS"), "r"))
   for line in file:lines() do
-    local path, token = line:match("^([^\t]*)\t?(.*)$")
+    local path, token, body = line:match("^([^\t]*)\t?([^\t]*)\t?(.*)$")
     local headers = {}
     if token and token ~= "" then
       headers["Authorization"] = "Bearer " .. token
     end
-    table.insert(requests, wrk.format("GET", path, headers))
+    if body and body ~= "" then
+      headers["Content-Type"] = "application/json"
+      table.insert(requests, wrk.format("POST", path, headers, body))
+    else
+      table.insert(requests, wrk.format("GET", path, headers))
+    end
   end
   file:close()
   index = (id * 7919) % #requests + 1
@@ -83,11 +91,15 @@ end
 
 local paced = (tonumber(os.getenv("BENCH_RATE") or "0") or 0) > 0
 local stops = (tonumber(os.getenv("BENCH_STOP_MS") or "0") or 0) > 0
-if paced or stops then
+local think_ms = tonumber(os.getenv("BENCH_THINK_MS") or "0") or 0
+if paced or stops or think_ms > 0 then
   function delay()
     local now = now_ms()
     if now >= stop_at then
       return FOREVER_MS
+    end
+    if think_ms > 0 then
+      return think_ms
     end
     if next_slot < now then
       next_slot = now

@@ -5,9 +5,15 @@ three services as plain processes on loopback, with data, logs and PID files und
     python -m infra.local.stack run      # the same in the foreground; Ctrl-C stops all
     python -m infra.local.stack down     # stop everything this stack started
     python -m infra.local.stack status
+    python -m infra.local.stack --run-dir DIR up   # another stack's data, logs and pids
 
 Ports come from the settings module (MAAS_REDIS_URL, MAAS_GATEWAY_PORT, ...). The
 tests start the same servers through `start()` on free ports.
+
+A server counts as running when its recorded process is neither gone nor a zombie (PID 1
+may never reap it) and it answers its health check; `up` starts again whatever does not,
+and leaves the rest alone. `run` stops everything on Ctrl-C even when its stdout reader
+(`make run | tee`) died first.
 """
 
 from __future__ import annotations
@@ -38,6 +44,13 @@ FERRETDB = ROOT / ".ferretdb" / "ferretdb"
 POSTGRES_USER = "postgres"
 LOCALSTACK_PYTHON = ROOT / ".venv-localstack" / "bin" / "python"
 DEMO_ACCOUNTS = (("demo", 100, ["ai"]), ("demo-admin", 1000, ["admin", "ai"]))
+DEAD_STATES = ("Z", "X")  # zombie, dead
+# Stopped in this order, each group in parallel: the services, then what they use.
+STOP_ORDER = (
+    ("gateway", "ledger", "meme"),
+    ("ferretdb", "localstack", "redis", "redis-cache"),
+    ("postgres",),
+)
 
 
 @dataclass
@@ -300,18 +313,43 @@ def tail(log: Path, lines: int = 30) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
 
 
+def process_stat(pid: int) -> tuple[str, int] | None:
+    """A process's state letter and process group, from /proc; None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may hold spaces
+    return fields[0], int(fields[2])
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie: a killed process whose parent does not reap it (PID 1
+    here does not) stays a zombie, which `kill -0` reports as alive."""
+    stat = process_stat(pid)
+    return stat is not None and stat[0] not in DEAD_STATES
+
+
+def group_running(pgid: int) -> bool:
+    """Any live process in the group (a server's workers outlive their leader)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = process_stat(int(entry.name))
+            if stat is not None and stat[1] == pgid and stat[0] not in DEAD_STATES:
+                return True
+    return False
+
+
 def stop_pid(pid: int, timeout_s: float = 15) -> None:
     """SIGTERM the process group, then SIGKILL what is left after the timeout."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            break
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
+        if not group_running(pid):
+            break
         time.sleep(0.05)
     else:
         with contextlib.suppress(ProcessLookupError):
@@ -367,64 +405,66 @@ def seed(settings: Settings) -> dict[str, str]:
     return tokens
 
 
-def pidfile(name: str) -> Path:
-    return RUN_DIR / "pids" / f"{name}.pid"
+def pidfile(run_dir: Path, name: str) -> Path:
+    return run_dir / "pids" / f"{name}.pid"
 
 
-def alive(name: str) -> int | None:
+def recorded_pid(run_dir: Path, name: str) -> int | None:
+    """The pid this stack recorded for `name`, if that process still runs."""
     try:
-        pid = int(pidfile(name).read_text())
-        os.kill(pid, 0)
+        pid = int(pidfile(run_dir, name).read_text())
     except (OSError, ValueError):
         return None
-    return pid
+    return pid if running(pid) else None
 
 
-def up(settings: Settings) -> list[Running]:
-    """Start what is not running yet, provision the queues, seed the demo accounts."""
-    (RUN_DIR / "pids").mkdir(parents=True, exist_ok=True)
+def up(settings: Settings, run_dir: Path, started: list[Running]) -> None:
+    """Start what is not running yet, provision the queues, seed the demo accounts.
+
+    What this call starts is appended to `started` as it goes, so a caller that fails
+    half-way stops those and nothing that was running before.
+    """
+    (run_dir / "pids").mkdir(parents=True, exist_ok=True)
+
+    def start_once(server: Server) -> None:
+        pid = recorded_pid(run_dir, server.name)
+        if pid is not None and server.ready():
+            return
+        if pid is not None:  # alive but not answering: replace it
+            stop_pid(pid)
+        running = start(server, run_dir)
+        started.append(running)
+        pidfile(run_dir, server.name).write_text(str(running.process.pid))
+
+    def start_in_order(servers: list[Server]) -> None:
+        for server in servers:
+            start_once(server)
+
     with ThreadPoolExecutor(max_workers=4) as pool:
-        groups = pool.map(_start_in_order, backends(settings, RUN_DIR))
-        started = [running for group in groups for running in group]
+        list(pool.map(start_in_order, backends(settings, run_dir)))
         asyncio.run(provision(settings))
-        started += pool.map(_start_once, services(settings))
-    return [running for running in started if running is not None]
+        list(pool.map(start_once, services(settings)))
 
 
-def _start_in_order(servers: list[Server]) -> list[Running | None]:
-    return [_start_once(server) for server in servers]
-
-
-def _start_once(server: Server) -> Running | None:
-    if alive(server.name):
-        return None
-    running = start(server, RUN_DIR)
-    pidfile(server.name).write_text(str(running.process.pid))
-    return running
-
-
-def down() -> None:
-    """Stop the services, then the backends they use; each group in parallel."""
-    for group in (
-        ("gateway", "ledger", "meme"),
-        ("ferretdb", "localstack", "redis", "redis-cache"),
-        ("postgres",),
-    ):
-        pids = [pid for pid in map(alive, group) if pid]
+def stop(run_dir: Path, names: set[str] | None = None) -> None:
+    """Stop the servers named (all by default): services first, then the backends."""
+    for group in STOP_ORDER:
+        chosen = [name for name in group if names is None or name in names]
+        pids = [pid for name in chosen if (pid := recorded_pid(run_dir, name))]
         with ThreadPoolExecutor(max_workers=len(group)) as pool:
             list(pool.map(stop_pid, pids))
-        for name in group:
-            pidfile(name).unlink(missing_ok=True)
+        for name in chosen:
+            pidfile(run_dir, name).unlink(missing_ok=True)
 
 
-def banner(settings: Settings, tokens: dict[str, str]) -> str:
+def banner(settings: Settings, run_dir: Path, tokens: dict[str, str]) -> str:
     base = f"http://127.0.0.1:{settings.gateway_port}"
     return "\n".join(
         [
             "",
             f"MaaS is up: gateway {base}, meme :{settings.meme_port}, "
             f"ledger :{settings.ledger_port}",
-            f"Logs: {RUN_DIR / 'logs'}/   Stop: make down (or Ctrl-C under make run)",
+            f"Logs: {run_dir / 'logs'}/   Stop: make down (or Ctrl-C under make run)",
             "",
             "A meme about food in Long Island City (demo starts with 100 tokens):",
             f"  curl -s '{base}/memes?lat=40.730610&lon=-73.935242&query=food' \\",
@@ -442,46 +482,63 @@ def banner(settings: Settings, tokens: dict[str, str]) -> str:
     )
 
 
-def status() -> Iterator[str]:
-    names = ("redis", "redis-cache", "localstack", "postgres", "ferretdb", "meme", "ledger")
-    for name in (*names, "gateway"):
-        pid = alive(name)
+def status(run_dir: Path) -> Iterator[str]:
+    for name in reversed([name for group in STOP_ORDER for name in group]):
+        pid = recorded_pid(run_dir, name)
         yield f"{name:<11} {'running, pid ' + str(pid) if pid else 'stopped'}"
+
+
+def say(text: str) -> None:
+    """Print to stdout, or to stderr once stdout is gone (`make run | tee` and Ctrl-C
+    kill tee first); never raise, so stopping the stack never depends on a reader."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            print(text, file=stream, flush=True)
+            return
+        except (BrokenPipeError, ValueError, OSError):
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+
+
+def until_signalled() -> None:
+    """Block until SIGINT or SIGTERM."""
+    stopped = asyncio.Event()
+
+    async def wait() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopped.set)
+        await stopped.wait()
+
+    asyncio.run(wait())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="stack", description=__doc__)
     parser.add_argument("command", choices=["up", "run", "down", "status"])
-    command = parser.parse_args().command
-    settings = Settings()
-    if command == "down":
-        down()
-    elif command == "status":
-        print("\n".join(status()))
-    else:
+    parser.add_argument("--run-dir", type=Path, default=RUN_DIR, help="data, logs and pids")
+    args = parser.parse_args()
+    settings, run_dir = Settings(), args.run_dir.resolve()
+    if args.command == "down":
+        stop(run_dir)
+        return
+    if args.command == "status":
+        print("\n".join(status(run_dir)))
+        return
+    started: list[Running] = []
+    try:
+        up(settings, run_dir, started)
+        say(banner(settings, run_dir, seed(settings)))
+    except BaseException:
+        stop(run_dir, {running.server.name for running in started})
+        raise
+    if args.command == "run":
         try:
-            up(settings)
-            print(banner(settings, seed(settings)), flush=True)
-        except BaseException:
-            down()
-            raise
-        if command == "run":
-            stopped = asyncio.Event()
-
-            def wait() -> None:
-                loop = asyncio.get_running_loop()
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    loop.add_signal_handler(sig, stopped.set)
-
-            async def until_stopped() -> None:
-                wait()
-                await stopped.wait()
-
-            try:
-                asyncio.run(until_stopped())
-            finally:
-                print("stopping...", flush=True)
-                down()
+            until_signalled()
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut it short
+            say("stopping...")
+            stop(run_dir)
 
 
 if __name__ == "__main__":

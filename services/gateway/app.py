@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from services.gateway.routes import accounts, memes, ops
+from services.gateway.routes import accounts, memes, ops, tokens
 from services.gateway.routes.context import add_request_id_header, request_id_middleware
 from shared.metrics import http_metrics_middleware
 from shared.web import BODY_TIMEOUT_S, error_middleware, healthz, metrics_handler
@@ -22,6 +22,7 @@ def create_app(max_body_bytes: int, body_timeout_s: float) -> web.Application:
     app.router.add_post("/v1/meme", memes.post_meme)
     app.router.add_post("/v1/memes", memes.post_meme)
     app.router.add_get("/v1/account", accounts.get_own_account)
+    app.router.add_get("/v1/tokens", tokens.get_own_tokens)
     app.router.add_post("/v1/accounts", accounts.create_account)
     app.router.add_get("/v1/accounts/{account}", accounts.get_account)
     app.router.add_post("/v1/accounts/{account}/credits", accounts.credit_account)

@@ -11,6 +11,13 @@ from typing import Any
 
 import orjson
 
+from services.gateway.domain.params import (
+    LAT_LIMIT,
+    LON_LIMIT,
+    coordinate_pattern,
+    query_pattern,
+)
+from shared.auth import ACCOUNT_ID as ACCOUNT_ID_PATTERN
 from shared.contract import FORMATS, KINDS, MAX_QUERY_CHARS, MAX_TOKENS_PER_CALL
 from shared.errors import STATUS_BY_CODE
 
@@ -70,30 +77,47 @@ USAGE: Schema = {
     },
 }
 
-ACCOUNT_ID: Schema = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$"}
+ACCOUNT_ID: Schema = {"type": "string", "pattern": f"^{ACCOUNT_ID_PATTERN.pattern}$"}
 
-COORDINATE_PATTERN = r"^[+-]?(\d{1,3}(\.\d{1,15})?|\.\d{1,15})$"
+PAIRING = (
+    "Give lat and lon together, or neither: one without the other is a 400 "
+    "(invalid_params). Plain decimals only, up to 15 decimals."
+)
+QUERY: Schema = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_QUERY_CHARS,
+    "pattern": query_pattern(),
+    "description": (
+        f"The topic of the meme: at most {MAX_QUERY_CHARS} characters, not blank; "
+        "surrounding whitespace is trimmed; no control or invisible formatting characters."
+    ),
+}
+
+
+def coordinate_parameter(name: str, what: str, limit: int) -> Schema:
+    return {
+        "name": name,
+        "in": "query",
+        "description": f"{what} in decimal degrees, -{limit}..{limit}. {PAIRING}",
+        "schema": {"type": "string", "pattern": coordinate_pattern(limit)},
+    }
+
+
+def coordinate(what: str, limit: int) -> Schema:
+    return {
+        "type": ["number", "string"],
+        "minimum": -limit,
+        "maximum": limit,
+        "pattern": coordinate_pattern(limit),
+        "description": f"{what} in decimal degrees, -{limit}..{limit}, a number or a string",
+    }
+
 
 MEME_PARAMETERS: list[Schema] = [
-    {
-        "name": "lat",
-        "in": "query",
-        "description": "Latitude in decimal degrees, -90..90; give lat and lon together.",
-        "schema": {"type": "string", "pattern": COORDINATE_PATTERN},
-    },
-    {
-        "name": "lon",
-        "in": "query",
-        "description": "Longitude in decimal degrees, -180..180.",
-        "schema": {"type": "string", "pattern": COORDINATE_PATTERN},
-    },
-    {
-        "name": "query",
-        "in": "query",
-        "required": True,
-        "description": "The topic of the meme.",
-        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS},
-    },
+    coordinate_parameter("lat", "Latitude", LAT_LIMIT),
+    coordinate_parameter("lon", "Longitude", LON_LIMIT),
+    {"name": "query", "in": "query", "required": True, "schema": QUERY},
     {"name": "kind", "in": "query", "schema": {"type": "string", "enum": list(KINDS)}},
     {"name": "format", "in": "query", "schema": {"type": "string", "enum": list(FORMATS)}},
 ]
@@ -101,13 +125,19 @@ MEME_PARAMETERS: list[Schema] = [
 MEME_BODY: Schema = {
     "type": "object",
     "required": ["query"],
+    "description": "lat goes with lon or lng (the reference implementation's name), not both.",
     "properties": {
-        "lat": {"type": ["number", "string", "null"]},
-        "lon": {"type": ["number", "string", "null"]},
-        "lng": {"type": ["number", "string", "null"]},
-        "query": {"type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS},
+        "lat": coordinate("Latitude", LAT_LIMIT),
+        "lon": coordinate("Longitude", LON_LIMIT),
+        "lng": coordinate("Longitude (another name for lon)", LON_LIMIT),
+        "query": QUERY,
         "kind": {"type": "string", "enum": list(KINDS)},
         "format": {"type": "string", "enum": list(FORMATS)},
+    },
+    "dependentRequired": {"lon": ["lat"], "lng": ["lat"]},
+    "dependentSchemas": {
+        "lat": {"anyOf": [{"required": ["lon"]}, {"required": ["lng"]}]},
+        "lon": {"not": {"required": ["lng"]}},
     },
 }
 
@@ -171,6 +201,10 @@ def admin_errors() -> dict[str, Schema]:
     return {**COMMON_ERRORS, "403": error("The token lacks the 'admin' role")}
 
 
+def own_account_errors() -> dict[str, Schema]:
+    return {**COMMON_ERRORS, "403": error("No account for this token")}
+
+
 def document() -> Schema:
     bearer: list[dict[str, list[str]]] = [{"bearer": []}]
     meme_get = {
@@ -217,8 +251,25 @@ def document() -> Schema:
                                 }
                             },
                         },
-                        **COMMON_ERRORS,
-                        "403": error("No account for this token"),
+                        **own_account_errors(),
+                    },
+                }
+            },
+            "/v1/tokens": {
+                "get": {
+                    "operationId": "getOwnTokens",
+                    "summary": "The caller's balance",
+                    "security": bearer,
+                    "responses": {
+                        "200": {
+                            "description": "The live balance",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Tokens"}
+                                }
+                            },
+                        },
+                        **own_account_errors(),
                     },
                 }
             },
@@ -386,6 +437,11 @@ def document() -> Schema:
                         "roles": {"type": "array", "items": {"type": "string"}},
                         "usage": {"$ref": "#/components/schemas/Usage"},
                     },
+                },
+                "Tokens": {
+                    "type": "object",
+                    "required": ["tokens"],
+                    "properties": {"tokens": {"type": "integer"}},
                 },
                 "NewAccount": {
                     "type": "object",

@@ -52,6 +52,17 @@ def test_each_unsafe_gateway_or_ledger_setting_is_named(
     assert problem.startswith(names)
 
 
+@pytest.mark.parametrize("claim", ["email", "preferred_username", "profile.Email", "upn"])
+def test_an_account_claim_that_can_change_hands_is_refused(claim: str) -> None:
+    (problem,) = problems("gateway", jwt_account_claim=claim)
+    assert problem.startswith(f"MAAS_JWT_ACCOUNT_CLAIM is {claim!r}")
+
+
+@pytest.mark.parametrize("claim", ["sub", "user_id", "oid", "custom:account"])
+def test_immutable_account_claims_start(claim: str) -> None:
+    assert problems("gateway", jwt_account_claim=claim) == []
+
+
 def test_a_jwks_url_makes_the_secret_irrelevant() -> None:
     assert problems("gateway", jwt_secret=DEV_JWT_SECRET, jwt_jwks_url="https://idp/jwks") == []
 

@@ -12,6 +12,7 @@ from services.gateway.adapters.credits import fingerprint
 from services.gateway.adapters.tokens import Status, UnknownAccount
 from services.gateway.deps import DEPS, Gateway
 from services.gateway.domain.pricing import ADMIN_ROLE
+from services.gateway.routes.tokens import caller_live
 from shared.accounts import AccountExists, empty_usage
 from shared.auth import ACCOUNT_ID, Principal
 from shared.contract import MAX_BALANCE, MAX_TOKENS_PER_CALL
@@ -38,6 +39,8 @@ async def admin(request: web.Request) -> Principal:
 
 def tokens_field(body: dict[str, Any], field: str, minimum: int) -> int:
     value = body.get(field)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON Schema's integers include 5.0
     if type(value) is not int or not minimum <= value <= MAX_TOKENS_PER_CALL:
         raise ApiError(
             "invalid_params",
@@ -50,7 +53,7 @@ def tokens_field(body: dict[str, Any], field: str, minimum: int) -> int:
 def account_id(raw: Any) -> str:
     if not isinstance(raw, str) or not ACCOUNT_ID.fullmatch(raw):
         raise ApiError(
-            "invalid_params", "id: 1-64 characters of letters, digits and _ . : @ -", field="id"
+            "invalid_params", "id: 1-64 characters of letters, digits and _ . : @ | -", field="id"
         )
     return raw
 
@@ -67,12 +70,7 @@ def usage_of(doc: dict[str, Any]) -> dict[str, Any]:
 
 async def get_own_account(request: web.Request) -> web.Response:
     """Served from Redis alone: the live balance and usage, one round trip."""
-    deps = request.app[DEPS]
-    principal = await deps.auth.authenticate(request.headers.get("Authorization"))
-    try:
-        live = await deps.bank.live(principal.account)
-    except UnknownAccount:
-        raise ApiError("unknown_account", "no account for this token") from None
+    principal, live = await caller_live(request)
     return json_response(
         {
             "id": principal.account,

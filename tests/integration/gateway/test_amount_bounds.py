@@ -56,7 +56,7 @@ async def test_amounts_out_of_range_are_400_and_change_nothing(
 ) -> None:
     stack = shared_stack
     await stack.create_account(http, "bounds-bad", 5)
-    for amount in (0, -1, MAX_TOKENS_PER_CALL + 1, 2**53, 1e3, "10", None, True):
+    for amount in (0, -1, MAX_TOKENS_PER_CALL + 1, 2**53, 1.5, 1e13, "10", None, True):
         status, body = await credit(stack, http, "bounds-bad", amount, f"bad-{amount!s}")
         assert (status, body["error"]["code"]) == (400, "invalid_params"), amount  # type: ignore[index]
     for tokens in (MAX_TOKENS_PER_CALL + 1, -1, 2**63):
@@ -68,3 +68,12 @@ async def test_amounts_out_of_range_are_400_and_change_nothing(
             assert response.status == 400, tokens
     live = await stack.redis_account("bounds-bad")
     assert (live["balance"], live["seq"]) == ("5", "0")
+
+
+async def test_an_integral_json_number_is_an_integer_amount(
+    shared_stack: ServiceStack, http: aiohttp.ClientSession
+) -> None:
+    """JSON Schema's integers include 2.0, and the OpenAPI document says integer."""
+    await shared_stack.create_account(http, "bounds-integral", 1)
+    status, body = await credit(shared_stack, http, "bounds-integral", 2.0, "integral-1")
+    assert (status, body["tokens"]) == (202, 3)

@@ -90,9 +90,10 @@ async def test_a_subject_that_is_not_an_account_id_is_rejected(sub: str) -> None
     await rejected(Authenticator(SETTINGS), token)
 
 
-async def test_roles_must_be_a_list_of_strings() -> None:
+@pytest.mark.parametrize("roles", [1, [1, "admin"], {"admin": "yes"}, [["admin"]]])
+async def test_roles_must_be_names(roles: object) -> None:
     token = jwt.encode(
-        {"sub": "a", "roles": "admin", "exp": int(time.time()) + 60},
+        {"sub": "a", "roles": roles, "exp": int(time.time()) + 60},
         "unit-test-secret-of-at-least-32-bytes",
         algorithm="HS256",
     )
