@@ -74,6 +74,43 @@ def debit_event(account: str, seq: int, epoch: int = 1) -> Event:
     )
 
 
+async def memes_in_flight(
+    stack: ServiceStack,
+    headers: dict[str, str],
+    count: int,
+    after: int,
+    meanwhile: Callable[[], Awaitable[None]],
+) -> list[str]:
+    """`count` concurrent text memes, each with its own request id; once `after` are
+    delivered, `meanwhile` runs (a kill, a freeze) with the rest in flight. Returns the
+    request ids delivered."""
+    delivered: list[str] = []
+    reached = asyncio.Event()
+
+    async def one(client: aiohttp.ClientSession) -> None:
+        request_id = uuid.uuid4().hex
+        try:
+            async with client.get(
+                f"{stack.gateway}/memes",
+                params=PARIS,
+                headers={**headers, "X-Request-ID": request_id},
+            ) as response:
+                if response.status == 200:
+                    assert (await response.json())["id"] == request_id
+                    delivered.append(request_id)
+                    if len(delivered) == after:
+                        reached.set()
+        except (TimeoutError, aiohttp.ClientError):
+            pass
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as client:
+        load = asyncio.gather(*(one(client) for _ in range(count)))
+        await reached.wait()
+        await meanwhile()
+        await load
+    return delivered
+
+
 class StackFactory(Protocol):
     """The `make_stack` fixture: a fresh stack with settings overrides."""
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,7 +17,7 @@ from infra.local.stack import redis_server, start
 from shared.keys import Keys
 from shared.stores import mongo_client
 from tests.fakes.openai_server import FakeOpenAI
-from tests.stack import PARIS, ServiceStack, StackFactory, wait_for
+from tests.stack import PARIS, ServiceStack, StackFactory, memes_in_flight, wait_for
 
 GENEROUS = {"default": {"rate": 100_000, "burst": 100_000}}
 AI = {**PARIS, "kind": "ai"}
@@ -95,34 +94,15 @@ async def test_sigkill_with_200_memes_in_flight_is_settled_by_the_sweeper(
     stack = await make_stack(rate_limits=GENEROUS, meme_timeout_s=1.0, charge_settle_margin_s=1.0)
     await stack.create_account(http, "swept", 1_000)
     headers = stack.auth("swept")
-    delivered: list[str] = []
-    half = asyncio.Event()
-
-    async def one(client: aiohttp.ClientSession) -> None:
-        request_id = uuid.uuid4().hex
-        try:
-            async with client.get(
-                f"{stack.gateway}/memes",
-                params=PARIS,
-                headers={**headers, "X-Request-ID": request_id},
-            ) as response:
-                if response.status == 200:
-                    assert (await response.json())["id"] == request_id
-                    delivered.append(request_id)
-                    if len(delivered) == 100:
-                        half.set()
-        except (TimeoutError, aiohttp.ClientError):
-            pass
-
     meme = stack.processes["meme"].process
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as client:
-        load = asyncio.gather(*(one(client) for _ in range(200)))
-        await half.wait()
+
+    async def freeze_then_kill() -> None:
         meme.send_signal(signal.SIGSTOP)  # the rest wait on a frozen meme service
         await asyncio.sleep(0.3)
         stack.kill("gateway")
         meme.send_signal(signal.SIGCONT)
-        await load
+
+    delivered = await memes_in_flight(stack, headers, 200, 100, freeze_then_kill)
     assert 100 <= len(delivered) < 200
     assert await stack.redis_pending_charges() > 0
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-
 import aiohttp
 
 from shared.stores import mongo_client
-from tests.stack import PARIS, StackFactory, wait_for
+from tests.stack import StackFactory, memes_in_flight, wait_for
 
 GENEROUS = {"default": {"rate": 100_000, "burst": 100_000}}
 
@@ -19,31 +16,11 @@ async def test_sigkill_with_1000_requests_in_flight_loses_and_doubles_nothing(
     stack = await make_stack(rate_limits=GENEROUS, relay_linger_ms=200)
     await stack.create_account(http, "busy", 1_000_000)
     headers = stack.auth("busy")
-    delivered: list[str] = []
-    killed = asyncio.Event()
 
-    async def one(client: aiohttp.ClientSession) -> None:
-        request_id = uuid.uuid4().hex
-        try:
-            async with client.get(
-                f"{stack.gateway}/memes",
-                params=PARIS,
-                headers={**headers, "X-Request-ID": request_id},
-            ) as response:
-                body = await response.json()
-                if response.status == 200:
-                    assert body["id"] == request_id
-                    delivered.append(request_id)
-                    if len(delivered) == 150:
-                        killed.set()
-        except (TimeoutError, aiohttp.ClientError):
-            pass
-
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as client:
-        load = asyncio.gather(*(one(client) for _ in range(1000)))
-        await killed.wait()
+    async def kill() -> None:
         stack.kill("gateway")
-        await load
+
+    delivered = await memes_in_flight(stack, headers, 1000, 150, kill)
     assert 150 <= len(delivered) < 1000
 
     await stack.start("gateway")
