@@ -67,7 +67,7 @@ MJS_DIR="$CACHE/mongo-java-server/$mjs_id"
 if [ ! -f "$MJS_DIR/classes/DurableStore.class" ]; then
   log "mongo-java-server (mvn dependency:copy-dependencies) + DurableStore (javac)"
   rm -rf "$MJS_DIR.tmp"
-  mvn -q -B -f "$MJS_SRC/pom.xml" -Dmaven.repo.local="$CACHE/m2" \
+  mvn -q -B -Dstyle.color=never -f "$MJS_SRC/pom.xml" -Dmaven.repo.local="$CACHE/m2" \
     dependency:copy-dependencies -DoutputDirectory="$MJS_DIR.tmp/lib"
   javac -cp "$MJS_DIR.tmp/lib/*" -d "$MJS_DIR.tmp/classes" "$MJS_SRC/DurableStore.java"
   rm -rf "$MJS_DIR"
