@@ -232,14 +232,16 @@ def ferretdb_server(port: int, data_dir: Path, postgres: str) -> Server:
 
 
 def mongo_java_server(port: int, data_dir: Path) -> Server:
-    """mongo-java-server on an H2 file in `data_dir`, committed after every write."""
+    """mongo-java-server on an H2 file in `data_dir`, committed after every write.
+
+    The serial collector keeps the JVM from starting a GC thread per core on a shared machine.
+    """
     return Server(
         "mongo-java-server",
         port,
         [
             "java",
             "-XX:+UseSerialGC",
-            "-Xss512k",
             "-cp",
             f"{MONGO_JAVA_SERVER / 'classes'}:{MONGO_JAVA_SERVER / 'lib'}/*",
             "DurableStore",
