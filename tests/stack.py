@@ -358,29 +358,41 @@ class ServiceStack:
 
 
 class PrivateStore:
-    """A store (PostgreSQL and FerretDB) of a test's own, with extra PostgreSQL settings."""
+    """A store of a test's own (see `local_store`), with extra PostgreSQL settings."""
 
     def __init__(self, store_dir: Path, *settings: str) -> None:
         self.dir = store_dir / f"private-{uuid.uuid4().hex[:6]}"
         self.port = free_port()
-        self.postgres, self.ferretdb = store_servers(self.port, self.dir, *settings)
+        self.servers = store_servers(self.port, self.dir, *settings)
         self.running: dict[str, Running] = {}
 
     @property
     def url(self) -> str:
         return f"mongodb://127.0.0.1:{self.port}"
 
+    @property
+    def front(self) -> str:
+        """The server clients talk to (FerretDB, or mongo-java-server alone)."""
+        return self.servers[-1].name
+
     def start(self, *names: str) -> None:
-        """Start both servers, PostgreSQL first (or only those named)."""
-        for server in (self.postgres, self.ferretdb):
-            if server.name in (names or (self.postgres.name, self.ferretdb.name)):
+        """Start its servers in order, PostgreSQL first (or only those named)."""
+        for server in self.servers:
+            if not names or server.name in names:
                 self.running[server.name] = start(server, self.dir)
 
     def stop(self, *names: str) -> None:
-        """Stop both servers, FerretDB first (or only those named)."""
-        for name in (self.ferretdb.name, self.postgres.name):
-            if name in (names or self.running) and name in self.running:
-                stop_pid(self.running.pop(name).process.pid)
+        """Stop its servers in reverse order, FerretDB first (or only those named)."""
+        for server in reversed(self.servers):
+            if (not names or server.name in names) and server.name in self.running:
+                stop_pid(self.running.pop(server.name).process.pid)
+
+    def kill(self) -> None:
+        """SIGKILL every process of the store at once, as a crash would."""
+        for name in list(self.running):
+            process = self.running.pop(name).process
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
     @property
     def log(self) -> Path:

@@ -41,6 +41,8 @@ from shared.sqs import provision_queues, sqs_client
 ROOT = Path(__file__).resolve().parents[2]
 RUN_DIR = ROOT / ".run"
 FERRETDB = ROOT / ".ferretdb" / "ferretdb"
+MONGO_JAVA_SERVER = ROOT / ".mongo-java-server"
+LOCAL_STORES = ("ferretdb", "mongo-java-server")
 POSTGRES_USER = "postgres"
 LOCALSTACK_PYTHON = ROOT / ".venv-localstack" / "bin" / "python"
 DEMO_ACCOUNTS = (("demo", 100, ["ai"]), ("demo-admin", 1000, ["admin", "ai"]))
@@ -242,11 +244,47 @@ def ferretdb_server(port: int, data_dir: Path, postgres: str) -> Server:
     )
 
 
-def store_servers(port: int, data_dir: Path, *postgres_settings: str) -> list[Server]:
-    """The MongoDB-compatible store on `port`: PostgreSQL, then FerretDB; start in order.
+def mongo_java_server(port: int, data_dir: Path) -> Server:
+    """mongo-java-server on an H2 file in `data_dir`, committed after every write.
 
-    PostgreSQL listens on a unix socket only, named after `port` too (no TCP port taken).
+    The serial collector keeps the JVM from starting a GC thread per core on a shared machine.
     """
+    return Server(
+        "mongo-java-server",
+        port,
+        [
+            "java",
+            "-XX:+UseSerialGC",
+            "-cp",
+            f"{MONGO_JAVA_SERVER / 'classes'}:{MONGO_JAVA_SERVER / 'lib'}/*",
+            "DurableStore",
+            str(port),
+            str(data_dir / "store.mv.db"),
+        ],
+        ready=lambda: tcp_answers(port),
+    )
+
+
+def local_store() -> str:
+    """Which MongoDB-compatible server the local stack runs: MAAS_LOCAL_STORE, else FerretDB."""
+    name = os.environ.get("MAAS_LOCAL_STORE") or LOCAL_STORES[0]
+    if name not in LOCAL_STORES:
+        raise ValueError(f"MAAS_LOCAL_STORE={name!r}: choose one of {', '.join(LOCAL_STORES)}")
+    return name
+
+
+def store_servers(
+    port: int, data_dir: Path, *postgres_settings: str, store: str = ""
+) -> list[Server]:
+    """The MongoDB-compatible store on `port` (`store`, else `local_store()`); start in order.
+
+    FerretDB: PostgreSQL, then FerretDB. PostgreSQL listens on a unix socket only, named
+    after `port` too (no TCP port taken). mongo-java-server is one process and ignores
+    `postgres_settings`.
+    """
+    if (store or local_store()) == "mongo-java-server":
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return [mongo_java_server(port, data_dir)]
     dirs = {name: data_dir / name for name in ("postgres", "ferretdb")}
     for path in dirs.values():
         path.mkdir(parents=True, exist_ok=True)

@@ -238,9 +238,9 @@ async def test_mongodb_down_for_10_s_loses_nothing(
                 await asyncio.sleep(0.02)
 
         await memes(20)
-        await asyncio.to_thread(private_store.stop, "ferretdb")
+        await asyncio.to_thread(private_store.stop, private_store.front)
         await asyncio.gather(memes(100), asyncio.sleep(10))  # the outage lasts 10 s
-        await asyncio.to_thread(private_store.start, "ferretdb")
+        await asyncio.to_thread(private_store.start, private_store.front)
         await memes(20)
         assert statuses == {200: 140}
         await stack.drained("patient", timeout_s=60)

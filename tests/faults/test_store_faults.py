@@ -44,11 +44,11 @@ async def test_creates_wait_out_a_store_restart_longer_than_server_selection(
     """FerretDB is away for 4 s, longer than one attempt's 3 s wait for a server."""
     stack = await make_stack(mongo_url=private_store.url)
     await stack.create_account(http, "before", 10)
-    await asyncio.to_thread(private_store.stop, "ferretdb")
+    await asyncio.to_thread(private_store.stop, private_store.front)
 
     async def come_back() -> None:
         await asyncio.sleep(4)
-        await asyncio.to_thread(private_store.start, "ferretdb")
+        await asyncio.to_thread(private_store.start, private_store.front)
 
     accounts = [f"during-{n}" for n in range(CONCURRENT)]
     statuses, _ = await asyncio.gather(create_all(stack, http, accounts), come_back())

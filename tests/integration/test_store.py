@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from pymongo import AsyncMongoClient
 
+from infra.local.stack import local_store
 from services.gateway.adapters.credits import CreditLog
 from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.domain.apply import AccountUpdate, Position
@@ -69,6 +70,7 @@ def served_by_index(plans: list[str]) -> Counter[str]:
     return nodes
 
 
+@pytest.mark.skipif(local_store() != "ferretdb", reason="reads PostgreSQL's query plans")
 async def test_every_hot_path_is_answered_from_the_id_index(explained: PrivateStore) -> None:
     client = explained.client()
     db = client[f"plans_{uuid.uuid4().hex[:6]}"]
@@ -155,14 +157,19 @@ async def test_a_filter_on_another_field_sorted_by_id_is_answered(mongo_url: str
         await client.close()
 
 
-async def test_the_store_keeps_its_data_across_a_restart(store_dir: Path) -> None:
+@pytest.mark.parametrize("killed", [False, True], ids=["stopped", "killed"])
+async def test_the_store_keeps_its_data_across_a_restart(store_dir: Path, killed: bool) -> None:
+    """Stopped, or killed with SIGKILL right after the write was acknowledged."""
     store = PrivateStore(store_dir)
     store.start()
     try:
         client = store.client()
         await AccountStore(client["restart"]).create("kept", 42)
         await client.close()
-        store.stop()
+        if killed:
+            store.kill()
+        else:
+            store.stop()
         store.start()
         client = store.client()
         stored = await AccountStore(client["restart"]).get("kept")
