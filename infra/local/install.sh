@@ -61,13 +61,15 @@ if ! "$FERRETDB_DIR/ferretdb" --version 2>/dev/null | grep -q "commit: $build_id
   rm -rf "$build"
 fi
 
-# mongo-java-server with its H2 file backend (MAAS_LOCAL_STORE=mongo-java-server): the jars
-# from Maven Central (infra/local/mongo-java-server/pom.xml, into a repository in the cache)
-# and our launcher compiled beside them, in a directory named after both files' hash.
+# mongo-java-server with its H2 file backend, a measured candidate only installed when asked
+# for (MAAS_LOCAL_STORE=mongo-java-server): the jars from Maven Central
+# (infra/local/mongo-java-server/pom.xml, into a repository in the cache) and our launcher
+# compiled beside them, in a directory named after both files' hash.
 MJS_SRC=infra/local/mongo-java-server
 mjs_id=$(cat "$MJS_SRC/pom.xml" "$MJS_SRC/DurableStore.java" | sha256sum | cut -c1-12)
 MJS_DIR="$CACHE/mongo-java-server/$mjs_id"
-if [ ! -f "$MJS_DIR/classes/DurableStore.class" ]; then
+if [ "${MAAS_LOCAL_STORE:-ferretdb}" = mongo-java-server ] \
+   && [ ! -f "$MJS_DIR/classes/DurableStore.class" ]; then
   log "mongo-java-server (mvn dependency:copy-dependencies) + DurableStore (javac)"
   rm -rf "$MJS_DIR.tmp"
   mvn -q -B -Dstyle.color=never -f "$MJS_SRC/pom.xml" -Dmaven.repo.local="$CACHE/m2" \
@@ -90,5 +92,5 @@ fi
 
 ln -sfn "$CACHE/tools" .tools
 ln -sfn "$FERRETDB_DIR" .ferretdb
-ln -sfn "$MJS_DIR" .mongo-java-server
+if [ -d "$MJS_DIR" ]; then ln -sfn "$MJS_DIR" .mongo-java-server; fi
 ln -sfn "$LOCALSTACK_VENV" .venv-localstack
