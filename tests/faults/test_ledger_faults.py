@@ -202,11 +202,7 @@ async def test_redis_losing_its_data_rehydrates_and_reconcile_shows_the_bounded_
     stack = await make_stack()
     headers = await five_memes_relayed_with_the_ledger_stopped(stack, http, "flushed")
     await stack.flush_redis()
-    remaining = []
-    for _ in range(3):
-        async with http.get(f"{stack.gateway}/memes", params=PARIS, headers=headers) as r:
-            assert r.status == 200
-            remaining.append((await r.json())["tokens_remaining"])
+    remaining = await memes(stack, http, headers, 3)
     assert remaining == [99, 98, 97]  # re-hydrated from MongoDB, which had not seen the 5 yet
 
     await stack.start("ledger")
@@ -353,11 +349,7 @@ async def test_purged_events_then_settle_make_later_events_apply_and_reconcile_c
     )
     assert code == 0, output
     assert "balance 95 -> 100" in output
-    remaining = []
-    for _ in range(3):
-        async with http.get(f"{stack.gateway}/memes", params=PARIS, headers=headers) as r:
-            assert r.status == 200
-            remaining.append((await r.json())["tokens_remaining"])
+    remaining = await memes(stack, http, headers, 3)
     assert remaining == [99, 98, 97]
     await stack.drained("lost")
     stored_after = await stack.mongo_account("lost")
