@@ -28,7 +28,7 @@ from infra.local.stack import (
     store_servers,
     tcp_answers,
 )
-from shared.settings import DEFAULT_RATE_LIMITS, Settings, to_environment
+from shared.settings import DEFAULT_RATE_LIMITS, DEV_ROLE_MAP, Settings, to_environment
 from shared.sqs import provision_queues, sqs_client
 
 # Limiting is the product's business, not the bench's: the load's tokens carry a role
@@ -71,6 +71,7 @@ class BenchStack:
             "ledger_port": free_port(),
             "gateway_workers": self.workers,
             "rate_limits": RATE_LIMITS,
+            "jwt_role_map": {**DEV_ROLE_MAP, BENCH_ROLE: BENCH_ROLE},
             "openai_base_url": f"http://127.0.0.1:{self.fake_ai_port}/v1",
             "openai_api_key": "bench-not-a-secret",
         }

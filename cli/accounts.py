@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from cli.terminal import ACCOUNT, TOKENS
 from services.gateway.adapters.tokens import TokenBank
 from shared.accounts import AccountExists, AccountStore
 from shared.keys import Keys
@@ -16,16 +17,13 @@ def register(commands: Any) -> None:
     accounts = commands.add_parser("accounts", help="manage accounts")
     actions = accounts.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="create an account with a balance")
-    create.add_argument("--id", required=True)
-    create.add_argument("--tokens", type=int, required=True)
+    create.add_argument("--id", required=True, type=ACCOUNT)
+    create.add_argument("--tokens", required=True, type=TOKENS)
     create.set_defaults(run=create_account)
 
 
 async def create_account(args: argparse.Namespace) -> int:
     settings = Settings()
-    if args.tokens < 0:
-        print("--tokens must be >= 0")
-        return 2
     mongo, redis = mongo_client(settings), redis_client(settings)
     try:
         store = AccountStore(mongo[settings.mongo_db])

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from cli.connections import connect
+from cli.terminal import safe, safe_json
 from services.ledger.adapters.dlq import Walk
 from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.dead_letter_ops import letter_document, operator_walk
@@ -51,7 +52,7 @@ async def list_letters(_: argparse.Namespace) -> int:
     for letter in letters:
         seqs = letter.get("seq_range")
         shard = letter.get("shard")
-        print(
+        line = (
             f"{letter['_id']}  shard={f's{shard}' if shard is not None else letter['group_id']}  "
             f"accounts={','.join(letter.get('accounts', [])) or '-'}  "
             f"seq={f'{seqs[0]}-{seqs[1]}' if seqs else '-'}  "
@@ -59,6 +60,7 @@ async def list_letters(_: argparse.Namespace) -> int:
             f"age={now - letter['dead_since'].timestamp():.0f}s  "
             f"reason={letter.get('first_reason') or 'unknown'}"
         )
+        print(safe(line))
     if depth != len(letters):
         print(
             f"note: SQS counts about {depth} dead letters, the index {len(letters)}; "
@@ -71,9 +73,10 @@ async def show_letter(args: argparse.Namespace) -> int:
     async with connect() as c:
         letter = await LedgerStore(c.db).dead_letter(args.message_id)
     if letter is None:
-        print(f"no message {args.message_id} in the dead-letter queue")
+        print(f"no message {safe(args.message_id)} in the dead-letter queue")
         return 1
-    print(orjson.dumps(letter_document(letter), option=orjson.OPT_INDENT_2, default=str).decode())
+    document = orjson.dumps(letter_document(letter), option=orjson.OPT_INDENT_2, default=str)
+    print(safe_json(document.decode()))
     return 0
 
 
@@ -98,12 +101,12 @@ def chosen(args: argparse.Namespace) -> set[str] | None:
 
 def report(walk: Walk, done: str, args: argparse.Namespace) -> int:
     for message_id in walk.done:
-        print(f"{done} {message_id}")
+        print(f"{done} {safe(message_id)}")
     for message_id, reason in walk.left.items():
-        print(f"left {message_id}: {reason}")
+        print(safe(f"left {message_id}: {reason}"))
     if not args.all and not walk.done and not walk.left:
         print(
-            f"no message {args.message_id} at the head of its group in the dead-letter queue "
+            f"no message {safe(args.message_id)} at the head of its group in the dead-letter queue "
             "(`maas dlq list` shows the order)"
         )
         return 1

@@ -7,26 +7,41 @@ import getpass
 from typing import Any
 
 from cli.connections import connect
+from cli.terminal import ACCOUNT, OPERATOR, REASON, argument, safe
 from services.gateway.adapters.tokens import AccountBusy, UnknownAccount
 from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.settle import settle
+from shared.errors import ApiError
 from shared.stores import MongoDoc
+
+MAX_HISTORY = 1_000
+
+
+def _limit(raw: str) -> int:
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_HISTORY:
+        raise ApiError("invalid_params", f"limit: a whole number from 1 to {MAX_HISTORY}")
+    return int(raw)
+
+
+LIMIT = argument(_limit)
 
 
 def register(commands: Any) -> None:
     ledger = commands.add_parser("ledger", help="read the ledger journal, settle accounts")
     actions = ledger.add_subparsers(dest="action", required=True)
     history = actions.add_parser("history", help="an account's events, newest first")
-    history.add_argument("--account", required=True)
-    history.add_argument("--limit", type=int, default=20)
+    history.add_argument("--account", required=True, type=ACCOUNT)
+    history.add_argument("--limit", type=LIMIT, default=20, help=f"1-{MAX_HISTORY}")
     history.set_defaults(run=show_history)
     settling = actions.add_parser(
         "settle",
         help="re-load an account from MongoDB under a new epoch (after a purge)",
     )
-    settling.add_argument("--account", required=True)
-    settling.add_argument("--reason", required=True, help="why, for the journal")
-    settling.add_argument("--by", default=getpass.getuser(), help="who (default: $USER)")
+    settling.add_argument("--account", required=True, type=ACCOUNT)
+    settling.add_argument("--reason", required=True, type=REASON, help="why, for the journal")
+    settling.add_argument(
+        "--by", default=getpass.getuser(), type=OPERATOR, help="who (default: $USER)"
+    )
     settling.set_defaults(run=settle_account)
 
 
@@ -37,7 +52,7 @@ async def show_history(args: argparse.Namespace) -> int:
         print(f"no ledger entries for {args.account}")
         return 1
     for e in entries:
-        print(describe(e))
+        print(safe(describe(e)))
     return 0
 
 
@@ -65,9 +80,6 @@ def describe(e: MongoDoc) -> str:
 
 
 async def settle_account(args: argparse.Namespace) -> int:
-    if not args.reason.strip():
-        print("--reason must say why")
-        return 2
     async with connect() as c:
         store = LedgerStore(c.db)
         try:

@@ -12,12 +12,13 @@ from typing import Any
 import orjson
 
 from cli.connections import connect
+from cli.terminal import ACCOUNT, safe
 from services.ledger.reconcile import Reconciler
 
 
 def register(commands: Any) -> None:
     reconcile = commands.add_parser("reconcile", help="compare Redis and MongoDB balances")
-    reconcile.add_argument("--account", help="only this account")
+    reconcile.add_argument("--account", type=ACCOUNT, help="only this account")
     reconcile.add_argument("--json", action="store_true", help="machine-readable output")
     reconcile.set_defaults(run=run)
 
@@ -53,7 +54,7 @@ async def run(args: argparse.Namespace) -> int:
             if row.reused:
                 dead += f"  reused positions: {len(row.reused)} events (settle the account)"
             print(
-                f"{row.account:<24} {redis:>10} {row.mongo.balance:>10} {row.outbox:>8} "
-                f"{row.drift:>7}  {row.status}{dead}"
+                f"{safe(row.account):<24} {redis:>10} {row.mongo.balance:>10} {row.outbox:>8} "
+                f"{row.drift:>7}  {row.status}{safe(dead)}"
             )
     return 1 if report.drifting else 0

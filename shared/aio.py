@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
+
+from prometheus_client import Counter
+
+RESTARTS = Counter(
+    "maas_background_restarts_total", "Background loops restarted after they ended", ["loop"]
+)
+
+log = logging.getLogger(__name__)
 
 
 async def sleep_unless(stop: asyncio.Event, seconds: float) -> None:
@@ -24,3 +33,37 @@ async def running(work: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+class Supervised:
+    """A background loop that must run for the life of the process, restarted if it ends.
+
+    A loop that raises, or returns before `stop` is set, has stopped doing its work (a
+    key refresher that died keeps withdrawn keys valid for good), so it is logged,
+    counted and started again after a pause. `alive` says whether it is running now;
+    readiness reports it.
+    """
+
+    def __init__(
+        self, name: str, loop: Callable[[asyncio.Event], Awaitable[None]], *, restart_s: float = 1.0
+    ) -> None:
+        self.name = name
+        self.loop = loop
+        self.restart_s = restart_s
+        self.alive = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.alive = True
+            try:
+                await self.loop(stop)
+            except Exception:
+                log.exception("background loop failed; restarting", extra={"loop": self.name})
+            else:
+                if stop.is_set():
+                    return
+                log.error("background loop ended; restarting", extra={"loop": self.name})
+            finally:
+                self.alive = False
+            RESTARTS.labels(self.name).inc()
+            await sleep_unless(stop, self.restart_s)

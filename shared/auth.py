@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from dataclasses import dataclass
 
@@ -24,10 +23,9 @@ from prometheus_client import Counter
 from shared.claims import ClaimsError, ClaimsMapping
 from shared.errors import ApiError
 from shared.settings import Settings
+from shared.validation import ACCOUNT_ID
 from shared.web import read_bounded
 
-# `|` for Auth0's subjects (`auth0|64f1...`); 24 hex digits for the reference's ObjectIds.
-ACCOUNT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@|-]{0,63}")
 ASYMMETRIC = {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512"}
 CACHE_LIMIT = 100_000
 MAX_JWKS_BYTES = 1 << 20
@@ -75,7 +73,7 @@ class KeySet:
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)
-        self._session = aiohttp.ClientSession(timeout=timeout, raise_for_status=True)
+        self._session = aiohttp.ClientSession(timeout=timeout)
         await self.refresh()
 
     async def close(self) -> None:
@@ -83,7 +81,7 @@ class KeySet:
             await self._session.close()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Refresh twice per TTL until `stop` is set."""
+        """Refresh twice per TTL until `stop` is set (run it under `Supervised`)."""
         while True:
             try:
                 await asyncio.wait_for(stop.wait(), timeout=self.ttl_s / 2)
@@ -111,10 +109,13 @@ class KeySet:
         if self._session is None:
             raise RuntimeError("KeySet.start() was not called")
         try:
-            async with self._session.get(self.url) as response:
+            # A redirect is refused: it could lead anywhere, plain http included.
+            async with self._session.get(self.url, allow_redirects=False) as response:
+                if response.status != 200:
+                    raise ValueError(f"the JWKS endpoint answered {response.status}")
                 body = await read_bounded(response, MAX_JWKS_BYTES)
             keys = parse_key_set(body)
-        except (aiohttp.ClientError, TimeoutError, ValueError, jwt.PyJWTError) as exc:
+        except Exception as exc:  # whatever the provider answers, the last keys stay
             JWKS_FETCHES.labels("error").inc()
             log.warning("JWKS fetch failed; keeping the last keys", extra={"error": repr(exc)})
             return
@@ -128,7 +129,9 @@ def parse_key_set(body: bytes) -> dict[str, jwt.PyJWK]:
     """The published keys by id. An empty set is the provider withdrawing every key:
     PyJWKSet refuses it as an error, which would keep the old keys; we honour it."""
     raw = orjson.loads(body)
-    if isinstance(raw, dict) and raw.get("keys") == []:
+    if not isinstance(raw, dict) or not isinstance(raw.get("keys"), list):
+        raise ValueError("the JWKS answer is not an object with a list of keys")
+    if raw["keys"] == []:
         return {}
     return {k.key_id: k for k in jwt.PyJWKSet.from_dict(raw).keys if k.key_id}
 
@@ -162,7 +165,7 @@ class Authenticator:
             raise unauthorized("use 'Authorization: Bearer <token>'")
         token = token.strip()
         cached = self._cache.get(token)
-        if cached is not None and self._still_valid(cached):
+        if cached is not None and self.still_valid(cached):
             return cached
         principal = await self._verify(token)
         if len(self._cache) >= CACHE_LIMIT:
@@ -170,7 +173,8 @@ class Authenticator:
         self._cache[token] = principal
         return principal
 
-    def _still_valid(self, principal: Principal) -> bool:
+    def still_valid(self, principal: Principal) -> bool:
+        """Not expired, and signed by a key the provider still publishes."""
         if principal.expires_at + self.leeway <= time.time():
             return False
         return self.keys is None or principal.key_id in self.keys

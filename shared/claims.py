@@ -22,8 +22,8 @@ class ClaimsError(ValueError):
 class ClaimsMapping:
     account_claim: str = "sub"
     roles_claim: str = "roles"
-    # Provider name -> MaaS role. Empty: the provider's names are the roles. Not empty:
-    # only names in the table grant anything, so an unrelated "admin" group grants nothing.
+    # Provider name -> MaaS role. Only names in the table grant anything, so a provider's
+    # unrelated "admin" group grants nothing; an empty table grants no role at all.
     role_map: Mapping[str, str] = field(default_factory=dict)
 
     def account(self, claims: Mapping[str, Any]) -> str:
@@ -34,17 +34,11 @@ class ClaimsMapping:
 
     def roles(self, claims: Mapping[str, Any]) -> frozenset[str]:
         names = granted_names(claim_at(claims, self.roles_claim), self.roles_claim)
-        if not self.role_map:
-            return frozenset(names)
         return frozenset(self.role_map[name] for name in names if name in self.role_map)
 
     def claims_for(self, account: str, roles: Iterable[str]) -> dict[str, Any]:
         """The claims a token for `account` with `roles` carries under this mapping."""
-        names = [
-            name
-            for role in roles
-            for name in ([role] if not self.role_map else self._names_granting(role))
-        ]
+        names = [name for role in roles for name in self._names_granting(role)]
         claims: dict[str, Any] = {}
         place(claims, self.account_claim, account)
         place(claims, self.roles_claim, names)

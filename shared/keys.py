@@ -39,9 +39,9 @@ class Keys:
         return "maas:{reconcile}:lease"
 
     @staticmethod
-    def console_csrf_key() -> str:
-        """The secret every ledger replica signs the console's CSRF tokens with."""
-        return "maas:{console}:csrf-key"
+    def console_session(digest: str) -> str:
+        """An operator's console session, by the SHA-256 of the id in its cookie."""
+        return f"maas:{{console}}:session:{digest}"
 
     @staticmethod
     def books() -> str:

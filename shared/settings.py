@@ -20,6 +20,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_JWT_SECRET = "maas-dev-only-secret-do-not-deploy"  # noqa: S105 - DEV-ONLY, by design
 
 
+DEV_ROLE_MAP = {"ai": "ai", "admin": "admin"}  # DEV-ONLY: tokens name MaaS roles directly
+
+
 class RateLimit(BaseModel):
     """A token bucket: `rate` requests per second on average, bursts up to `burst`."""
 
@@ -102,11 +105,12 @@ class Settings(BaseSettings):
     # Claims from any identity provider: the one naming the account, the one granting
     # roles (a dot-separated path: `realm_access.roles` for Keycloak, `permissions` for
     # Auth0, `cognito:groups`, `groups` for Okta, `scope`), and a table from the
-    # provider's names to MaaS roles ({"GenerateLlmMeme": "ai"}). With a table, only the
-    # names in it grant roles. See docs/security.md.
+    # provider's names to MaaS roles ({"GenerateLlmMeme": "ai"}): only the names in it
+    # grant roles. DEV-ONLY default: MaaS's own role names; production must set its own.
+    # See docs/security.md.
     jwt_account_claim: str = Field(default="sub", min_length=1)
     jwt_roles_claim: str = Field(default="roles", min_length=1)
-    jwt_role_map: dict[str, str] = Field(default_factory=dict)
+    jwt_role_map: dict[str, str] = Field(default_factory=lambda: dict(DEV_ROLE_MAP))
     # JWKS keys are fetched again at least this often, so a removed key stops verifying
     # (cached verified tokens included) within this time.
     jwt_jwks_ttl_s: PositiveInt = 300

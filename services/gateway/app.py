@@ -7,7 +7,7 @@ from aiohttp import web
 from services.gateway.routes import accounts, memes, ops, tokens
 from services.gateway.routes.context import add_request_id_header, request_id_middleware
 from shared.metrics import http_metrics_middleware
-from shared.web import BODY_TIMEOUT_S, error_middleware, healthz, metrics_handler
+from shared.web import BODY_TIMEOUT_S, error_middleware, healthz, metrics_handler, readyz
 
 
 def create_app(max_body_bytes: int, body_timeout_s: float) -> web.Application:
@@ -27,7 +27,7 @@ def create_app(max_body_bytes: int, body_timeout_s: float) -> web.Application:
     app.router.add_get("/v1/accounts/{account}", accounts.get_account)
     app.router.add_post("/v1/accounts/{account}/credits", accounts.credit_account)
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", ops.readyz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler())
     app.router.add_get("/openapi.json", ops.openapi)
     return app

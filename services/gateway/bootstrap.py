@@ -19,11 +19,13 @@ from services.gateway.deps import DEPS, Gateway
 from services.gateway.drain import Drain
 from services.gateway.sweeper import Sweeper
 from shared.accounts import AccountStore
+from shared.aio import Supervised
 from shared.auth import Authenticator
 from shared.keys import Keys
 from shared.settings import Settings
 from shared.sqs import queue_url, sqs_client
 from shared.stores import mongo_client, redis_client
+from shared.web import READINESS, Readiness
 
 
 def build_app(settings: Settings, *, relay: bool = True) -> web.Application:
@@ -61,9 +63,25 @@ def build_app(settings: Settings, *, relay: bool = True) -> web.Application:
             )
             await memes.ready()
             tasks = [asyncio.create_task(memes.watch_readiness(stop))]
+            flags = {"meme": lambda: memes.up}
             if auth.keys is not None:
                 await auth.keys.start()
-                tasks.append(asyncio.create_task(auth.keys.run(stop)))
+                refresher = Supervised("jwks", auth.keys.run)
+                tasks.append(asyncio.create_task(refresher.run(stop)))
+                flags["jwks"] = lambda: refresher.alive
+            readiness = Readiness(
+                {
+                    "redis": redis.ping,
+                    "sqs": lambda: sqs.get_queue_attributes(
+                        QueueUrl=url, AttributeNames=["QueueArn"]
+                    ),
+                },
+                flags,
+                extra=lambda: {"ai_available": memes.ai_available},
+            )
+            await readiness.check()
+            app[READINESS] = readiness
+            tasks.append(asyncio.create_task(readiness.run(stop)))
             if relay:
                 relayer = Relay(
                     redis,

@@ -17,9 +17,9 @@ from services.gateway.domain.params import (
     coordinate_pattern,
     query_pattern,
 )
-from shared.auth import ACCOUNT_ID as ACCOUNT_ID_PATTERN
 from shared.contract import FORMATS, KINDS, MAX_QUERY_CHARS, MAX_TOKENS_PER_CALL
 from shared.errors import STATUS_BY_CODE
+from shared.validation import ACCOUNT_ID as ACCOUNT_ID_PATTERN
 
 Schema = dict[str, Any]
 

@@ -6,15 +6,13 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
-from pymongo import AsyncMongoClient
 
 from services.gateway.adapters.tokens import TokenBank, lua_script
 from services.ledger.adapters.mongo import LedgerStore
-from services.ledger.books import reconcile_and_keep
+from services.ledger.books import export_drift, reconcile_and_keep
 from services.ledger.console.app import build_console
 from services.ledger.console.deps import CONSOLE, Console
 from services.ledger.console.gate import Gate
@@ -24,26 +22,16 @@ from services.ledger.handler import MessageHandler
 from services.ledger.pipeline import Sampler, Samples
 from services.ledger.reconcile import Reconciler
 from shared.accounts import AccountStore
-from shared.aio import sleep_unless
+from shared.aio import Supervised, sleep_unless
 from shared.auth import Authenticator
 from shared.keys import Keys
 from shared.metrics import http_metrics_middleware
 from shared.settings import Settings
-from shared.sqs import SQSClient, queue_url, sqs_client
-from shared.stores import MongoDoc, Redis, mongo_client, redis_client
-from shared.web import error_middleware, healthz, metrics_handler, readiness
+from shared.sqs import queue_url, sqs_client
+from shared.stores import Redis, mongo_client, redis_client
+from shared.web import READINESS, Readiness, error_middleware, healthz, metrics_handler, readyz
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Dependencies:
-    mongo: AsyncMongoClient[MongoDoc]
-    sqs: SQSClient
-    queue_url: str
-
-
-DEPENDENCIES = web.AppKey("dependencies", Dependencies)
 
 
 def build_app(settings: Settings) -> web.Application:
@@ -71,7 +59,6 @@ async def run_worker(app: web.Application, settings: Settings) -> AsyncIterator[
             await queue_url(sqs, settings.queue_name),
             await queue_url(sqs, settings.dlq_name),
         )
-        app[DEPENDENCIES] = Dependencies(mongo, sqs, url)
         reconciler = Reconciler(redis, db, sqs, url, keys)
         app[CONSOLE] = Console(
             settings=settings,
@@ -96,9 +83,22 @@ async def run_worker(app: web.Application, settings: Settings) -> AsyncIterator[
             visibility_timeout_s=settings.visibility_timeout_s,
         )
         tasks = [asyncio.create_task(consumer.run(stop))]
+        flags: dict[str, Callable[[], bool]] = {}
         if auth.keys is not None:
             await auth.keys.start()
-            tasks.append(asyncio.create_task(auth.keys.run(stop)))
+            refresher = Supervised("jwks", auth.keys.run)
+            tasks.append(asyncio.create_task(refresher.run(stop)))
+            flags["jwks"] = lambda: refresher.alive
+        readiness = Readiness(
+            {
+                "mongo": lambda: mongo.admin.command("ping"),
+                "sqs": lambda: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"]),
+            },
+            flags,
+        )
+        await readiness.check()
+        app[READINESS] = readiness
+        tasks.append(asyncio.create_task(readiness.run(stop)))
         if settings.pipeline_sample_interval_s:
             sampler = Sampler(redis, sqs, url, dlq_url, keys, settings.pipeline_sample_interval_s)
             tasks.append(asyncio.create_task(sampler.run(stop)))
@@ -132,9 +132,10 @@ async def reconcile_periodically(
     while not stop.is_set():
         try:
             if await lease(keys=[Keys.reconcile_lease()], args=[owner, ttl_ms]):
-                await reconcile_and_keep(
+                report = await reconcile_and_keep(
                     reconciler, redis, settings.reconcile_page_size, "periodic reconciliation"
                 )
+                export_drift(report)
         except Exception:
             log.warning("periodic reconciliation failed", exc_info=True)
         await sleep_unless(stop, settings.reconcile_interval_s)
@@ -142,15 +143,3 @@ async def reconcile_periodically(
 
 async def to_console(_: web.Request) -> web.Response:
     raise web.HTTPMovedPermanently("/console/")
-
-
-async def readyz(request: web.Request) -> web.Response:
-    deps = request.app[DEPENDENCIES]
-    return await readiness(
-        {
-            "mongo": deps.mongo.admin.command("ping"),
-            "sqs": deps.sqs.get_queue_attributes(
-                QueueUrl=deps.queue_url, AttributeNames=["QueueArn"]
-            ),
-        }
-    )

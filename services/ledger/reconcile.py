@@ -13,7 +13,6 @@ from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from prometheus_client import Gauge
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.ledger.adapters.mongo import LedgerStore
@@ -23,11 +22,6 @@ from shared.keys import Keys
 from shared.sqs import SQSClient
 from shared.stores import MongoDoc, Redis
 
-DRIFT = Gauge(
-    "maas_reconcile_drift_tokens",
-    "Sum of |Redis - MongoDB| over settled accounts at the last reconciliation",
-)
-DRIFTING = Gauge("maas_reconcile_drifting_accounts", "Settled accounts whose balances differ")
 OUTBOX_PAGE = 1_000
 
 
@@ -45,6 +39,10 @@ class Report:
     @property
     def drifting(self) -> list[Row]:
         return [row for row in self.rows if row.status.drifts]
+
+    @property
+    def drift_tokens(self) -> int:
+        return sum(abs(row.drift) for row in self.drifting)
 
 
 class Reconciler:
@@ -64,7 +62,6 @@ class Reconciler:
         outbox, outbox_events = await self._outbox()
         idle = queue == 0 and outbox_events == 0
         report = Report([], queue, outbox_events)
-        drift = 0
         reused: defaultdict[str, list[str]] = defaultdict(list)
         for doc in await self.store.unsettled_reuses(account):
             reused[doc["account"]].append(doc["event"]["id"])
@@ -80,15 +77,12 @@ class Reconciler:
                     tuple(reused.get(doc["_id"], ())),
                 )
                 report.statuses[str(row.status)] += 1
-                drift += abs(row.drift) if row.status.drifts else 0
                 if row.status is not Status.OK or account:
                     report.rows.append(row)
         if any(row.status is Status.BEHIND for row in report.rows):
             await self._confirm_behind(report)
         if report.drifting:
             report.rows = await self._with_dead_letters(report.rows)
-        DRIFT.set(drift)
-        DRIFTING.set(len(report.drifting))
         return report
 
     async def _confirm_behind(self, report: Report) -> None:

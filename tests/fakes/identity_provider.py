@@ -23,6 +23,9 @@ class IdentityProvider(LoopbackServer):
         self.keys: dict[str, tuple[SigningKey, str]] = {}
         self.delay_s = 0.0
         self.fetches = 0
+        # A broken or hostile provider: this body instead of the keys, or a redirect.
+        self.malformed: bytes | None = None
+        self.redirect_to: str | None = None
         self._foreign = ec.generate_private_key(ec.SECP256R1())
 
     @property
@@ -55,6 +58,10 @@ class IdentityProvider(LoopbackServer):
             self.fetches += 1
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)
+            if self.redirect_to is not None:
+                raise web.HTTPFound(self.redirect_to)
+            if self.malformed is not None:
+                return web.Response(body=self.malformed, content_type="application/json")
             published = []
             for kid, (key, alg) in self.keys.items():
                 public = jwt.algorithms.get_default_algorithms()[alg].to_jwk(
@@ -63,6 +70,10 @@ class IdentityProvider(LoopbackServer):
                 published.append({**public, "kid": kid, "alg": alg, "use": "sig"})
             return web.json_response({"keys": published})
 
+        async def no_keys(_: web.Request) -> web.Response:
+            return web.json_response({"keys": []})
+
         app = web.Application()
         app.router.add_get("/jwks.json", jwks)
+        app.router.add_get("/no-keys.json", no_keys)
         return app

@@ -137,7 +137,8 @@ async def test_poison_and_gaps_reach_the_dlq_with_reasons_and_redrive_repairs(
         g for g in range(stack.settings.shards)
         if g not in (stack_shard(stack, "gap-x"), stack_shard(stack, "fine-y"))
     )  # fmt: skip
-    await stack.send_raw("{not a batch", f"s{poison_group}")
+    # Controls a terminal obeys (CSI in its one-character C1 form, a bidi override).
+    await stack.send_raw("{not a batch \x9b2J\u202e", f"s{poison_group}")
     await stack.send_batches([event("gap-x", 2)], per_message=1)
     await stack.send_batches([event("fine-y", 1), event("fine-y", 2)], per_message=1)
     await applied_up_to(stack, {"fine-y": 2}, 30)
@@ -161,6 +162,11 @@ async def test_poison_and_gaps_reach_the_dlq_with_reasons_and_redrive_repairs(
     code, shown = await stack.maas("dlq", "show", gap_id)
     assert code == 0
     assert orjson.loads(shown)["events"][0]["seq"] == 2
+    code, shown = await stack.maas("dlq", "show", poison_id)
+    assert code == 0
+    assert "\x9b" not in shown, "a raw control reached the terminal"
+    assert "\u202e" not in shown, "a raw control reached the terminal"
+    assert orjson.loads(shown)["events"] == "{not a batch \x9b2J\u202e"
 
     await stack.send_batches([event("gap-x", 1)], per_message=1)  # the missing event arrives
     await applied_up_to(stack, {"gap-x": 1}, 30)

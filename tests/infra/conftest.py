@@ -12,8 +12,8 @@ Manifest = dict[str, Any]
 ENVIRONMENTS = ["values-dev.yaml", "values-prod.yaml"]
 
 
-def render(values_file: str) -> list[Manifest]:
-    result = helm_template(values_file)
+def render(values_file: str, *extra: str) -> list[Manifest]:
+    result = helm_template(values_file, *extra)
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 

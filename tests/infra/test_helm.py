@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -15,6 +16,7 @@ COMPONENTS = ("gateway", "meme", "ledger")
 HTTP_COMPONENTS = ("gateway", "meme")
 PORTS = {"gateway": 8080, "meme": 8081, "ledger": 8082}
 MODULES = {c: f"services.{c}" for c in COMPONENTS}
+IDP = ("--set", "config.MAAS_JWT_ISSUER=https://i/", "--set", "config.MAAS_JWT_AUDIENCE=maas")
 
 
 def values(values_file: str) -> dict[str, object]:
@@ -63,7 +65,7 @@ def test_renders_every_component(rendered: dict[str, list[Manifest]], values_fil
         assert f"maas-{component}" in accounts
         assert services[f"maas-{component}"]["spec"]["ports"][0]["port"] == PORTS[component]
         assert f"maas-{component}" in by_kind(manifests, "PodDisruptionBudget")
-    assert len(by_kind(manifests, "ConfigMap")) == 1
+    assert set(by_kind(manifests, "ConfigMap")) == {"maas-config", "maas-stores"}
     # Secrets are never rendered: they come from existingSecret.
     assert not by_kind(manifests, "Secret")
 
@@ -164,7 +166,7 @@ def test_ledger_replicas_follow_shards(
     deployment = by_kind(rendered[values_file], "Deployment")["maas-ledger"]
     assert deployment["spec"]["replicas"] == math.ceil(shards / per)
     assert deployment["spec"]["replicas"] <= shards
-    config = next(iter(by_kind(rendered[values_file], "ConfigMap").values()))
+    config = by_kind(rendered[values_file], "ConfigMap")["maas-config"]
     assert config["data"]["MAAS_SHARDS"] == str(shards)
 
 
@@ -223,6 +225,7 @@ def test_release_workflow_can_rewrite_the_prod_image_tag() -> None:
                 "secretEnv.ledger=null",
                 "--set",
                 "config.MAAS_JWT_JWKS_URL=https://i/j",
+                *IDP,
             ),
             True,
         ),
@@ -234,6 +237,49 @@ def test_production_requires_a_jwt_source(extra: tuple[str, ...], renders: bool)
     assert (result.returncode == 0) is renders, result.stderr
     if not renders:
         assert "MAAS_ENV=prod needs a JWT source" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "refusal"),
+    [
+        (("--set", "config.MAAS_JWT_ISSUER=null"), "needs config.MAAS_JWT_ISSUER"),
+        (("--set", "config.MAAS_JWT_AUDIENCE="), "needs config.MAAS_JWT_AUDIENCE"),
+        (("--set", "config.MAAS_JWT_ROLE_MAP="), "needs config.MAAS_JWT_ROLE_MAP"),
+        (("-f", "{}"), "needs config.MAAS_JWT_ROLE_MAP"),
+    ],
+)
+def test_production_refuses_tokens_of_other_applications_and_unmapped_roles(
+    extra: tuple[str, ...], refusal: str, tmp_path: Path
+) -> None:
+    empty_role_map = tmp_path / "empty-role-map.yaml"
+    empty_role_map.write_text('config:\n  MAAS_JWT_ROLE_MAP: "{}"\n')
+    extra = tuple(str(empty_role_map) if arg == "{}" else arg for arg in extra)
+    result = helm_template("values-prod.yaml", *extra)
+    assert result.returncode != 0
+    assert refusal in result.stderr
+
+
+@pytest.mark.parametrize("values_file", ENVIRONMENTS)
+def test_every_workload_has_egress_rules_and_none_reaches_the_metadata_service(
+    rendered: dict[str, list[Manifest]], values_file: str
+) -> None:
+    policies = by_kind(rendered[values_file], "NetworkPolicy")
+    for component in COMPONENTS:
+        spec = policies[f"maas-{component}"]["spec"]
+        assert "Egress" in spec["policyTypes"]
+        blocks = [
+            p["ipBlock"] for rule in spec["egress"] for p in rule.get("to", []) if "ipBlock" in p
+        ]
+        for block in blocks:
+            if block["cidr"] == "0.0.0.0/0":
+                assert "169.254.0.0/16" in block["except"], component
+    meme = policies["maas-meme"]["spec"]["egress"]
+    ports = {port["port"] for rule in meme for port in rule.get("ports", [])}
+    assert 27017 not in ports, "the meme service never reaches MongoDB"
+    (https,) = [r for r in meme if {p["port"] for p in r.get("ports", [])} == {443}]
+    assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"} <= set(
+        https["to"][0]["ipBlock"]["except"]
+    )
 
 
 @pytest.mark.parametrize("values_file", ENVIRONMENTS)

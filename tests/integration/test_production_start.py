@@ -17,7 +17,9 @@ SAFE = {
     "MAAS_ENV": "prod",
     "MAAS_JWT_SECRET": "a-production-secret-that-is-long-enough-0123",
     "MAAS_SQS_ENDPOINT_URL": "",
+    "MAAS_JWT_ROLE_MAP": '{"maas-ai": "ai", "maas-admins": "admin"}',
 }
+IDP = {"MAAS_JWT_ISSUER": "https://idp.example/", "MAAS_JWT_AUDIENCE": "maas-api"}
 
 
 @pytest.mark.parametrize(
@@ -26,7 +28,16 @@ SAFE = {
         ("gateway", {"MAAS_JWT_SECRET": None}, "MAAS_JWT_SECRET"),
         ("gateway", {"MAAS_JWT_SECRET": "short"}, "MAAS_JWT_SECRET"),
         ("ledger", {"MAAS_JWT_SECRET": None}, "MAAS_JWT_SECRET"),
-        ("gateway", {"MAAS_JWT_JWKS_URL": "http://idp/jwks"}, "MAAS_JWT_JWKS_URL"),
+        ("gateway", {"MAAS_JWT_JWKS_URL": "http://idp/jwks", **IDP}, "MAAS_JWT_JWKS_URL"),
+        (
+            "gateway",
+            {"MAAS_JWT_JWKS_URL": "https://idp/jwks", "MAAS_JWT_ISSUER": "https://idp/"},
+            "MAAS_JWT_AUDIENCE",
+        ),
+        ("ledger", {"MAAS_JWT_ROLE_MAP": None}, "MAAS_JWT_ROLE_MAP"),
+        ("gateway", {"MAAS_JWT_ACCOUNT_CLAIM": "custom:email"}, "MAAS_JWT_ACCOUNT_CLAIM"),
+        ("gateway", {"MAAS_JWT_ROLES_CLAIM": "custom:roles"}, "MAAS_JWT_ROLES_CLAIM"),
+        ("gateway", {"MAAS_RATE_LIMITS": '{"ai": {"rate": 9, "burst": 9}}'}, "MAAS_RATE_LIMITS"),
         ("gateway", {"MAAS_SQS_ENDPOINT_URL": "http://127.0.0.1:4566"}, "MAAS_SQS_ENDPOINT_URL"),
         (
             "ledger",

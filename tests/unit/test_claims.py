@@ -121,10 +121,14 @@ async def test_a_permission_set_to_false_grants_nothing() -> None:
     assert (await auth.authenticate(f"Bearer {token}")).roles == frozenset()
 
 
-async def test_without_a_table_the_providers_names_are_the_roles() -> None:
-    token = signed({"sub": "alice", "roles": "ai admin"})
-    principal = await authenticator().authenticate(f"Bearer {token}")
-    assert principal.roles == frozenset({"ai", "admin"})
+async def test_only_names_in_the_table_grant_roles() -> None:
+    token = signed({"sub": "alice", "roles": "ai admin owner"})
+    dev = await authenticator().authenticate(f"Bearer {token}")
+    assert dev.roles == frozenset({"ai", "admin"})  # the dev table names MaaS's own roles
+    mapped = await authenticator(jwt_role_map={"owner": "ai"}).authenticate(f"Bearer {token}")
+    assert mapped.roles == frozenset({"ai"})
+    empty = await authenticator(jwt_role_map={}).authenticate(f"Bearer {token}")
+    assert empty.roles == frozenset()
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,8 @@ class MemeClient:
             "text": aiohttp.ClientTimeout(total=timeout_s),
             "ai": aiohttp.ClientTimeout(total=ai_timeout_s),
         }
+        # What the last readiness watch saw; nothing else changes them.
+        self.up = False
         self.ai_available = False
         self._session: aiohttp.ClientSession | None = None
 
@@ -109,7 +111,8 @@ class MemeClient:
         except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
             body = {}
         self.ai_available = bool(body.get("ai_available"))
-        return bool(body)
+        self.up = bool(body)
+        return self.up
 
     async def watch_readiness(self, stop: asyncio.Event, every_s: float = 2.0) -> None:
         while not stop.is_set():

@@ -14,9 +14,10 @@ from services.gateway.deps import DEPS, Gateway
 from services.gateway.domain.pricing import ADMIN_ROLE
 from services.gateway.routes.tokens import caller_live
 from shared.accounts import AccountExists, empty_usage
-from shared.auth import ACCOUNT_ID, Principal
-from shared.contract import MAX_BALANCE, MAX_TOKENS_PER_CALL
+from shared.auth import Principal
+from shared.contract import MAX_BALANCE
 from shared.errors import ApiError
+from shared.validation import account_id, token_amount
 from shared.web import json_response, read_json
 
 MAX_REASON_CHARS = 100
@@ -35,27 +36,6 @@ async def admin(request: web.Request) -> Principal:
     if ADMIN_ROLE not in principal.roles:
         raise ApiError("forbidden", "this route needs the 'admin' role")
     return principal
-
-
-def tokens_field(body: dict[str, Any], field: str, minimum: int) -> int:
-    value = body.get(field)
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)  # JSON Schema's integers include 5.0
-    if type(value) is not int or not minimum <= value <= MAX_TOKENS_PER_CALL:
-        raise ApiError(
-            "invalid_params",
-            f"{field}: must be an integer from {minimum} to {MAX_TOKENS_PER_CALL}",
-            field=field,
-        )
-    return value
-
-
-def account_id(raw: Any) -> str:
-    if not isinstance(raw, str) or not ACCOUNT_ID.fullmatch(raw):
-        raise ApiError(
-            "invalid_params", "id: 1-64 characters of letters, digits and _ . : @ | -", field="id"
-        )
-    return raw
 
 
 async def live_tokens(deps: Gateway, account: str, stored: int) -> int:
@@ -86,7 +66,7 @@ async def create_account(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     body = await read_json(request)
     account = account_id(body.get("id"))
-    tokens = tokens_field(body, "tokens", 0)
+    tokens = token_amount(body.get("tokens"), "tokens", 0)
     try:
         await deps.accounts.create(account, tokens)
     except AccountExists:
@@ -125,7 +105,7 @@ async def credit_account(request: web.Request) -> web.Response:
             field="Idempotency-Key",
         )
     body = await read_json(request)
-    amount = tokens_field(body, "amount", 1)
+    amount = token_amount(body.get("amount"), "amount", 1)
     reason = body.get("reason", "purchase")
     if not isinstance(reason, str) or not 0 < len(reason) <= MAX_REASON_CHARS:
         raise ApiError(

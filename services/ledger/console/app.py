@@ -9,7 +9,8 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from services.ledger.console.deps import PRINCIPAL, console
+from services.ledger.console.deps import SESSION, console
+from services.ledger.console.gate import Gate
 from services.ledger.console.routes import books, dead_letters, pipeline, signin
 from shared.errors import ApiError
 from shared.web import Handler
@@ -41,15 +42,14 @@ async def gate_middleware(request: web.Request, handler: Handler) -> web.StreamR
 async def gated(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         if request.match_info.route.name not in PUBLIC_ROUTES:
-            gate = console(request).gate
-            principal = await gate.signed_in(request)
-            if principal is None:
+            session = await console(request).gate.session(request)
+            if session is None:
                 if request.method in ("GET", "HEAD"):
                     raise web.HTTPSeeOther("/console/signin")
                 raise ApiError("unauthorized", "sign in with an admin token first")
-            request[PRINCIPAL] = principal
+            request[SESSION] = session
             if request.method == "POST":
-                await gate.check_csrf(request)
+                await Gate.check_csrf(request, session)
         return await handler(request)
     except ApiError as error:
         return error_page(request, error.status, error.message)
@@ -66,10 +66,10 @@ def error_page(request: web.Request, status: int, message: str) -> web.Response:
 
 
 async def page_context(request: web.Request) -> dict[str, Any]:
-    signed_in = request.get(PRINCIPAL)
+    session = request.get(SESSION)
     return {
-        "operator": signed_in,
-        "csrf": await console(request).gate.csrf_token(request) if signed_in else "",
+        "operator": session.principal if session else None,
+        "csrf": session.csrf if session else "",
         "path": request.path,
     }
 

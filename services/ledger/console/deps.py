@@ -9,7 +9,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.gateway.adapters.tokens import TokenBank
 from services.ledger.adapters.mongo import LedgerStore
-from services.ledger.console.gate import Gate
+from services.ledger.console.gate import Gate, Session
 from services.ledger.console.journal import OperatorJournal
 from services.ledger.pipeline import Samples
 from services.ledger.reconcile import Reconciler
@@ -35,7 +35,7 @@ class Console:
 
 
 CONSOLE = web.AppKey("console", Console)
-PRINCIPAL = "console_principal"
+SESSION = web.RequestKey("console_session", Session)
 
 
 def console(request: web.Request) -> Console:
@@ -44,5 +44,4 @@ def console(request: web.Request) -> Console:
 
 def operator(request: web.Request) -> Principal:
     """The signed-in admin (the middleware lets no other request through)."""
-    principal: Principal = request[PRINCIPAL]
-    return principal
+    return request[SESSION].principal

@@ -1,9 +1,12 @@
-"""Who may use the console: an admin JWT in a cookie, and a CSRF token per session.
+"""Who may use the console: a server-side session opened with an admin JWT.
 
-The cookie holds the token pasted at sign-in (HttpOnly, SameSite=Strict), verified on
-every request by the same `Authenticator` as the gateway's, so an expired or revoked
-token signs the operator out. A form's CSRF token is an HMAC of the session's token
-under a key kept in Redis, so every replica issues and accepts the same one.
+Sign-in verifies the pasted token with the same `Authenticator` as the gateway's and
+opens a session in Redis (every replica sees it): the token's account, roles, expiry
+and signing key, and a random CSRF token. The cookie carries only the session's random
+id (HttpOnly, SameSite=Strict), never the JWT, so a stolen cookie is no API
+credential; Redis keeps only a hash of the id. A session ends at sign-out (deleted),
+when its token would expire, after MAX_SESSION_S, or as soon as the key that signed
+its token is withdrawn from the JWKS.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ import hashlib
 import hmac
 import secrets
 import time
+from dataclasses import dataclass
 
+import orjson
 from aiohttp import web
 
 from services.gateway.domain.pricing import ADMIN_ROLE
@@ -23,15 +28,18 @@ from shared.stores import Redis
 
 COOKIE = "maas_console"
 CSRF_FIELD = "csrf"
+MAX_SESSION_S = 12 * 3600
+SESSION_KEY = "console_session"
 
 
-async def shared_csrf_key(redis: Redis) -> bytes:
-    """The first replica to start picks the key; the others read it."""
-    await redis.set(Keys.console_csrf_key(), secrets.token_hex(32), nx=True)
-    key = await redis.get(Keys.console_csrf_key())
-    if not key:
-        raise RuntimeError("the console's CSRF key vanished from Redis")
-    return str(key).encode()
+@dataclass(frozen=True, slots=True)
+class Session:
+    principal: Principal
+    csrf: str
+
+
+def _record_key(session_id: str) -> str:
+    return Keys.console_session(hashlib.sha256(session_id.encode()).hexdigest())
 
 
 class Gate:
@@ -39,7 +47,6 @@ class Gate:
         self.auth = auth
         self.redis = redis
         self.secure_cookie = secure_cookie
-        self._csrf_key: bytes | None = None
 
     async def admin(self, token: str) -> Principal:
         """The principal of an admin token; ApiError (401, 403) otherwise."""
@@ -48,39 +55,55 @@ class Gate:
             raise ApiError("forbidden", "the console needs a token with the 'admin' role")
         return principal
 
-    async def signed_in(self, request: web.Request) -> Principal | None:
-        token = request.cookies.get(COOKIE)
-        if not token:
-            return None
-        try:
-            return await self.admin(token)
-        except ApiError:
-            return None
-
-    async def csrf_token(self, request: web.Request) -> str:
-        """Read from Redis on first use, so a ledger starts (and applies) without Redis."""
-        if self._csrf_key is None:
-            self._csrf_key = await shared_csrf_key(self.redis)
-        session = request.cookies.get(COOKIE, "")
-        return hmac.new(self._csrf_key, session.encode(), hashlib.sha256).hexdigest()
-
-    async def check_csrf(self, request: web.Request) -> None:
-        sent = (await request.post()).get(CSRF_FIELD)
-        expected = await self.csrf_token(request)
-        if not isinstance(sent, str) or not hmac.compare_digest(sent, expected):
-            raise ApiError("forbidden", "missing or wrong CSRF token; reload the page")
-
-    def keep(self, response: web.StreamResponse, token: str, principal: Principal) -> None:
+    async def open(self, response: web.StreamResponse, principal: Principal) -> None:
+        """Start a session for a verified admin and hand the browser its id."""
+        session_id = secrets.token_urlsafe(32)
+        lifetime = int(min(principal.expires_at - time.time(), MAX_SESSION_S))
+        if lifetime <= 0:
+            raise ApiError("unauthorized", "token expired")
+        record = {
+            "account": principal.account,
+            "roles": sorted(principal.roles),
+            "expires_at": time.time() + lifetime,
+            "key_id": principal.key_id,
+            "csrf": secrets.token_hex(32),
+        }
+        await self.redis.set(_record_key(session_id), orjson.dumps(record), ex=lifetime)
         response.set_cookie(
             COOKIE,
-            token,
-            max_age=max(0, int(principal.expires_at - time.time())),
+            session_id,
+            max_age=lifetime,
             path="/console/",
             httponly=True,
             samesite="Strict",
             secure=self.secure_cookie,
         )
 
-    @staticmethod
-    def forget(response: web.StreamResponse) -> None:
+    async def session(self, request: web.Request) -> Session | None:
+        session_id = request.cookies.get(COOKIE)
+        if not session_id:
+            return None
+        raw = await self.redis.get(_record_key(session_id))
+        if not raw:
+            return None
+        record = orjson.loads(raw)
+        principal = Principal(
+            record["account"], frozenset(record["roles"]), record["expires_at"], record["key_id"]
+        )
+        if not self.auth.still_valid(principal):
+            await self.redis.delete(_record_key(session_id))
+            return None
+        return Session(principal, record["csrf"])
+
+    async def close(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Sign out: the session is deleted, so its cookie opens nothing, here or elsewhere."""
+        session_id = request.cookies.get(COOKIE)
+        if session_id:
+            await self.redis.delete(_record_key(session_id))
         response.del_cookie(COOKIE, path="/console/")
+
+    @staticmethod
+    async def check_csrf(request: web.Request, session: Session) -> None:
+        sent = (await request.post()).get(CSRF_FIELD)
+        if not isinstance(sent, str) or not hmac.compare_digest(sent, session.csrf):
+            raise ApiError("forbidden", "missing or wrong CSRF token; reload the page")

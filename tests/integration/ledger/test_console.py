@@ -8,6 +8,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from services.ledger.console.gate import COOKIE
 from services.ledger.pipeline import Samples
 from shared.events import Batch, Event
 from shared.keys import Keys
@@ -94,6 +95,37 @@ async def test_every_page_asks_for_an_admin_token_kept_in_a_strict_httponly_cook
         assert (await anonymous.post("/console/signout", {}, csrf))[0] == 303
         assert anonymous.session_cookie is None
         assert (await anonymous.get("/console/dead-letters"))[0] == 303
+
+
+async def test_the_session_is_a_server_side_id_bound_to_its_csrf_and_ended_by_sign_out(
+    stack: ServiceStack, http: aiohttp.ClientSession
+) -> None:
+    token = stack.token("ops-ben", ("admin",))
+    async with (
+        ConsoleClient(ledger_url(stack)) as first,
+        ConsoleClient(ledger_url(stack)) as second,
+    ):
+        for browser in (first, second):
+            assert (await browser.sign_in(token)).status == 303
+        session_id = first.session_cookie.value
+        assert token not in session_id, "the cookie must never carry the JWT"
+        assert session_id != second.session_cookie.value
+        async with http.get(
+            f"{stack.gateway}/v1/account", headers={"Authorization": f"Bearer {session_id}"}
+        ) as response:
+            assert response.status == 401  # a stolen cookie is no API credential
+
+        csrf_first, csrf_second = await first.csrf(), await second.csrf()
+        assert csrf_first != csrf_second, "each session has its own CSRF token"
+        form = {"reason": "cross-session"}
+        assert (await first.post("/console/books/reconcile", form, csrf_second))[0] == 403
+
+        assert (await first.post("/console/signout", {}, csrf_first))[0] == 303
+        async with ConsoleClient(ledger_url(stack)) as replay:
+            replay.http.cookie_jar.update_cookies({COOKIE: session_id})
+            status, _ = await replay.get("/console/dead-letters")
+            assert status == 303, "a signed-out session id opens nothing"
+        assert (await second.get("/console/dead-letters"))[0] == 200  # other sessions live on
 
 
 async def dead_poison_and_gap(stack: ServiceStack, account: str) -> tuple[str, str]:
@@ -223,6 +255,12 @@ async def test_books_list_drift_open_the_history_and_settle_on_the_record(
     status, account = await operator.get("/console/books/books-drift")
     assert status == 200
     assert "meme:text" in account  # the history
+    # The fleet's drift gauges are the periodic run's (off here): one account's page, or
+    # an operator's reconcile, never rewrites them.
+    async with http.get(f"{ledger_url(stack)}/metrics") as response:
+        metrics = await response.text()
+    assert "maas_reconcile_drift_tokens 0.0" in metrics
+    assert "maas_reconcile_drifting_accounts 0.0" in metrics
     assert "Settle" in account
     assert (await operator.get("/console/books/nobody-here"))[0] == 404
     assert (await operator.get("/console/books/bad%20id!"))[0] == 404

@@ -15,7 +15,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from shared.auth import Authenticator, issue_dev_token
+from shared.aio import Supervised
+from shared.auth import JWKS_FETCHES, Authenticator, issue_dev_token
 from shared.errors import ApiError
 from shared.settings import Settings
 from tests.fakes.identity_provider import IdentityProvider
@@ -135,7 +136,7 @@ async def jwks_auth(idp: IdentityProvider) -> AsyncIterator[Authenticator]:
     assert auth.keys is not None
     await auth.keys.start()
     stop = asyncio.Event()
-    refresher = asyncio.create_task(auth.keys.run(stop))
+    refresher = asyncio.create_task(Supervised("jwks", auth.keys.run, restart_s=0.1).run(stop))
     yield auth
     stop.set()
     await refresher
@@ -175,17 +176,7 @@ async def test_a_rotated_key_verifies_and_a_removed_one_stops_within_the_ttl(
     assert (await jwks_auth.authenticate(f"Bearer {new}")).account == "carol"  # unknown kid
     idp.remove_key("rsa-1")
     removed_at = time.monotonic()
-
-    async def still_verifies() -> bool:
-        try:
-            await jwks_auth.authenticate(f"Bearer {old}")
-        except ApiError as error:
-            if error.status == 401:
-                return False
-            raise
-        return True
-
-    while await still_verifies():
+    while await verifies(jwks_auth, old):
         assert time.monotonic() - removed_at < 3, "a removed key still verifies (TTL 1 s)"
         await asyncio.sleep(0.05)
     assert time.monotonic() - removed_at <= 1 + 0.5  # the TTL, plus the fetch on loopback
@@ -254,3 +245,53 @@ async def test_a_non_string_key_id_is_rejected(idp: IdentityProvider) -> None:
         await rejected(auth, f"{header}.{payload}.c2lnbmF0dXJl")
     finally:
         await auth.keys.close()
+
+
+async def verifies(auth: Authenticator, token: str) -> bool:
+    try:
+        await auth.authenticate(f"Bearer {token}")
+    except ApiError as error:
+        if error.status == 401:
+            return False
+        raise
+    return True
+
+
+def fetch_errors() -> float:
+    return JWKS_FETCHES.labels("error")._value.get()  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"[]", b"null", b'"x"', b"{}", b'{"keys": "x"}', b'{"keys": [{"kty": "nope"}]}', b"<html>"],
+)
+async def test_a_malformed_answer_keeps_the_keys_and_the_refresher(
+    idp: IdentityProvider, jwks_auth: Authenticator, answer: bytes
+) -> None:
+    """One bad answer used to end the refresher for good, so withdrawn keys kept working."""
+    token = idp.token("rsa-1", "carol", [])
+    assert await verifies(jwks_auth, token)
+    errors = fetch_errors()
+    idp.malformed = answer
+    await asyncio.sleep(1.2)  # two refreshes (TTL 1 s) meet the bad answer
+    assert fetch_errors() >= errors + 2, "every failed fetch is counted"
+    assert await verifies(jwks_auth, token), "the last keys stay in use"
+    idp.malformed = None
+    idp.remove_key("rsa-1")
+    removed_at = time.monotonic()
+    while await verifies(jwks_auth, token):
+        assert time.monotonic() - removed_at < 1.5, "a withdrawn key outlived the TTL"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_redirect_is_refused_and_the_keys_are_kept(
+    idp: IdentityProvider, jwks_auth: Authenticator
+) -> None:
+    token = idp.token("rsa-1", "carol", [])
+    assert await verifies(jwks_auth, token)
+    errors = fetch_errors()
+    idp.redirect_to = f"{idp.base_url}/no-keys.json"  # followed, it would withdraw every key
+    assert jwks_auth.keys is not None
+    await jwks_auth.keys.refresh()
+    assert fetch_errors() == errors + 1
+    assert await verifies(jwks_auth, token)

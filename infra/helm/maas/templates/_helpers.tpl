@@ -36,7 +36,8 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 
 {{/*
 Production fails closed: the gateway and the ledger (its operators' console) verify JWTs, so
-each needs a JWT source, a JWKS URL or a required secret.
+each needs a JWT source, a JWKS URL or a required secret; JWKS tokens are checked for their
+issuer and audience, and only a role table grants roles.
 (The services themselves also refuse the dev secret and short secrets at start-up.)
 */}}
 {{- define "maas.requireJwtSource" -}}
@@ -50,6 +51,17 @@ each needs a JWT source, a JWKS URL or a required secret.
 {{- if not (or $jwks $secret) -}}
 {{- fail (printf "MAAS_ENV=prod needs a JWT source: config.MAAS_JWT_JWKS_URL, or a secretEnv.%s entry for MAAS_JWT_SECRET that is not optional" $component) -}}
 {{- end -}}
+{{- end -}}
+{{- if $jwks -}}
+{{- range $name := list "MAAS_JWT_ISSUER" "MAAS_JWT_AUDIENCE" -}}
+{{- if not (index $.Values.config $name) -}}
+{{- fail (printf "MAAS_ENV=prod with config.MAAS_JWT_JWKS_URL needs config.%s: without it tokens the provider issued to other applications or tenants are accepted" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $roleMap := .Values.config.MAAS_JWT_ROLE_MAP | default "" | toString | fromJson -}}
+{{- if or (not $roleMap) (hasKey $roleMap "Error") -}}
+{{- fail "MAAS_ENV=prod needs config.MAAS_JWT_ROLE_MAP: the table of the provider's names that grant MaaS roles" -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -66,6 +78,14 @@ A Deployment for one service. Parameters: root (.), component, module (python -m
 port, svc (the values block of the service), secretEnv (list), rollout (true for HTTP
 services that take traffic: maxUnavailable 0 / maxSurge 25%).
 */}}
+{{/*
+The settings that reach the balances' Redis and MongoDB, as a JSON list: in the
+...-stores ConfigMap, which only the gateway and the ledger mount.
+*/}}
+{{- define "maas.storeKeys" -}}
+{{- list "MAAS_REDIS_URL" "MAAS_REDIS_CLUSTER" "MAAS_REDIS_MAX_CONNECTIONS" "MAAS_MONGO_URL" "MAAS_MONGO_DB" | toJson -}}
+{{- end -}}
+
 {{- define "maas.deployment" -}}
 {{- $root := .root -}}
 {{- $svc := .svc -}}
@@ -154,6 +174,10 @@ spec:
           envFrom:
             - configMapRef:
                 name: {{ include "maas.fullname" $root }}-config
+            {{- if .stores }}
+            - configMapRef:
+                name: {{ include "maas.fullname" $root }}-stores
+            {{- end }}
           {{- if .secretEnv }}
           env:
             {{- range .secretEnv }}
@@ -203,4 +227,40 @@ spec:
         - name: tmp
           emptyDir:
             sizeLimit: {{ $root.Values.tmpSizeLimit }}
+{{- end -}}
+
+{{/* NetworkPolicy egress rules (templates/networkpolicy.yaml). */}}
+{{- define "maas.egressDns" -}}
+# DNS, from the cluster's resolver only.
+- to:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: {{ .dnsNamespace }}
+  ports:
+    - {port: 53, protocol: UDP}
+    - {port: 53, protocol: TCP}
+{{- end -}}
+
+{{- define "maas.egressTo" -}}
+- to:
+    {{- range .cidrs }}
+    - ipBlock:
+        cidr: {{ . }}
+    {{- end }}
+  ports:
+    - {port: {{ .port }}, protocol: TCP}
+{{- end -}}
+
+{{- define "maas.egressHttps" -}}
+# HTTPS out, never to the cloud metadata service{{ if .except }} or private networks{{ end }}.
+- to:
+    - ipBlock:
+        cidr: 0.0.0.0/0
+        except:
+          - 169.254.0.0/16
+          {{- range .except }}
+          - {{ . }}
+          {{- end }}
+  ports:
+    - {port: 443, protocol: TCP}
 {{- end -}}

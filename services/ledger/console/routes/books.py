@@ -11,8 +11,8 @@ from services.gateway.adapters.tokens import AccountBusy, UnknownAccount
 from services.ledger.books import last_books, reconcile_and_keep
 from services.ledger.console.deps import console, operator
 from services.ledger.settle import settle
-from shared.auth import ACCOUNT_ID
 from shared.errors import ApiError
+from shared.validation import ACCOUNT_ID, journal_reason
 
 routes = web.RouteTableDef()
 HISTORY_LIMIT = 50
@@ -63,14 +63,12 @@ async def account(request: web.Request) -> web.Response:
 async def settle_account(request: web.Request) -> web.Response:
     c, name = console(request), account_of(request)
     form = await request.post()
-    reason = form.get("reason")
-    if not isinstance(reason, str) or not reason.strip():
-        raise ApiError("invalid_params", "say why, for the journal")
+    reason = journal_reason(form.get("reason"))
     if form.get("confirm") != "yes":
         raise ApiError("invalid_params", "tick the box to confirm the settle")
     by = operator(request).account
     try:
-        settled = await settle(c.bank, c.store, name, reason.strip(), by)
+        settled = await settle(c.bank, c.store, name, reason, by)
     except UnknownAccount:
         raise ApiError("not_found", f"no account {name}") from None
     except AccountBusy:
@@ -83,7 +81,7 @@ async def settle_account(request: web.Request) -> web.Response:
         "balance": settlement.balance,
         "adopted": [e.id for e in settled.adopted],
     }
-    await c.journal.record(by, "settle", name, reason.strip(), outcome)
+    await c.journal.record(by, "settle", name, reason, outcome)
     return aiohttp_jinja2.render_template(
         "settled.html",
         request,

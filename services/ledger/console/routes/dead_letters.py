@@ -14,6 +14,7 @@ from services.ledger.dead_letter_ops import decoded_events, operator_walk
 from shared.errors import ApiError
 from shared.sqs import queue_depth
 from shared.stores import MongoDoc
+from shared.validation import journal_reason
 
 routes = web.RouteTableDef()
 ALL = "all"
@@ -90,16 +91,12 @@ async def act(request: web.Request) -> web.Response:
     action, target = request.match_info["action"], request.match_info["target"]
     if target != ALL:
         await known_letter(request, target)
-    reason = (await request.post()).get("reason")
-    if not isinstance(reason, str) or not reason.strip():
-        raise ApiError("invalid_params", "say why, for the journal")
+    reason = journal_reason((await request.post()).get("reason"))
     walk = operator_walk(c.sqs, c.dlq_url, c.db, c.bank)
     chosen = None if target == ALL else {target}
     result = await (walk.redrive(chosen) if action == "redrive" else walk.purge(chosen))
     by = operator(request).account
-    await c.journal.record(
-        by, action, target, reason.strip(), {"done": result.done, "left": result.left}
-    )
+    await c.journal.record(by, action, target, reason, {"done": result.done, "left": result.left})
     return aiohttp_jinja2.render_template(
         "result.html", request, {"action": action, "target": target, "walk": result}
     )

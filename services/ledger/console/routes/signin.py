@@ -8,7 +8,6 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from services.ledger.console.deps import console
-from services.ledger.console.gate import Gate
 from shared.errors import ApiError
 
 routes = web.RouteTableDef()
@@ -40,12 +39,12 @@ async def signin(request: web.Request) -> web.Response:
             "signin.html", request, {"error": error.message}, status=error.status
         )
     response = web.HTTPSeeOther("/console/dead-letters")
-    gate.keep(response, token, principal)
+    await gate.open(response, principal)
     raise response
 
 
 @routes.post("/signout", name="signout")
-async def signout(_: web.Request) -> web.Response:
+async def signout(request: web.Request) -> web.Response:
     response = web.HTTPSeeOther("/console/signin")
-    Gate.forget(response)
+    await console(request).gate.close(request, response)
     raise response

@@ -1,0 +1,67 @@
+"""Background loops that must not die, and readiness that answers from a cache."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+
+from shared.aio import Supervised
+from shared.web import Readiness
+
+
+async def test_a_loop_that_fails_or_ends_is_restarted_and_seen_down_meanwhile() -> None:
+    runs: list[int] = []
+    seen_down = asyncio.Event()
+
+    async def flaky(stop: asyncio.Event) -> None:
+        runs.append(len(runs))
+        if len(runs) == 1:
+            raise AttributeError("'list' object has no attribute 'get'")
+        if len(runs) == 2:
+            return  # ended on its own
+        await stop.wait()
+
+    stop = asyncio.Event()
+    loop = Supervised("flaky", flaky, restart_s=0.2)
+    task = asyncio.create_task(loop.run(stop))
+    for _ in range(40):
+        if not loop.alive:
+            seen_down.set()
+        if len(runs) == 3:
+            break
+        await asyncio.sleep(0.02)
+    assert len(runs) == 3
+    assert seen_down.is_set()
+    assert loop.alive
+    stop.set()
+    await asyncio.wait_for(task, timeout=1)
+    assert not loop.alive
+    assert len(runs) == 3, "a loop that ends because of stop is not restarted"
+
+
+async def test_readiness_answers_from_the_last_check_without_calling_out() -> None:
+    calls = 0
+    up = True
+
+    async def redis() -> None:
+        nonlocal calls
+        calls += 1
+        if not up:
+            raise ConnectionError
+
+    refresher_alive = True
+    readiness = Readiness({"redis": redis}, {"jwks": lambda: refresher_alive})
+    assert readiness.answer().status == 503, "no verdict before the first check"
+    await readiness.check()
+    for _ in range(1000):  # a flood of probes
+        assert readiness.answer().status == 200
+    assert calls == 1
+    refresher_alive = False
+    down = readiness.answer()
+    assert down.status == 503
+    assert down.body is not None
+    assert orjson.loads(down.body)["checks"] == {"redis": True, "jwks": False}  # type: ignore[arg-type]
+    refresher_alive, up = True, False
+    await readiness.check()
+    assert readiness.answer().status == 503
