@@ -58,18 +58,14 @@ def _env(field: str) -> str:
 def host_addresses(host: str) -> list[Address]:
     """Every address `host` stands for, as a connection to it would see it.
 
-    Literals are read the way the C library reads them (`127.1`, `2130706433` and
-    `0x7f.1` are all 127.0.0.1); names are resolved. A name that does not resolve here
-    gives no address: it is judged by its name alone.
+    Names and literals both go through the C library's resolver, which reads `127.1`,
+    `2130706433` and `0x7f.1` as 127.0.0.1, as a connection would. A name that does not
+    resolve here gives no address: it is judged by its name alone.
     """
     host = host.strip("[]").rstrip(".")
     try:
         return [ipaddress.ip_address(host)]
     except ValueError:
-        pass
-    try:
-        return [ipaddress.IPv4Address(socket.inet_aton(host))]
-    except OSError:
         pass
     try:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)

@@ -110,6 +110,31 @@ async def test_issuer_and_audience_are_checked_when_configured() -> None:
     await rejected(Authenticator(strict), issue_dev_token(SETTINGS, "alice", [], 60))
 
 
+async def test_a_provider_token_for_another_application_or_tenant_is_401(
+    idp: IdentityProvider,
+) -> None:
+    """One key set signs every tenant: only MaaS's issuer and audience may pass."""
+    settings = jwks_settings(
+        idp, jwt_issuer="https://idp.example/maas-tenant", jwt_audience="maas-api"
+    )
+    auth = Authenticator(settings)
+    assert auth.keys is not None
+    await auth.keys.start()
+    try:
+        ours = {"iss": "https://idp.example/maas-tenant", "aud": "maas-api"}
+        token = idp.token("rsa-1", "alice", ["admin"], **ours)
+        assert (await auth.authenticate(f"Bearer {token}")).roles == {"admin"}
+        for foreign in (
+            {**ours, "aud": "some-other-app"},
+            {**ours, "iss": "https://idp.example/attacker-tenant"},
+            {"iss": ours["iss"]},
+            {"aud": ours["aud"]},
+        ):
+            await rejected(auth, idp.token("rsa-1", "mallory", ["admin"], **foreign))
+    finally:
+        await auth.keys.close()
+
+
 async def test_verified_tokens_are_cached_until_they_expire() -> None:
     auth = Authenticator(SETTINGS)
     token = issue_dev_token(SETTINGS, "alice", [], 60)
