@@ -43,7 +43,9 @@ class IdentityProvider(LoopbackServer):
     def remove_key(self, kid: str) -> None:
         del self.keys[kid]
 
-    def token(self, kid: str, sub: str, roles: list[str], ttl_s: int = 600, **claims: Any) -> str:
+    def token(
+        self, kid: str, sub: str, roles: list[str], *, ttl_s: int = 600, **claims: Any
+    ) -> str:
         key, alg = self.keys[kid]
         payload = {"sub": sub, "roles": roles, "exp": int(time.time()) + ttl_s, **claims}
         return jwt.encode(payload, key, algorithm=alg, headers={"kid": kid})

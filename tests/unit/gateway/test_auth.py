@@ -121,15 +121,16 @@ async def test_a_provider_token_for_another_application_or_tenant_is_401(
     assert auth.keys is not None
     await auth.keys.start()
     try:
-        ours = {"iss": "https://idp.example/maas-tenant", "aud": "maas-api"}
+        ours: dict[str, Any] = {"iss": "https://idp.example/maas-tenant", "aud": "maas-api"}
         token = idp.token("rsa-1", "alice", ["admin"], **ours)
         assert (await auth.authenticate(f"Bearer {token}")).roles == {"admin"}
-        for foreign in (
+        foreigns: list[dict[str, Any]] = [
             {**ours, "aud": "some-other-app"},
             {**ours, "iss": "https://idp.example/attacker-tenant"},
             {"iss": ours["iss"]},
             {"aud": ours["aud"]},
-        ):
+        ]
+        for foreign in foreigns:
             await rejected(auth, idp.token("rsa-1", "mallory", ["admin"], **foreign))
     finally:
         await auth.keys.close()
