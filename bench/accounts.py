@@ -7,8 +7,8 @@ import time
 from dataclasses import dataclass
 
 from bench.stack import BENCH_ROLE
-from services.gateway.adapters.tokens import TokenBank
-from shared.accounts import AccountStore
+from shared.accounting.accounts import AccountStore
+from shared.accounting.bank import TokenBank
 from shared.auth import issue_dev_token
 from shared.keys import Keys
 from shared.settings import Settings

@@ -32,10 +32,9 @@ from bench.load import Wrk, WrkResult, meme_paths, redis_benchmark, run_wrk, wri
 from bench.report import errors, render
 from bench.scale import run_scale
 from bench.stack import BENCH_ROLE, BenchStack
-from services.gateway.adapters.tokens import lua_script
 from shared.auth import issue_dev_token
 from shared.settings import Settings
-from shared.stores import redis_client
+from shared.stores import lua_script, redis_client
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONNECTIONS = 64

@@ -27,8 +27,8 @@ from bench import accounts, metrics, procstat
 from bench.load import Wrk, meme_paths, write_requests
 from bench.stack import BenchStack
 from services.ledger.adapters.mongo import LedgerStore, journal_entry
-from shared.accounts import new_account
-from shared.events import Event
+from shared.accounting.accounts import new_account
+from shared.accounting.events import Event
 from shared.settings import to_environment
 from shared.stores import MongoDoc, mongo_client
 

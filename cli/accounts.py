@@ -6,8 +6,8 @@ import argparse
 from typing import Any
 
 from cli.terminal import ACCOUNT, TOKENS
-from services.gateway.adapters.tokens import TokenBank
-from shared.accounts import AccountExists, AccountStore
+from shared.accounting.accounts import AccountExists, AccountStore
+from shared.accounting.bank import TokenBank
 from shared.keys import Keys
 from shared.settings import Settings
 from shared.stores import mongo_client, redis_client

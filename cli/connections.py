@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.gateway.adapters.tokens import TokenBank
-from shared.accounts import AccountStore
+from shared.accounting.accounts import AccountStore
+from shared.accounting.bank import TokenBank
 from shared.keys import Keys
 from shared.settings import Settings
 from shared.sqs import SQSClient, queue_url, sqs_client

@@ -8,9 +8,9 @@ from typing import Any
 
 from cli.connections import connect
 from cli.terminal import ACCOUNT, OPERATOR, REASON, argument, safe
-from services.gateway.adapters.tokens import AccountBusy, UnknownAccount
 from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.settle import settle
+from shared.accounting.bank import AccountBusy, UnknownAccount
 from shared.errors import ApiError
 from shared.stores import MongoDoc
 

@@ -13,6 +13,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+# The roles MaaS grants: `ai` may order AI memes, `admin` runs accounts and the console.
+AI_ROLE = "ai"
+ADMIN_ROLE = "admin"
+
 
 class ClaimsError(ValueError):
     """The token is signed and valid, but its claims do not name an account or roles."""

@@ -178,9 +178,6 @@ class Settings(BaseSettings):
     def sqs_port(self) -> int:
         return urlsplit(self.sqs_endpoint_url or "").port or 4566
 
-    def price(self, kind: str) -> int:
-        return self.price_ai if kind == "ai" else self.price_text
-
     def refundable_after_s(self, kind: str) -> float:
         """How long a charge of this kind may stay pending before the sweeper refunds it."""
         timeout = self.meme_ai_timeout_s if kind == "ai" else self.meme_timeout_s

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from typing import Any, TypeAlias
 
 import redis.asyncio as aioredis
@@ -11,6 +12,11 @@ from shared.settings import Settings
 
 Redis: TypeAlias = "aioredis.Redis | aioredis.RedisCluster"
 MongoDoc: TypeAlias = dict[str, Any]
+
+
+def lua_script(name: str) -> str:
+    """One of the product's Redis scripts (shared/lua/): each is one atomic step."""
+    return (resources.files("shared") / "lua" / f"{name}.lua").read_text()
 
 
 def redis_client(settings: Settings) -> Redis:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from services.gateway.adapters.tokens import TokenBank
 from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.handler import MessageHandler, Received
-from shared.accounts import AccountStore
-from shared.events import Batch, Event
+from shared.accounting.accounts import AccountStore
+from shared.accounting.bank import TokenBank
+from shared.accounting.events import Batch, Event
 
 
 @dataclass(frozen=True, slots=True)

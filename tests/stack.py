@@ -32,8 +32,8 @@ from infra.local.stack import (
     stop_pid,
     store_servers,
 )
+from shared.accounting.events import Batch, Event
 from shared.auth import issue_dev_token
-from shared.events import Batch, Event
 from shared.keys import Keys
 from shared.settings import Settings, to_environment
 from shared.sqs import provision_queues, queue_url, sqs_client

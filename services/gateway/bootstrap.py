@@ -10,15 +10,15 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from services.gateway.adapters.credits import CreditLog
 from services.gateway.adapters.meme_client import MemeClient
 from services.gateway.adapters.relay import Relay
-from services.gateway.adapters.tokens import TokenBank
 from services.gateway.app import create_app
 from services.gateway.deps import DEPS, Gateway
 from services.gateway.drain import Drain
 from services.gateway.sweeper import Sweeper
-from shared.accounts import AccountStore
+from shared.accounting.accounts import AccountStore
+from shared.accounting.bank import TokenBank
+from shared.accounting.credits import CreditLog
 from shared.aio import Supervised
 from shared.auth import Authenticator
 from shared.keys import Keys

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from services.gateway.adapters.credits import CreditLog
 from services.gateway.adapters.meme_client import MemeClient
-from services.gateway.adapters.tokens import TokenBank
 from services.gateway.drain import Drain
-from shared.accounts import AccountStore
+from shared.accounting.accounts import AccountStore
+from shared.accounting.bank import TokenBank
+from shared.accounting.credits import CreditLog
 from shared.auth import Authenticator
 from shared.settings import Settings
 from shared.sqs import SQSClient

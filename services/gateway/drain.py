@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Iterator
 from typing import TypeVar
 
-from services.gateway.adapters.tokens import Charge, TokenBank
+from shared.accounting.bank import Charge, TokenBank
 from shared.errors import ApiError
 
 T = TypeVar("T")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from prometheus_client import Counter
 
-from services.gateway.adapters.tokens import Status, TokenBank
+from shared.accounting.bank import Status, TokenBank
 from shared.aio import sleep_unless
 
 log = logging.getLogger(__name__)

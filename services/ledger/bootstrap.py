@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from services.gateway.adapters.tokens import TokenBank, lua_script
 from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.books import export_drift, reconcile_and_keep
 from services.ledger.console.app import build_console
@@ -21,14 +20,15 @@ from services.ledger.consumer import Consumer
 from services.ledger.handler import MessageHandler
 from services.ledger.pipeline import Sampler, Samples
 from services.ledger.reconcile import Reconciler
-from shared.accounts import AccountStore
+from shared.accounting.accounts import AccountStore
+from shared.accounting.bank import TokenBank
 from shared.aio import Supervised, sleep_unless
 from shared.auth import Authenticator
 from shared.keys import Keys
 from shared.metrics import http_metrics_middleware
 from shared.settings import Settings
 from shared.sqs import queue_url, sqs_client
-from shared.stores import Redis, mongo_client, redis_client
+from shared.stores import Redis, lua_script, mongo_client, redis_client
 from shared.web import READINESS, Readiness, error_middleware, healthz, metrics_handler, readyz
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from prometheus_client import Counter, Histogram
 
 from services.ledger.adapters.mongo import LedgerStore, journal_id
 from services.ledger.domain.apply import AccountUpdate, Outcome, Plan, Position, plan
-from shared.events import Batch, Event, MalformedMessage, decode_batch, parse_rfc3339
+from shared.accounting.events import Batch, Event, MalformedMessage, decode_batch, parse_rfc3339
 from shared.metrics import LATENCY_BUCKETS
 
 EVENTS_APPLIED = Counter("maas_ledger_events_applied_total", "Events applied to MongoDB", ["type"])

@@ -20,12 +20,11 @@ from dataclasses import dataclass
 import orjson
 from prometheus_client import Metric
 
-from services.gateway.adapters.tokens import lua_script
 from services.ledger.handler import EVENTS_APPLIED, LAG
 from shared.aio import sleep_unless
 from shared.keys import Keys
 from shared.sqs import SQSClient, queue_depth
-from shared.stores import Redis
+from shared.stores import Redis, lua_script
 
 WINDOW_S = 3600
 

@@ -17,7 +17,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.domain.reconcile import Position, Row, Status, compare
-from shared.events import event_from_stream_entry
+from shared.accounting.events import event_from_stream_entry
 from shared.keys import Keys
 from shared.sqs import SQSClient
 from shared.stores import MongoDoc, Redis

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.gateway.adapters.tokens import Settlement, TokenBank
 from services.ledger.adapters.mongo import LedgerStore
-from shared.events import Event
+from shared.accounting.bank import Settlement, TokenBank
+from shared.accounting.events import Event
 
 
 @dataclass(frozen=True, slots=True)

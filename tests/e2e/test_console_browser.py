@@ -27,8 +27,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as expected
 from selenium.webdriver.support.wait import WebDriverWait
 
+from shared.accounting.events import Batch, Event, rfc3339_from_ms
 from shared.aio import running
-from shared.events import Batch, Event, rfc3339_from_ms
 from shared.keys import Keys
 from tests.console import indexed_dead_letters, ledger_url
 from tests.stack import PARIS, ServiceStack, debit_event

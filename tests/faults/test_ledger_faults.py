@@ -12,8 +12,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from shared.accounts import AccountStore
-from shared.events import Event, EventType
+from shared.accounting.accounts import AccountStore
+from shared.accounting.events import Event, EventType
 from shared.keys import Keys
 from shared.stores import mongo_client, redis_client
 from tests.stack import PARIS, PrivateStore, ServiceStack, StackFactory, wait_for

@@ -14,8 +14,8 @@ from typing import Any
 
 import aiohttp
 
-from services.gateway.adapters.tokens import TokenBank
-from shared.accounts import AccountStore
+from shared.accounting.accounts import AccountStore
+from shared.accounting.bank import TokenBank
 from shared.keys import Keys
 from shared.stores import mongo_client, redis_client
 from tests.stack import PARIS, ServiceStack, StackFactory, wait_for

@@ -13,9 +13,9 @@ import pytest
 
 from infra.local.stack import Running, free_port, redis_server, start, stop_pid
 from services.gateway.adapters.relay import Relay
-from services.gateway.adapters.tokens import Outcome, TokenBank
-from shared.accounts import AccountStore
-from shared.events import decode_batch
+from shared.accounting.accounts import AccountStore
+from shared.accounting.bank import Outcome, TokenBank
+from shared.accounting.events import decode_batch
 from shared.keys import Keys
 from shared.settings import RateLimit, Settings
 from shared.sqs import provision_queues, sqs_client

@@ -18,10 +18,10 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from infra.local.stack import local_store
-from services.gateway.adapters.credits import CreditLog
 from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.domain.apply import AccountUpdate, Position
-from shared.accounts import AccountStore, new_account
+from shared.accounting.accounts import AccountStore, new_account
+from shared.accounting.credits import CreditLog
 from shared.stores import MongoDoc
 from tests.stack import PrivateStore, debit_event
 

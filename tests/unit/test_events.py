@@ -3,7 +3,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from shared.events import Batch, Event, MalformedMessage, decode_batch
+from shared.accounting.events import Batch, Event, MalformedMessage, decode_batch
 
 EVENT = Event(
     id="e1",

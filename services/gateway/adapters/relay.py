@@ -16,12 +16,11 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from services.gateway.adapters.tokens import lua_script
+from shared.accounting.events import Batch, event_from_stream_entry
 from shared.aio import sleep_unless
-from shared.events import Batch, event_from_stream_entry
 from shared.keys import Keys
 from shared.sqs import SQSClient
-from shared.stores import Redis
+from shared.stores import Redis, lua_script
 
 log = logging.getLogger(__name__)
 

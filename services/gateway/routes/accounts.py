@@ -8,13 +8,13 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import Counter
 
-from services.gateway.adapters.credits import fingerprint
-from services.gateway.adapters.tokens import Status, UnknownAccount
 from services.gateway.deps import DEPS, Gateway
-from services.gateway.domain.pricing import ADMIN_ROLE
 from services.gateway.routes.tokens import caller_live
-from shared.accounts import AccountExists, empty_usage
+from shared.accounting.accounts import AccountExists, empty_usage
+from shared.accounting.bank import Status, UnknownAccount
+from shared.accounting.credits import fingerprint
 from shared.auth import Principal
+from shared.claims import ADMIN_ROLE
 from shared.contract import MAX_BALANCE
 from shared.errors import ApiError
 from shared.validation import account_id, token_amount

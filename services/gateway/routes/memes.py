@@ -17,17 +17,17 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from services.gateway.adapters.meme_client import Meme
-from services.gateway.adapters.tokens import (
+from services.gateway.deps import DEPS
+from services.gateway.domain.params import parse_meme_request
+from services.gateway.routes.context import REQUEST_ID
+from shared.accounting.bank import (
     Charge,
     NotHydrated,
     Status,
     TokenBank,
     UnknownAccount,
 )
-from services.gateway.deps import DEPS
-from services.gateway.domain.params import parse_meme_request
-from services.gateway.domain.pricing import choose_kind, rate_limit_for
-from services.gateway.routes.context import REQUEST_ID
+from shared.accounting.prices import choose_kind, price_of, rate_limit_for
 from shared.errors import ApiError
 from shared.metrics import METRIC_KIND
 from shared.web import json_response, read_json
@@ -60,7 +60,7 @@ async def serve_meme(request: web.Request, values: dict[str, Any]) -> web.Stream
     principal = await deps.auth.authenticate(request.headers.get("Authorization"))
     params = parse_meme_request(values)
     kind = choose_kind(params.kind, principal.roles, deps.memes.ai_available)
-    price = deps.settings.price(kind)
+    price = price_of(kind, deps.settings)
     request[METRIC_KIND] = kind  # AI memes have their own latency objective
     request_id = request[REQUEST_ID]
     try:

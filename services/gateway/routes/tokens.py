@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from services.gateway.adapters.tokens import LiveAccount, UnknownAccount
 from services.gateway.deps import DEPS
+from shared.accounting.bank import LiveAccount, UnknownAccount
 from shared.auth import Principal
 from shared.errors import ApiError
 from shared.web import json_response

@@ -21,9 +21,9 @@ from pymongo import DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from services.gateway.adapters.credits import CreditLog
 from services.ledger.domain.apply import AccountUpdate, Position
-from shared.events import Event, event_from_dict, parse_rfc3339
+from shared.accounting.credits import CreditLog
+from shared.accounting.events import Event, event_from_dict, parse_rfc3339
 from shared.store_retry import with_retries
 from shared.stores import MongoDoc
 

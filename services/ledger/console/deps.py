@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from aiohttp import web
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.gateway.adapters.tokens import TokenBank
 from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.console.gate import Gate, Session
 from services.ledger.console.journal import OperatorJournal
 from services.ledger.pipeline import Samples
 from services.ledger.reconcile import Reconciler
+from shared.accounting.bank import TokenBank
 from shared.auth import Principal
 from shared.settings import Settings
 from shared.sqs import SQSClient

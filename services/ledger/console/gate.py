@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import orjson
 from aiohttp import web
 
-from services.gateway.domain.pricing import ADMIN_ROLE
 from shared.auth import Authenticator, Principal
+from shared.claims import ADMIN_ROLE
 from shared.errors import ApiError
 from shared.keys import Keys
 from shared.stores import Redis

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.ledger.domain.apply import Position
-from shared.events import Event
+from shared.accounting.events import Event
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from shared.events import Event
+from shared.accounting.events import Event
 
 
 class Outcome(StrEnum):

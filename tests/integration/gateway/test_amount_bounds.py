@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from shared.accounts import AccountStore
+from shared.accounting.accounts import AccountStore
 from shared.contract import MAX_BALANCE, MAX_TOKENS_PER_CALL
 from shared.stores import mongo_client
 from tests.stack import ServiceStack

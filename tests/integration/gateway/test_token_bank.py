@@ -10,9 +10,9 @@ import pytest
 from prometheus_client import REGISTRY
 
 from infra.local.stack import free_port, redis_server, start, stop_pid
-from services.gateway.adapters.tokens import NotHydrated, Status, TokenBank
 from services.gateway.sweeper import Sweeper
-from shared.accounts import AccountStore
+from shared.accounting.accounts import AccountStore
+from shared.accounting.bank import NotHydrated, Status, TokenBank
 from shared.keys import Keys
 from shared.settings import Settings
 from shared.stores import Redis, mongo_client, redis_client

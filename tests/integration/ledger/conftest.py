@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from services.gateway.adapters.tokens import TokenBank
 from services.ledger.adapters.mongo import LedgerStore
-from shared.accounts import AccountStore
+from shared.accounting.accounts import AccountStore
+from shared.accounting.bank import TokenBank
 from shared.keys import Keys
 from shared.settings import Settings
 from shared.stores import mongo_client, redis_client

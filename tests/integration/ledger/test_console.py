@@ -10,7 +10,7 @@ import pytest
 
 from services.ledger.console.gate import COOKIE
 from services.ledger.pipeline import Samples
-from shared.events import Batch, Event
+from shared.accounting.events import Batch, Event
 from shared.keys import Keys
 from shared.stores import mongo_client, redis_client
 from tests.console import ConsoleClient, account_with_memes, indexed_dead_letters, ledger_url

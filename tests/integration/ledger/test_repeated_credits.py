@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.gateway.adapters.tokens import Status, TokenBank
-from shared.events import Event, event_from_stream_entry
+from shared.accounting.bank import Status, TokenBank
+from shared.accounting.events import Event, event_from_stream_entry
 from tests.ledger_harness import Ledger, message
 
 

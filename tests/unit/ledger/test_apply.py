@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from services.ledger.domain.apply import Position, plan
-from shared.events import Event
+from shared.accounting.events import Event
 
 
 def event(account: str, epoch: int, seq: int, kind: str = "debit", amount: int = 1) -> Event:

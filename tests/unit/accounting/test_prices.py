@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.gateway.domain.pricing import choose_kind, rate_limit_for
+from shared.accounting.prices import choose_kind, price_of, rate_limit_for
 from shared.errors import ApiError
 from shared.settings import RateLimit, Settings
 
@@ -33,9 +33,11 @@ def test_explicit_ai_while_ai_is_down_is_503() -> None:
     assert (caught.value.status, caught.value.code) == (503, "upstream_unavailable")
 
 
-def test_prices_come_from_settings() -> None:
+def test_prices_come_from_settings_and_an_unknown_kind_has_none() -> None:
     settings = Settings(price_text=3, price_ai=7)
-    assert (settings.price("text"), settings.price("ai")) == (3, 7)
+    assert (price_of("text", settings), price_of("ai", settings)) == (3, 7)
+    with pytest.raises(ValueError, match="no price for meme kind 'video'"):
+        price_of("video", settings)  # type: ignore[arg-type]
 
 
 def test_the_most_generous_role_bucket_wins() -> None:

@@ -1,15 +1,21 @@
-"""Which kind of meme a caller gets and what it costs. Pure."""
+"""Which kind of meme a caller gets, what it costs, and how fast it may ask. Pure."""
 
 from __future__ import annotations
 
 from collections.abc import Collection
 
+from shared.claims import AI_ROLE
 from shared.contract import Kind
 from shared.errors import ApiError
 from shared.settings import RateLimit, Settings
 
-AI_ROLE = "ai"
-ADMIN_ROLE = "admin"
+
+def price_of(kind: Kind, settings: Settings) -> int:
+    """Tokens one meme of `kind` costs; a kind without a price is a bug, never free text."""
+    prices: dict[str, int] = {"text": settings.price_text, "ai": settings.price_ai}
+    if kind not in prices:
+        raise ValueError(f"no price for meme kind {kind!r}")
+    return prices[kind]
 
 
 def choose_kind(requested: Kind | None, roles: Collection[str], ai_available: bool) -> Kind:

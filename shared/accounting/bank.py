@@ -12,21 +12,16 @@ import time
 import uuid
 from dataclasses import dataclass
 from enum import IntEnum
-from importlib import resources
 from typing import Any
 
 import orjson
 
-from shared.accounts import AccountStore
+from shared.accounting.accounts import AccountStore
+from shared.accounting.events import Event
 from shared.contract import MAX_BALANCE
-from shared.events import Event
 from shared.keys import Keys
 from shared.settings import RateLimit
-from shared.stores import Redis
-
-
-def lua_script(name: str) -> str:
-    return (resources.files(__package__) / "lua" / f"{name}.lua").read_text()
+from shared.stores import Redis, lua_script
 
 
 class Status(IntEnum):

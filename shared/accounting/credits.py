@@ -20,7 +20,7 @@ import orjson
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from shared.events import Event
+from shared.accounting.events import Event
 from shared.store_retry import with_retries
 from shared.stores import MongoDoc
 
