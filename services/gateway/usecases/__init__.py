@@ -1,0 +1,1 @@
+"""What the gateway does for a caller, independent of HTTP: the routes translate."""

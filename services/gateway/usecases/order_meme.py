@@ -1,0 +1,141 @@
+"""Ordering a meme: charge, generate, deliver, then confirm, or refund whatever failed.
+
+A charge stays pending until its answer is written (then it is confirmed) or its meme
+fails (then it is refunded before the error is answered). A charge whose gateway died
+in between is refunded by the sweeper, so a client is never charged for a meme it did
+not get. The route authenticates, parses and chooses the kind; `deliver` writes the
+answer, so a client that goes away while it is written is a failure like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import Counter
+
+from services.gateway.adapters.meme_client import Meme, MemeClient
+from services.gateway.domain.params import MemeRequest
+from services.gateway.drain import Drain
+from shared.accounting.bank import Charge, NotHydrated, Status, TokenBank, UnknownAccount
+from shared.accounting.prices import price_of, rate_limit_for
+from shared.auth import Principal
+from shared.contract import Kind
+from shared.errors import ApiError
+from shared.settings import Settings
+
+TOKENS_CHARGED = Counter("maas_tokens_charged_total", "Tokens charged for memes", ["kind"])
+TOKENS_REFUNDED = Counter("maas_tokens_refunded_total", "Tokens refunded after failures", ["kind"])
+REFUNDS = Counter(
+    "maas_refunds_total",
+    "Refunds of failed memes by outcome: applied, dropped (the debit was lost with Redis's "
+    "data), nothing_to_refund (refunded before), deferred (left to the sweeper)",
+    ["kind", "outcome"],
+)
+CONFIRM_FAILURES = Counter(
+    "maas_confirm_failures_total", "Delivered memes whose charge could not be confirmed"
+)
+
+# The meme, its price and the balance after the charge -> the answer is written.
+Deliver = Callable[[Meme, int, int], Awaitable[None]]
+
+log = logging.getLogger(__name__)
+
+
+async def order_meme(
+    *,
+    bank: TokenBank,
+    memes: MemeClient,
+    drain: Drain,
+    settings: Settings,
+    principal: Principal,
+    params: MemeRequest,
+    kind: Kind,
+    request_id: str,
+    deliver: Deliver,
+) -> None:
+    price = price_of(kind, settings)
+    try:
+        charged, charge = await bank.charge(
+            principal.account,
+            price,
+            rate_limit_for(principal.roles, settings),
+            f"meme:{kind}",
+            request_id,
+            settings.refundable_after_s(kind),
+        )
+    except UnknownAccount:
+        raise ApiError("unknown_account", "no account for this token") from None
+    except NotHydrated:
+        raise ApiError(
+            "upstream_unavailable",
+            "balances are being restored; retry (nothing was charged)",
+            headers={"Retry-After": "1"},
+        ) from None
+    if charged.status == Status.RATE_LIMITED:
+        retry_after = max(1, math.ceil(charged.retry_after_ms / 1000))
+        raise ApiError(
+            "rate_limited",
+            f"too many requests; retry in {retry_after} s",
+            headers={"Retry-After": str(retry_after)},
+            retry_after=retry_after,
+        )
+    if charged.status == Status.INSUFFICIENT or charge is None:
+        raise ApiError(
+            "insufficient_tokens",
+            f"a {kind} meme costs {price} tokens; the balance is {charged.balance}",
+            headers={"X-Tokens-Remaining": str(charged.balance)},
+            balance=charged.balance,
+            price=price,
+        )
+    TOKENS_CHARGED.labels(kind).inc(price)
+    with drain.holding(charge):
+        try:
+            meme = await drain.unless_closed(
+                memes.generate(
+                    query=params.query,
+                    lat=params.lat,
+                    lon=params.lon,
+                    kind=kind,
+                    fmt=params.format,
+                    request_id=request_id,
+                )
+            )
+            await deliver(meme, price, charged.balance)
+        except BaseException as failure:  # an upstream error, a cancelled handler, a lost client
+            await asyncio.shield(refund(bank, charge, kind, failure))
+            raise
+        await confirm(bank, charge)
+
+
+async def refund(bank: TokenBank, charge: Charge, kind: str, failure: BaseException) -> None:
+    """Give the charge back; a refund that fails stays pending for the sweeper."""
+    try:
+        refunded = await bank.refund(charge)
+    except Exception:
+        log.warning("refund failed; the sweeper will refund it", exc_info=True)
+        REFUNDS.labels(kind, "deferred").inc()
+        if isinstance(failure, ApiError):
+            failure.details["refund"] = "pending"
+        return
+    REFUNDS.labels(kind, refunded.status.name.lower()).inc()
+    if refunded.status == Status.APPLIED:
+        TOKENS_REFUNDED.labels(kind).inc(charge.price)
+    if isinstance(failure, ApiError):
+        failure.headers["X-Tokens-Remaining"] = str(refunded.balance)
+        failure.details["tokens_remaining"] = refunded.balance
+
+
+async def confirm(bank: TokenBank, charge: Charge) -> None:
+    """The answer is written: clear the pending record.
+
+    If this fails, the record stays and the sweeper refunds a meme that was delivered:
+    the client gets it free, which is our loss, never the client's (counted).
+    """
+    try:
+        await bank.confirm(charge)
+    except Exception:
+        log.warning("confirming a delivered meme failed; it will be refunded", exc_info=True)
+        CONFIRM_FAILURES.inc()
