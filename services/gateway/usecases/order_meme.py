@@ -13,18 +13,19 @@ import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from prometheus_client import Counter
 
-from services.gateway.adapters.meme_client import Meme, MemeClient
+from services.gateway.adapters.meme_client import Meme
 from services.gateway.domain.params import MemeRequest
 from services.gateway.drain import Drain
-from shared.accounting.bank import Charge, NotHydrated, Status, TokenBank, UnknownAccount
+from shared.accounting.bank import Charge, NotHydrated, Outcome, Status, UnknownAccount
 from shared.accounting.prices import price_of, rate_limit_for
 from shared.auth import Principal
-from shared.contract import Kind
+from shared.contract import ImageFormat, Kind
 from shared.errors import ApiError
-from shared.settings import Settings
+from shared.settings import RateLimit, Settings
 
 TOKENS_CHARGED = Counter("maas_tokens_charged_total", "Tokens charged for memes", ["kind"])
 TOKENS_REFUNDED = Counter("maas_tokens_refunded_total", "Tokens refunded after failures", ["kind"])
@@ -41,13 +42,48 @@ CONFIRM_FAILURES = Counter(
 # The meme, its price and the balance after the charge -> the answer is written.
 Deliver = Callable[[Meme, int, int], Awaitable[None]]
 
+
+class MemeCharges(Protocol):
+    """What ordering a meme needs of the bank (`TokenBank`; proven alike by the contract
+    suite in tests/contracts/ for the in-memory bank the unit tests use)."""
+
+    async def charge(
+        self,
+        account: str,
+        price: int,
+        limit: RateLimit | None,
+        reason: str,
+        request_id: str,
+        refundable_after_s: float,
+    ) -> tuple[Outcome, Charge | None]: ...
+
+    async def refund(self, charge: Charge) -> Outcome: ...
+
+    async def confirm(self, charge: Charge) -> None: ...
+
+
+class MemeMaker(Protocol):
+    """What ordering a meme needs of the meme service (`MemeClient`)."""
+
+    async def generate(
+        self,
+        *,
+        query: str,
+        lat: float | None,
+        lon: float | None,
+        kind: Kind,
+        fmt: ImageFormat,
+        request_id: str,
+    ) -> Meme: ...
+
+
 log = logging.getLogger(__name__)
 
 
 async def order_meme(
     *,
-    bank: TokenBank,
-    memes: MemeClient,
+    bank: MemeCharges,
+    memes: MemeMaker,
     drain: Drain,
     settings: Settings,
     principal: Principal,
@@ -110,7 +146,7 @@ async def order_meme(
         await confirm(bank, charge)
 
 
-async def refund(bank: TokenBank, charge: Charge, kind: str, failure: BaseException) -> None:
+async def refund(bank: MemeCharges, charge: Charge, kind: str, failure: BaseException) -> None:
     """Give the charge back; a refund that fails stays pending for the sweeper."""
     try:
         refunded = await bank.refund(charge)
@@ -128,7 +164,7 @@ async def refund(bank: TokenBank, charge: Charge, kind: str, failure: BaseExcept
         failure.details["tokens_remaining"] = refunded.balance
 
 
-async def confirm(bank: TokenBank, charge: Charge) -> None:
+async def confirm(bank: MemeCharges, charge: Charge) -> None:
     """The answer is written: clear the pending record.
 
     If this fails, the record stays and the sweeper refunds a meme that was delivered:

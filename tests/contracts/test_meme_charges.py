@@ -1,0 +1,130 @@
+"""One suite, two banks: `TokenBank` on real Redis and the store, and the in-memory bank.
+
+The meme use case's unit tests run against the in-memory bank; this suite is what
+makes that honest: every behaviour they rely on is asserted of both, here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import pytest
+
+from services.gateway.usecases.order_meme import MemeCharges
+from shared.accounting.accounts import AccountStore
+from shared.accounting.bank import Charge, Status, TokenBank, UnknownAccount
+from shared.keys import Keys
+from shared.settings import RateLimit, Settings
+from shared.stores import mongo_client, redis_client
+from tests.fakes.bank import InMemoryBank
+
+
+class Bank(MemeCharges, Protocol):
+    async def balance(self, account: str) -> int | None: ...
+
+
+@dataclass
+class Subject:
+    bank: Bank
+
+    async def open(self, balance: int) -> str:
+        account = f"acct-{uuid.uuid4().hex[:12]}"
+        await self._open(account, balance)
+        return account
+
+    async def _open(self, account: str, balance: int) -> None:
+        raise NotImplementedError
+
+    async def charge(
+        self, account: str, price: int = 1, limit: RateLimit | None = None
+    ) -> tuple[int, int, Charge | None, int]:
+        outcome, charge = await self.bank.charge(account, price, limit, "meme:text", "r", 5.0)
+        return outcome.status, outcome.balance, charge, outcome.retry_after_ms
+
+
+class RealSubject(Subject):
+    def __init__(self, bank: TokenBank, store: AccountStore) -> None:
+        super().__init__(bank)
+        self.real, self.store = bank, store
+
+    async def _open(self, account: str, balance: int) -> None:
+        await self.store.create(account, balance)
+        await self.real.hydrate(account)
+
+
+class MemorySubject(Subject):
+    def __init__(self) -> None:
+        self.memory = InMemoryBank()
+        super().__init__(self.memory)
+
+    async def _open(self, account: str, balance: int) -> None:
+        await self.memory.open(account, balance)
+
+
+@pytest.fixture(params=["redis", "memory"])
+async def subject(request: pytest.FixtureRequest) -> AsyncIterator[Subject]:
+    if request.param == "memory":
+        yield MemorySubject()
+        return
+    redis_url: str = request.getfixturevalue("redis_url")
+    mongo_url: str = request.getfixturevalue("mongo_url")
+    settings = Settings(redis_url=redis_url, mongo_url=mongo_url, mongo_db="contract_bank")
+    redis, mongo = redis_client(settings), mongo_client(settings)
+    store = AccountStore(mongo[settings.mongo_db])
+    yield RealSubject(TokenBank(redis, Keys(8), store, 60), store)
+    await redis.aclose()
+    await mongo.close()
+
+
+async def test_a_charge_debits_and_leaves_a_pending_charge(subject: Subject) -> None:
+    account = await subject.open(10)
+    status, balance, charge, _ = await subject.charge(account, 3)
+    assert (status, balance) == (Status.APPLIED, 7)
+    assert charge is not None
+    assert (charge.account, charge.price, charge.seq) == (account, 3, 1)
+    assert await subject.bank.balance(account) == 7
+
+
+async def test_too_few_tokens_charge_nothing(subject: Subject) -> None:
+    account = await subject.open(1)
+    status, balance, charge, _ = await subject.charge(account, 2)
+    assert (status, balance, charge) == (Status.INSUFFICIENT, 1, None)
+    assert await subject.bank.balance(account) == 1
+
+
+async def test_a_refund_gives_the_charge_back_once(subject: Subject) -> None:
+    account = await subject.open(5)
+    _, _, charge, _ = await subject.charge(account, 2)
+    assert charge is not None
+    refunded = await subject.bank.refund(charge)
+    assert (refunded.status, refunded.balance) == (Status.APPLIED, 5)
+    again = await subject.bank.refund(charge)
+    assert (again.status, again.balance) == (Status.NOTHING_TO_REFUND, 5)
+    assert await subject.bank.balance(account) == 5
+
+
+async def test_a_confirmed_charge_is_final(subject: Subject) -> None:
+    account = await subject.open(5)
+    _, _, charge, _ = await subject.charge(account, 2)
+    assert charge is not None
+    await subject.bank.confirm(charge)
+    late = await subject.bank.refund(charge)
+    assert (late.status, late.balance) == (Status.NOTHING_TO_REFUND, 3)
+
+
+async def test_an_unknown_account_is_refused(subject: Subject) -> None:
+    with pytest.raises(UnknownAccount):
+        await subject.bank.charge("nobody-here", 1, None, "meme:text", "r", 5.0)
+
+
+async def test_the_bucket_admits_its_burst_then_says_when_to_retry(subject: Subject) -> None:
+    account = await subject.open(100)
+    slow = RateLimit(rate=0.5, burst=2)
+    assert (await subject.charge(account, 1, slow))[0] == Status.APPLIED
+    assert (await subject.charge(account, 1, slow))[0] == Status.APPLIED
+    status, balance, charge, retry_after_ms = await subject.charge(account, 1, slow)
+    assert (status, balance, charge) == (Status.RATE_LIMITED, 98, None)
+    assert 1000 <= retry_after_ms <= 2000

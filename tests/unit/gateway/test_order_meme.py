@@ -1,0 +1,272 @@
+"""Ordering a meme against the contract-proven in-memory bank: every failure refunds once.
+
+These are the money paths the full-stack tests reach by freezing or killing the meme
+service; here each is exact and takes milliseconds. `tests/contracts/` proves the
+in-memory bank behaves as `TokenBank` does on Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import pytest
+from prometheus_client import REGISTRY
+
+from services.gateway.adapters.meme_client import Meme
+from services.gateway.domain.params import MemeRequest
+from services.gateway.drain import Drain
+from services.gateway.usecases.order_meme import order_meme
+from shared.accounting.bank import Charge, Outcome
+from shared.auth import Principal
+from shared.contract import ImageFormat, Kind
+from shared.errors import ApiError
+from shared.settings import RateLimit, Settings
+from tests.fakes.bank import InMemoryBank
+
+SETTINGS = Settings(
+    price_text=1, price_ai=2, rate_limits={"default": RateLimit(rate=1000, burst=1000)}
+)
+MEME = Meme({"text": "a meme", "location": None})
+PARAMS = MemeRequest("cats", None, None, None, "json")
+
+
+@dataclass
+class Memes:
+    """The meme service's side of the order, as a test scripts it."""
+
+    make: Callable[[], Awaitable[Meme]]
+    calls: int = 0
+
+    async def generate(
+        self,
+        *,
+        query: str,
+        lat: float | None,
+        lon: float | None,
+        kind: Kind,
+        fmt: ImageFormat,
+        request_id: str,
+    ) -> Meme:
+        self.calls += 1
+        return await self.make()
+
+
+def answering(meme: Meme = MEME) -> Memes:
+    async def make() -> Meme:
+        return meme
+
+    return Memes(make)
+
+
+def failing(error: BaseException) -> Memes:
+    async def make() -> Meme:
+        raise error
+
+    return Memes(make)
+
+
+@dataclass
+class Delivered:
+    answers: list[tuple[Meme, int, int]] = field(default_factory=list)
+    fails_with: BaseException | None = None
+
+    async def __call__(self, meme: Meme, price: int, remaining: int) -> None:
+        if self.fails_with is not None:
+            raise self.fails_with
+        self.answers.append((meme, price, remaining))
+
+
+async def order(
+    bank: InMemoryBank,
+    memes: Memes,
+    *,
+    kind: Kind = "text",
+    drain: Drain | None = None,
+    deliver: Delivered | None = None,
+    roles: frozenset[str] = frozenset(),
+    settings: Settings = SETTINGS,
+) -> Delivered:
+    delivered = deliver or Delivered()
+    await order_meme(
+        bank=bank,
+        memes=memes,
+        drain=drain or Drain(25.0),
+        settings=settings,
+        principal=Principal("alice", roles, 0.0),
+        params=PARAMS,
+        kind=kind,
+        request_id="req-1",
+        deliver=delivered,
+    )
+    return delivered
+
+
+async def funded(balance: int = 10) -> InMemoryBank:
+    bank = InMemoryBank()
+    await bank.open("alice", balance)
+    return bank
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_a_delivered_meme_is_charged_once_and_its_charge_is_final() -> None:
+    bank = await funded(10)
+    delivered = await order(bank, answering(), kind="ai", roles=frozenset({"ai"}))
+    assert delivered.answers == [(MEME, 2, 8)]
+    assert await bank.balance("alice") == 8
+    assert bank.pending == {}, "a delivered meme's charge is confirmed"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ApiError("upstream_error", "the meme service answered 500"),  # 502
+        ApiError("upstream_timeout", "the meme generator timed out"),  # 504
+        ApiError("upstream_unavailable", "AI memes are unavailable right now"),  # 503
+        ConnectionResetError("the meme service went away"),
+    ],
+)
+async def test_a_meme_that_fails_is_refunded_and_the_error_says_the_balance(
+    error: BaseException,
+) -> None:
+    bank = await funded(10)
+    refunds = metric("maas_refunds_total", kind="text", outcome="applied")
+    with pytest.raises(type(error)) as raised:
+        await order(bank, failing(error))
+    assert raised.value is error
+    assert await bank.balance("alice") == 10
+    assert bank.pending == {}
+    assert metric("maas_refunds_total", kind="text", outcome="applied") == refunds + 1
+    if isinstance(error, ApiError):
+        assert error.headers["X-Tokens-Remaining"] == "10"
+        assert error.details["tokens_remaining"] == 10
+
+
+async def test_a_client_gone_while_the_answer_is_written_is_refunded() -> None:
+    bank = await funded(10)
+    deliver = Delivered(fails_with=ConnectionResetError("client went away"))
+    with pytest.raises(ConnectionResetError):
+        await order(bank, answering(), deliver=deliver)
+    assert await bank.balance("alice") == 10
+    assert bank.pending == {}
+
+
+async def test_a_cancelled_handler_still_refunds() -> None:
+    bank = await funded(10)
+    started = asyncio.Event()
+
+    async def hang() -> Meme:
+        started.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    task = asyncio.create_task(order(bank, Memes(hang)))
+    await started.wait()
+    assert await bank.balance("alice") == 9
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await bank.balance("alice") == 10
+    assert bank.pending == {}
+
+
+async def test_the_drain_window_closing_answers_503_and_refunds() -> None:
+    bank = await funded(10)
+    drain = Drain(0.05)
+    started = asyncio.Event()
+
+    async def slow() -> Meme:
+        started.set()
+        await asyncio.sleep(10)
+        return MEME
+
+    task = asyncio.create_task(order(bank, Memes(slow), drain=drain))
+    await started.wait()
+    drain.begin()
+    with pytest.raises(ApiError) as raised:
+        await asyncio.wait_for(task, timeout=2)
+    assert (raised.value.status, raised.value.code) == (503, "shutting_down")
+    assert raised.value.headers["Retry-After"] == "1"
+    assert await bank.balance("alice") == 10
+    assert bank.pending == {}
+
+
+async def test_a_meme_that_finishes_inside_the_drain_window_is_delivered() -> None:
+    bank = await funded(10)
+    drain = Drain(5.0)
+    drain.begin()
+    delivered = await order(bank, answering(), drain=drain)
+    assert delivered.answers == [(MEME, 1, 9)]
+    assert await bank.balance("alice") == 9
+
+
+class RefundFails(InMemoryBank):
+    async def refund(self, charge: Charge) -> Outcome:
+        raise ConnectionError("Redis is failing over")
+
+
+async def test_a_refund_that_fails_leaves_the_charge_pending_for_the_sweeper() -> None:
+    bank = RefundFails()
+    await bank.open("alice", 10)
+    deferred = metric("maas_refunds_total", kind="text", outcome="deferred")
+    error = ApiError("upstream_error", "the meme service answered 500")
+    with pytest.raises(ApiError) as raised:
+        await order(bank, failing(error))
+    assert raised.value.details["refund"] == "pending"
+    assert await bank.balance("alice") == 9
+    (charge,) = bank.pending.values()
+    assert (charge.account, charge.price, charge.reason) == ("alice", 1, "meme:text")
+    assert metric("maas_refunds_total", kind="text", outcome="deferred") == deferred + 1
+
+
+class ConfirmFails(InMemoryBank):
+    async def confirm(self, charge: Charge) -> None:
+        raise ConnectionError("Redis is failing over")
+
+
+async def test_a_confirm_that_fails_still_answers_and_is_counted() -> None:
+    bank = ConfirmFails()
+    await bank.open("alice", 10)
+    failures = metric("maas_confirm_failures_total")
+    delivered = await order(bank, answering())
+    assert delivered.answers == [(MEME, 1, 9)]
+    assert len(bank.pending) == 1, "left for the sweeper, which refunds it: our loss"
+    assert metric("maas_confirm_failures_total") == failures + 1
+
+
+async def test_too_few_tokens_is_402_and_nothing_is_made() -> None:
+    bank = await funded(1)
+    memes = answering()
+    with pytest.raises(ApiError) as raised:
+        await order(bank, memes, kind="ai", roles=frozenset({"ai"}))
+    error = raised.value
+    assert (error.status, error.code) == (402, "insufficient_tokens")
+    assert (error.details["balance"], error.details["price"]) == (1, 2)
+    assert error.headers["X-Tokens-Remaining"] == "1"
+    assert memes.calls == 0
+    assert await bank.balance("alice") == 1
+
+
+async def test_over_the_bucket_is_429_with_a_whole_second_retry_after() -> None:
+    bank = await funded(100)
+    memes = answering()
+    strict = Settings(rate_limits={"default": RateLimit(rate=0.5, burst=1)})
+    await order(bank, memes, settings=strict)
+    with pytest.raises(ApiError) as raised:
+        await order(bank, memes, settings=strict)
+    assert (raised.value.status, raised.value.code) == (429, "rate_limited")
+    assert raised.value.headers["Retry-After"] == "2"
+    assert memes.calls == 1
+    assert await bank.balance("alice") == 99
+
+
+async def test_an_account_the_bank_does_not_know_is_refused_without_a_charge() -> None:
+    memes = answering()
+    with pytest.raises(ApiError) as raised:
+        await order(InMemoryBank(), memes)
+    assert raised.value.code == "unknown_account"
+    assert memes.calls == 0
