@@ -6,7 +6,8 @@ import uuid
 from dataclasses import dataclass
 
 from services.ledger.adapters.mongo import LedgerStore
-from services.ledger.handler import MessageHandler, Received
+from services.ledger.domain.messages import Received
+from services.ledger.handler import MessageHandler
 from shared.accounting.accounts import AccountStore
 from shared.accounting.bank import TokenBank
 from shared.accounting.events import Batch, Event

@@ -18,7 +18,8 @@ from typing import Any
 from prometheus_client import Gauge
 from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
 
-from services.ledger.handler import Handled, MessageHandler, Received
+from services.ledger.domain.messages import Received
+from services.ledger.handler import Handled, MessageHandler
 from shared.aio import running, sleep_unless
 from shared.sqs import SQSClient
 

@@ -13,6 +13,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.ledger.adapters.dlq import DeadLetters
 from services.ledger.adapters.mongo import LedgerStore
+from services.ledger.domain.messages import Received
 from services.ledger.handler import CreditRevoker, MessageHandler
 from shared.accounting.events import Event, MalformedMessage, decode_batch
 from shared.sqs import SQSClient
@@ -52,5 +53,11 @@ def operator_walk(
     Every failure here leaves the message in the DLQ, so it is indexed as one at once
     (a receive count of one is already the last).
     """
-    handler = MessageHandler(LedgerStore(db), max_receive_count=1, bank=bank)
-    return DeadLetters(sqs, dlq_url, handler)
+    store = LedgerStore(db)
+    handler = MessageHandler(store, max_receive_count=1, bank=bank)
+
+    async def apply(messages: list[Received]) -> dict[str, str]:
+        handled = await handler.handle(messages)
+        return {mid: h.reason for mid, h in handled.items() if not h.done}
+
+    return DeadLetters(sqs, dlq_url, store, apply)

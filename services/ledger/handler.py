@@ -23,6 +23,7 @@ from prometheus_client import Counter, Histogram
 
 from services.ledger.adapters.mongo import LedgerStore, journal_id
 from services.ledger.domain.apply import AccountUpdate, Outcome, Plan, Position, plan
+from services.ledger.domain.messages import Received
 from shared.accounting.events import Batch, Event, MalformedMessage, decode_batch, parse_rfc3339
 from shared.metrics import LATENCY_BUCKETS
 
@@ -54,15 +55,6 @@ POSITIONS_KEPT = 200_000
 # Each round re-reads the positions another worker moved meanwhile; a shard's messages
 # go to one receiver at a time, so a second mover within one receive is already rare.
 APPLY_ROUNDS = 3
-
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    message_id: str
-    body: str
-    receive_count: int
-    group_id: str = ""
-    sequence: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,3 +33,18 @@ def test_shared_code_imports_no_service_and_no_entrypoint() -> None:
     for path in (ROOT / "shared").rglob("*.py"):
         crossing = {m for m in imported_modules(path) if m.startswith(("services", "cli", "bench"))}
         assert not crossing, f"{path.relative_to(ROOT)} imports {sorted(crossing)}"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("layer", ["domain", "adapters"])
+def test_domain_and_adapters_never_reach_up_to_use_cases_or_entrypoints(
+    service: str, layer: str
+) -> None:
+    """Domain logic imports only domain logic; adapters only adapters and the domain."""
+    allowed = [f"services.{service}.domain"]
+    if layer == "adapters":
+        allowed.append(f"services.{service}.adapters")
+    for path in (ROOT / "services" / service / layer).rglob("*.py"):
+        own = {m for m in imported_modules(path) if m.startswith(f"services.{service}")}
+        upward = {m for m in own if not m.startswith(tuple(allowed))}
+        assert not upward, f"{path.relative_to(ROOT)} imports {sorted(upward)}"

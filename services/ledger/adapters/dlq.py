@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from services.ledger.handler import Handled, MessageHandler, Received
+from services.ledger.adapters.mongo import LedgerStore
+from services.ledger.domain.messages import Received
 from shared.sqs import SQSClient
 
 HOLD_S = 60  # a batch is settled well within this; then the handle is not used again
@@ -44,14 +45,16 @@ class Walk:
 
 
 Settle = Callable[[list[DeadLetter]], Awaitable[dict[str, str]]]
+# Apply messages as the ledger would; the ones that stay in the queue, with why.
+Apply = Callable[[list[Received]], Awaitable[dict[str, str]]]
 
 
 class DeadLetters:
-    def __init__(self, sqs: SQSClient, dlq_url: str, handler: MessageHandler) -> None:
+    def __init__(self, sqs: SQSClient, dlq_url: str, store: LedgerStore, apply: Apply) -> None:
         self.sqs = sqs
         self.dlq_url = dlq_url
-        self.handler = handler
-        self.store = handler.store
+        self.store = store
+        self.apply = apply
 
     async def redrive(self, chosen: set[str] | None) -> Walk:
         """Apply the chosen messages (None: all) in queue order, as the ledger would.
@@ -63,10 +66,7 @@ class DeadLetters:
         """
 
         async def apply(letters: list[DeadLetter]) -> dict[str, str]:
-            handled: dict[str, Handled] = await self.handler.handle(
-                [letter.received() for letter in letters]
-            )
-            return {mid: h.reason for mid, h in handled.items() if not h.done}
+            return await self.apply([letter.received() for letter in letters])
 
         return await self._walk(chosen, apply)
 

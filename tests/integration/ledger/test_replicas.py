@@ -6,7 +6,7 @@ import pytest
 
 from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.domain.apply import Outcome
-from services.ledger.handler import Received
+from services.ledger.domain.messages import Received
 from tests.ledger_harness import Ledger
 from tests.ledger_harness import message as packed
 from tests.stack import debit_event
