@@ -7,22 +7,19 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from services.meme.deps import DEPS
 from services.meme.domain.request import parse_request
-from services.meme.memes import MemeMaker
 from services.meme.render import render_png
-from shared.settings import Settings
 from shared.web import healthz, json_response, metrics_handler, read_json
-
-MEMES = web.AppKey("memes", MemeMaker)
-SETTINGS = web.AppKey("settings", Settings)
 
 
 async def generate(request: web.Request) -> web.Response:
     meme_request = parse_request(await read_json(request))
-    meme = await request.app[MEMES].make(meme_request)
+    deps = request.app[DEPS]
+    meme = await deps.memes.make(meme_request)
     if meme_request.format == "json":
         return json_response(meme.to_json())
-    settings = request.app[SETTINGS]
+    settings = deps.settings
     rendered = await asyncio.to_thread(
         render_png,
         meme.text,
@@ -38,7 +35,7 @@ async def generate(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    return json_response({"status": "ready", "ai_available": request.app[MEMES].ai_available})
+    return json_response({"status": "ready", "ai_available": request.app[DEPS].memes.ai_available})
 
 
 def add_routes(app: web.Application) -> None:

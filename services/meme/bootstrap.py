@@ -19,7 +19,8 @@ from services.meme.adapters.geocoders import (
     NominatimGeocoder,
     OfflineGeocoder,
 )
-from services.meme.app import MEMES, SETTINGS, add_routes
+from services.meme.app import add_routes
+from services.meme.deps import DEPS, MemeService
 from services.meme.memes import MemeMaker
 from shared.metrics import http_metrics_middleware
 from shared.settings import Settings
@@ -90,7 +91,7 @@ def build_app(settings: Settings) -> web.Application:
                     deadline_s=settings.ai_timeout_s,
                     concurrency=settings.ai_concurrency,
                 )
-            app[MEMES] = MemeMaker(geocoder, captioner)
+            app[DEPS] = MemeService(settings, MemeMaker(geocoder, captioner))
             yield
         finally:
             if ai_client is not None:
@@ -104,7 +105,6 @@ def build_app(settings: Settings) -> web.Application:
         client_max_size=settings.max_body_bytes,
         middlewares=[http_metrics_middleware("meme"), error_middleware],
     )
-    app[SETTINGS] = settings
     app[BODY_TIMEOUT_S] = settings.body_timeout_s
     app.cleanup_ctx.append(clients)
     add_routes(app)

@@ -62,7 +62,7 @@ class MemeCharges(Protocol):
     async def confirm(self, charge: Charge) -> None: ...
 
 
-class MemeMaker(Protocol):
+class MemeSource(Protocol):
     """What ordering a meme needs of the meme service (`MemeClient`)."""
 
     async def generate(
@@ -83,7 +83,7 @@ log = logging.getLogger(__name__)
 async def order_meme(
     *,
     bank: MemeCharges,
-    memes: MemeMaker,
+    memes: MemeSource,
     drain: Drain,
     settings: Settings,
     principal: Principal,
