@@ -11,6 +11,7 @@ from cli.terminal import ACCOUNT, OPERATOR, REASON, argument, safe
 from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.settle import settle
 from shared.accounting.bank import AccountBusy, UnknownAccount
+from shared.accounting.events import signed_amount
 from shared.errors import ApiError
 from shared.stores import MongoDoc
 
@@ -67,15 +68,15 @@ def describe(e: MongoDoc) -> str:
             f"MongoDB applied epoch {applied.get('epoch')} seq {applied.get('seq')}) "
             f"by {e['by']}: {e['reason']}"
         )
-    sign = "-" if e["type"] == "debit" else "+"
     note = ""
     if e.get("voided_for"):
         note = f"  void: repeats credit {e['voided_for']}"
     elif e.get("adopted"):
         note = "  adopted by settle (its position was reused)"
+    change = signed_amount(e["type"], e["amount"])
     return (
         f"{when}  epoch {e['epoch']} seq {e['seq']:>6}  "
-        f"{e['type']:<6} {sign}{e['amount']:<5} {e['reason']:<14} {e['request_id']}{note}"
+        f"{e['type']:<6} {change:<+6} {e['reason']:<14} {e['request_id']}{note}"
     )
 
 

@@ -17,6 +17,15 @@ import orjson
 EVENT_VERSION = 1
 EVENT_TYPES = ("debit", "credit", "refund")
 EventType = Literal["debit", "credit", "refund"]
+# What each type does, in one place: to the balance (a debit takes, credits and refunds
+# give), and to the usage counters (a debit is a paid call, a refund takes one back).
+BALANCE_SIGN: dict[str, int] = {"debit": -1, "credit": 1, "refund": 1}
+USAGE_SIGN: dict[str, int] = {"debit": 1, "credit": 0, "refund": -1}
+
+
+def signed_amount(event_type: str, amount: int) -> int:
+    """The change an event of `event_type` makes to the balance."""
+    return BALANCE_SIGN[event_type] * amount
 
 
 class MalformedMessage(ValueError):
@@ -38,8 +47,11 @@ class Event:
 
     @property
     def signed_amount(self) -> int:
-        """The change to the balance: debits take, credits and refunds give back."""
-        return -self.amount if self.type == "debit" else self.amount
+        return signed_amount(self.type, self.amount)
+
+    @property
+    def usage_sign(self) -> int:
+        return USAGE_SIGN[self.type]
 
     @property
     def kind(self) -> str | None:

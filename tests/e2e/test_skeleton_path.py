@@ -98,6 +98,7 @@ async def test_the_operators_cli_reads_what_the_path_wrote(
     assert len(lines) == 2
     assert "seq      2" in lines[0]
     assert "seq      1" in lines[1]
+    assert all("debit  -1 " in line for line in lines)
     code, report = await stack.maas("reconcile", "--account", "cli-made")
     assert code == 0, report
     assert "cli-made" in report

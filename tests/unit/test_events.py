@@ -3,7 +3,16 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from shared.accounting.events import Batch, Event, MalformedMessage, decode_batch
+from shared.accounting.events import (
+    BALANCE_SIGN,
+    EVENT_TYPES,
+    USAGE_SIGN,
+    Batch,
+    Event,
+    MalformedMessage,
+    decode_batch,
+    signed_amount,
+)
 
 EVENT = Event(
     id="e1",
@@ -56,3 +65,11 @@ def test_signed_amounts_and_kinds() -> None:
     assert EVENT.kind == "ai"
     refund = Event(**{**EVENT.to_dict(), "type": "refund"})
     assert refund.signed_amount == 2
+
+
+def test_every_type_has_one_effect_on_the_balance_and_on_usage() -> None:
+    assert set(BALANCE_SIGN) == set(USAGE_SIGN) == set(EVENT_TYPES)
+    credit = Event(**{**EVENT.to_dict(), "type": "credit"})
+    refund = Event(**{**EVENT.to_dict(), "type": "refund"})
+    assert (EVENT.usage_sign, refund.usage_sign, credit.usage_sign) == (1, -1, 0)
+    assert (signed_amount("debit", 3), signed_amount("credit", 3)) == (-3, 3)

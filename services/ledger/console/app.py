@@ -12,6 +12,7 @@ from aiohttp import web
 from services.ledger.console.deps import SESSION, console
 from services.ledger.console.gate import Gate
 from services.ledger.console.routes import books, dead_letters, pipeline, signin
+from shared.accounting.events import signed_amount
 from shared.errors import ApiError
 from shared.web import Handler
 
@@ -76,12 +77,13 @@ async def page_context(request: web.Request) -> dict[str, Any]:
 
 def build_console() -> web.Application:
     app = web.Application(middlewares=[gate_middleware])
-    aiohttp_jinja2.setup(
+    env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True,
         context_processors=[page_context],
     )
+    env.globals["signed_amount"] = signed_amount
     for module in (signin, dead_letters, books, pipeline):
         app.add_routes(module.routes)
     app.router.add_static("/static", HERE / "static", name="static")

@@ -56,8 +56,7 @@ class AccountUpdate:
         self.events.append(event)
         self.end = Position(event.epoch, event.seq)
         self.balance += event.signed_amount
-        if event.type in ("debit", "refund"):
-            sign = 1 if event.type == "debit" else -1
+        if sign := event.usage_sign:
             self.calls += sign
             self.tokens_spent += sign * event.amount
             if event.kind:

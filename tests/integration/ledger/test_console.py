@@ -255,6 +255,7 @@ async def test_books_list_drift_open_the_history_and_settle_on_the_record(
     status, account = await operator.get("/console/books/books-drift")
     assert status == 200
     assert "meme:text" in account  # the history
+    assert '<td class="num">-1</td>' in account  # a debit takes
     # The fleet's drift gauges are the periodic run's (off here): one account's page, or
     # an operator's reconcile, never rewrites them.
     async with http.get(f"{ledger_url(stack)}/metrics") as response:
