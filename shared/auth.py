@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -20,6 +21,7 @@ import jwt
 import orjson
 from prometheus_client import Counter
 
+from shared.aio import Supervised
 from shared.claims import ClaimsError, ClaimsMapping
 from shared.errors import ApiError
 from shared.settings import Settings
@@ -144,6 +146,7 @@ class Authenticator:
         self.claims = claims_mapping(settings)
         self._cache: dict[str, Principal] = {}
         self.keys: KeySet | None = None
+        self._refreshing: asyncio.Task[None] | None = None
         self._secret = ""
         if settings.jwt_jwks_url:
             self.algorithms = [a for a in settings.jwt_algorithms if a in ASYMMETRIC] or ["RS256"]
@@ -156,6 +159,25 @@ class Authenticator:
         else:
             self.algorithms = ["HS256"]
             self._secret = settings.jwt_secret
+
+    async def start(self, stop: asyncio.Event) -> dict[str, Callable[[], bool]]:
+        """Fetch the provider's keys, then refresh them under supervision until `stop`.
+
+        Returns the readiness flags to report: none for a shared secret.
+        """
+        if self.keys is None:
+            return {}
+        await self.keys.start()
+        refresher = Supervised("jwks", self.keys.run)
+        self._refreshing = asyncio.create_task(refresher.run(stop))
+        return {"jwks": lambda: refresher.alive}
+
+    async def close(self) -> None:
+        """After `stop` is set: let the refresher end, then close its session."""
+        if self._refreshing is not None:
+            await self._refreshing
+        if self.keys is not None:
+            await self.keys.close()
 
     async def authenticate(self, header: str | None) -> Principal:
         if not header:

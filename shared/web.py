@@ -176,6 +176,15 @@ class Readiness:
 READINESS = web.AppKey("readiness", Readiness)
 
 
+async def serve_readiness(
+    app: web.Application, readiness: Readiness, stop: asyncio.Event
+) -> asyncio.Task[None]:
+    """Check once, so `/readyz` has a verdict from the start, then keep checking."""
+    await readiness.check()
+    app[READINESS] = readiness
+    return asyncio.create_task(readiness.run(stop))
+
+
 async def readyz(request: web.Request) -> web.Response:
     """The last background check's verdict (503 until the process has one)."""
     readiness = request.app.get(READINESS)

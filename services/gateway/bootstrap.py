@@ -19,13 +19,12 @@ from services.gateway.sweeper import Sweeper
 from shared.accounting.accounts import AccountStore
 from shared.accounting.bank import TokenBank
 from shared.accounting.credits import CreditLog
-from shared.aio import Supervised
 from shared.auth import Authenticator
 from shared.keys import Keys
 from shared.settings import Settings
 from shared.sqs import queue_url, sqs_client
 from shared.stores import mongo_client, redis_client
-from shared.web import READINESS, Readiness
+from shared.web import Readiness, serve_readiness
 
 
 def build_app(settings: Settings, *, relay: bool = True) -> web.Application:
@@ -63,12 +62,7 @@ def build_app(settings: Settings, *, relay: bool = True) -> web.Application:
             )
             await memes.ready()
             tasks = [asyncio.create_task(memes.watch_readiness(stop))]
-            flags = {"meme": lambda: memes.up}
-            if auth.keys is not None:
-                await auth.keys.start()
-                refresher = Supervised("jwks", auth.keys.run)
-                tasks.append(asyncio.create_task(refresher.run(stop)))
-                flags["jwks"] = lambda: refresher.alive
+            flags = {"meme": lambda: memes.up, **await auth.start(stop)}
             readiness = Readiness(
                 {
                     "redis": redis.ping,
@@ -79,9 +73,7 @@ def build_app(settings: Settings, *, relay: bool = True) -> web.Application:
                 flags,
                 extra=lambda: {"ai_available": memes.ai_available},
             )
-            await readiness.check()
-            app[READINESS] = readiness
-            tasks.append(asyncio.create_task(readiness.run(stop)))
+            tasks.append(await serve_readiness(app, readiness, stop))
             if relay:
                 relayer = Relay(
                     redis,
@@ -107,8 +99,7 @@ def build_app(settings: Settings, *, relay: bool = True) -> web.Application:
                 with contextlib.suppress(Exception):
                     await asyncio.gather(*tasks)
                 await memes.close()
-                if auth.keys is not None:
-                    await auth.keys.close()
+                await auth.close()
                 await redis.aclose()
                 await mongo.close()
 

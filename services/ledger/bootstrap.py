@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -22,14 +22,21 @@ from services.ledger.pipeline import Sampler, Samples
 from services.ledger.reconcile import Reconciler
 from shared.accounting.accounts import AccountStore
 from shared.accounting.bank import TokenBank
-from shared.aio import Supervised, sleep_unless
+from shared.aio import sleep_unless
 from shared.auth import Authenticator
 from shared.keys import Keys
 from shared.metrics import http_metrics_middleware
 from shared.settings import Settings
 from shared.sqs import queue_url, sqs_client
 from shared.stores import Redis, lua_script, mongo_client, redis_client
-from shared.web import READINESS, Readiness, error_middleware, healthz, metrics_handler, readyz
+from shared.web import (
+    Readiness,
+    error_middleware,
+    healthz,
+    metrics_handler,
+    readyz,
+    serve_readiness,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,22 +90,14 @@ async def run_worker(app: web.Application, settings: Settings) -> AsyncIterator[
             visibility_timeout_s=settings.visibility_timeout_s,
         )
         tasks = [asyncio.create_task(consumer.run(stop))]
-        flags: dict[str, Callable[[], bool]] = {}
-        if auth.keys is not None:
-            await auth.keys.start()
-            refresher = Supervised("jwks", auth.keys.run)
-            tasks.append(asyncio.create_task(refresher.run(stop)))
-            flags["jwks"] = lambda: refresher.alive
         readiness = Readiness(
             {
                 "mongo": lambda: mongo.admin.command("ping"),
                 "sqs": lambda: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"]),
             },
-            flags,
+            await auth.start(stop),
         )
-        await readiness.check()
-        app[READINESS] = readiness
-        tasks.append(asyncio.create_task(readiness.run(stop)))
+        tasks.append(await serve_readiness(app, readiness, stop))
         if settings.pipeline_sample_interval_s:
             sampler = Sampler(redis, sqs, url, dlq_url, keys, settings.pipeline_sample_interval_s)
             tasks.append(asyncio.create_task(sampler.run(stop)))
@@ -112,8 +111,7 @@ async def run_worker(app: web.Application, settings: Settings) -> AsyncIterator[
             stop.set()
             with contextlib.suppress(Exception):
                 await asyncio.gather(*tasks)
-            if auth.keys is not None:
-                await auth.keys.close()
+            await auth.close()
             await mongo.close()
             await redis.aclose()
 

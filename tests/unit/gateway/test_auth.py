@@ -15,7 +15,6 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from shared.aio import Supervised
 from shared.auth import JWKS_FETCHES, Authenticator, issue_dev_token
 from shared.errors import ApiError
 from shared.settings import Settings
@@ -159,14 +158,12 @@ def jwks_settings(idp: IdentityProvider, **overrides: Any) -> Settings:
 @pytest.fixture
 async def jwks_auth(idp: IdentityProvider) -> AsyncIterator[Authenticator]:
     auth = Authenticator(jwks_settings(idp, jwt_jwks_ttl_s=1, jwt_jwks_cooldown_s=0.2))
-    assert auth.keys is not None
-    await auth.keys.start()
     stop = asyncio.Event()
-    refresher = asyncio.create_task(Supervised("jwks", auth.keys.run, restart_s=0.1).run(stop))
+    flags = await auth.start(stop)
     yield auth
+    assert flags["jwks"](), "the refresher ran all along"
     stop.set()
-    await refresher
-    await auth.keys.close()
+    await auth.close()
 
 
 async def test_jwks_tokens_in_rs256_and_es256_are_accepted(
