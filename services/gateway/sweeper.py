@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 from prometheus_client import Counter
 
-from shared.accounting.bank import Status, TokenBank
+from shared.accounting.bank import Charge, Outcome, Status
 from shared.aio import sleep_unless
 
 log = logging.getLogger(__name__)
@@ -25,11 +26,25 @@ SWEPT = Counter(
     "Overdue pending charges the sweeper settled, by outcome",
     ["outcome"],
 )
+SWEEP_FAILURES = Counter(
+    "maas_sweep_failures_total",
+    "Overdue charges or shards the sweeper could not settle this time (tried again next round)",
+    ["step"],
+)
+
+
+class OverdueCharges(Protocol):
+    """What sweeping needs of the bank (`TokenBank`; the in-memory bank of the unit tests
+    is proven alike by tests/contracts/)."""
+
+    async def overdue(self, shard: int, limit: int = 100) -> list[Charge]: ...
+
+    async def refund(self, charge: Charge) -> Outcome: ...
 
 
 class Sweeper:
     def __init__(
-        self, bank: TokenBank, held_shards: Callable[[], list[int]], every_s: float = 1.0
+        self, bank: OverdueCharges, held_shards: Callable[[], list[int]], every_s: float = 1.0
     ) -> None:
         self.bank = bank
         self.held_shards = held_shards
@@ -44,11 +59,31 @@ class Sweeper:
             await sleep_unless(stop, self.every_s)
 
     async def sweep_once(self) -> int:
-        """Refund the overdue charges of the held shards; returns how many were settled."""
+        """Refund the overdue charges of the held shards; returns how many were settled.
+
+        A failure is one charge's or one shard's: it is logged and counted, and the rest
+        of the round goes on (one charge that cannot be refunded must not keep every
+        later charge and shard waiting, round after round).
+        """
         settled = 0
         for shard in self.held_shards():
-            for charge in await self.bank.overdue(shard):
-                outcome = await self.bank.refund(charge)
+            try:
+                overdue = await self.bank.overdue(shard)
+            except Exception:
+                log.warning("listing overdue charges failed", extra={"shard": shard}, exc_info=True)
+                SWEEP_FAILURES.labels("list").inc()
+                continue
+            for charge in overdue:
+                try:
+                    outcome = await self.bank.refund(charge)
+                except Exception:
+                    log.warning(
+                        "refunding an overdue charge failed",
+                        extra={"charge": charge.id, "account": charge.account, "shard": shard},
+                        exc_info=True,
+                    )
+                    SWEEP_FAILURES.labels("refund").inc()
+                    continue
                 SWEPT.labels(Status(outcome.status).name.lower()).inc()
                 settled += 1
         return settled

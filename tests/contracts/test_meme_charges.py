@@ -1,11 +1,12 @@
 """One suite, two banks: `TokenBank` on real Redis and the store, and the in-memory bank.
 
-The meme use case's unit tests run against the in-memory bank; this suite is what
+The meme use case's and the sweeper's unit tests run against the in-memory bank; this suite is what
 makes that honest: every behaviour they rely on is asserted of both, here.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from typing import Protocol
 
 import pytest
 
+from services.gateway.sweeper import OverdueCharges
 from services.gateway.usecases.order_meme import MemeCharges
 from shared.accounting.accounts import AccountStore
 from shared.accounting.bank import Charge, Status, TokenBank, UnknownAccount
@@ -22,7 +24,7 @@ from shared.stores import mongo_client, redis_client
 from tests.fakes.bank import InMemoryBank
 
 
-class Bank(MemeCharges, Protocol):
+class Bank(MemeCharges, OverdueCharges, Protocol):
     async def balance(self, account: str) -> int | None: ...
 
 
@@ -39,10 +41,15 @@ class Subject:
         raise NotImplementedError
 
     async def charge(
-        self, account: str, price: int = 1, limit: RateLimit | None = None
+        self, account: str, price: int = 1, limit: RateLimit | None = None, due_s: float = 5.0
     ) -> tuple[int, int, Charge | None, int]:
-        outcome, charge = await self.bank.charge(account, price, limit, "meme:text", "r", 5.0)
+        outcome, charge = await self.bank.charge(account, price, limit, "meme:text", "r", due_s)
         return outcome.status, outcome.balance, charge, outcome.retry_after_ms
+
+    async def charged(self, account: str, due_s: float) -> Charge:
+        _, _, charge, _ = await self.charge(account, 1, due_s=due_s)
+        assert charge is not None
+        return charge
 
 
 class RealSubject(Subject):
@@ -128,3 +135,18 @@ async def test_the_bucket_admits_its_burst_then_says_when_to_retry(subject: Subj
     status, balance, charge, retry_after_ms = await subject.charge(account, 1, slow)
     assert (status, balance, charge) == (Status.RATE_LIMITED, 98, None)
     assert 1000 <= retry_after_ms <= 2000
+
+
+async def test_only_pending_charges_past_their_deadline_are_overdue(subject: Subject) -> None:
+    account = await subject.open(10)
+    shard = Keys(8).shard_of(account)
+    due, _not_yet_due, delivered, refunded = [
+        await subject.charged(account, due_s) for due_s in (0.0, 60.0, 0.0, 0.0)
+    ]
+    await subject.bank.confirm(delivered)
+    await subject.bank.refund(refunded)
+    await asyncio.sleep(0.01)  # past the deadline of 0 s, at millisecond resolution
+    overdue = await subject.bank.overdue(shard)
+    assert [charge.id for charge in overdue] == [due.id]
+    assert overdue[0] == due, "the pending record carries what a refund needs"
+    assert await subject.bank.overdue((shard + 1) % 8) == []

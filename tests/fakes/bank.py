@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from shared.accounting.bank import Charge, Outcome, Status, UnknownAccount
+from shared.keys import Keys
 from shared.settings import RateLimit
 
 EPOCH = 1  # the first hydration's epoch
@@ -29,8 +30,10 @@ class Account:
 
 @dataclass
 class InMemoryBank:
+    keys: Keys = field(default_factory=lambda: Keys(8))
     accounts: dict[str, Account] = field(default_factory=dict)
     pending: dict[str, Charge] = field(default_factory=dict)
+    deadlines: dict[str, float] = field(default_factory=dict)  # charge id -> time.time()
 
     async def open(self, account: str, balance: int) -> None:
         self.accounts[account] = Account(balance)
@@ -68,10 +71,12 @@ class InMemoryBank:
             held.bucket, held.bucket_at = bucket - 1, time.monotonic()
         charge = Charge(uuid.uuid4().hex, account, price, EPOCH, held.seq, reason, request_id)
         self.pending[charge.id] = charge
+        self.deadlines[charge.id] = time.time() + refundable_after_s
         return Outcome(Status.APPLIED, held.balance, EPOCH, held.seq), charge
 
     async def refund(self, charge: Charge) -> Outcome:
         held = self.accounts[charge.account]
+        self.deadlines.pop(charge.id, None)
         if self.pending.pop(charge.id, None) is None:
             return Outcome(Status.NOTHING_TO_REFUND, held.balance)
         held.balance += charge.price
@@ -80,6 +85,13 @@ class InMemoryBank:
 
     async def confirm(self, charge: Charge) -> None:
         self.pending.pop(charge.id, None)
+        self.deadlines.pop(charge.id, None)
 
-    async def is_pending(self, charge: Charge) -> bool:
-        return charge.id in self.pending
+    async def overdue(self, shard: int, limit: int = 100) -> list[Charge]:
+        now = time.time()
+        due = sorted(
+            (deadline, charge_id)
+            for charge_id, deadline in self.deadlines.items()
+            if deadline <= now and self.keys.shard_of(self.pending[charge_id].account) == shard
+        )
+        return [self.pending[charge_id] for _, charge_id in due[:limit]]

@@ -1,0 +1,76 @@
+"""The sweeper's decisions against the contract-proven in-memory bank."""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY
+
+from services.gateway.sweeper import Sweeper
+from shared.accounting.bank import Charge, Outcome
+from tests.fakes.bank import InMemoryBank
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def charged(bank: InMemoryBank, account: str, due_s: float) -> Charge:
+    if await bank.balance(account) is None:
+        await bank.open(account, 10)
+    _, charge = await bank.charge(account, 1, None, "meme:text", "r", due_s)
+    assert charge is not None
+    return charge
+
+
+def accounts_in_distinct_shards(bank: InMemoryBank, count: int) -> list[str]:
+    chosen: dict[int, str] = {}
+    n = 0
+    while len(chosen) < count:
+        account = f"acct-{n}"
+        chosen.setdefault(bank.keys.shard_of(account), account)
+        n += 1
+    return list(chosen.values())
+
+
+async def test_overdue_charges_of_held_shards_are_refunded_and_nothing_else() -> None:
+    bank = InMemoryBank()
+    mine, other = accounts_in_distinct_shards(bank, 2)
+    overdue = await charged(bank, mine, 0.0)
+    not_yet = await charged(bank, mine, 60.0)
+    delivered = await charged(bank, mine, 0.0)
+    await bank.confirm(delivered)
+    elsewhere = await charged(bank, other, 0.0)
+    sweeper = Sweeper(bank, lambda: [bank.keys.shard_of(mine)])
+    assert await sweeper.sweep_once() == 1
+    assert overdue.id not in bank.pending
+    assert not_yet.id in bank.pending
+    assert elsewhere.id in bank.pending, "another process holds that shard"
+    assert await bank.balance(mine) == 10 - 2  # the delivered one and the one not yet due
+    assert await sweeper.sweep_once() == 0, "a refunded charge is not swept again"
+
+
+class OneRefundFails(InMemoryBank):
+    """Redis refuses one charge's refund, every time (a poison record, a failing node)."""
+
+    failing: str = ""
+
+    async def refund(self, charge: Charge) -> Outcome:
+        if charge.id == self.failing:
+            raise ConnectionError("refund refused")
+        return await super().refund(charge)
+
+
+async def test_one_charge_that_cannot_be_refunded_holds_up_no_other_charge_or_shard() -> None:
+    bank = OneRefundFails()
+    first, second = accounts_in_distinct_shards(bank, 2)
+    stuck = await charged(bank, first, 0.0)
+    same_shard = await charged(bank, first, 0.0)
+    other_shard = await charged(bank, second, 0.0)
+    bank.failing = stuck.id
+    failures = metric("maas_sweep_failures_total", step="refund")
+    sweeper = Sweeper(bank, lambda: [bank.keys.shard_of(first), bank.keys.shard_of(second)])
+    for _ in range(2):  # round after round
+        await sweeper.sweep_once()
+    assert same_shard.id not in bank.pending
+    assert other_shard.id not in bank.pending
+    assert stuck.id in bank.pending, "kept for the next round"
+    assert metric("maas_sweep_failures_total", step="refund") == failures + 2
