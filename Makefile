@@ -38,9 +38,11 @@ fmt:
 	.venv/bin/ruff format .
 	.venv/bin/ruff check --fix .
 
+# Two workers, a test file each at a time (pytest-xdist): most fault tests wait on SQS
+# and process restarts, so the second core does the rest meanwhile.
 test: lint
 	@infra/local/install_infra_tools.sh
-	.venv/bin/pytest
+	.venv/bin/pytest -n 2 --dist loadfile
 
 test-unit: setup
 	.venv/bin/pytest tests/unit -q
