@@ -232,6 +232,13 @@ def unsafe_settings(settings: Settings, service: Service) -> list[str]:
     return _meme_problems(settings)
 
 
+def checked_settings(service: Service) -> Settings:
+    """The settings from the environment; in production, only if they are safe."""
+    settings = Settings()
+    refuse_unsafe_production(settings, service)
+    return settings
+
+
 def refuse_unsafe_production(settings: Settings, service: Service) -> None:
     """Exit with one clear line per problem before anything is served."""
     problems = unsafe_settings(settings, service)

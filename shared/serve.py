@@ -8,25 +8,28 @@ import uvloop
 from aiohttp import web
 
 from shared.logging import configure_logging
+from shared.production import Service
+from shared.settings import Settings
 
 
 def serve(
-    service: str,
-    build: Callable[[], web.Application],
+    service: Service,
+    build: Callable[[Settings], web.Application],
+    settings: Settings,
     *,
-    host: str,
-    port: int,
-    log_level: str,
     shutdown_timeout_s: float,
     reuse_port: bool = False,
 ) -> None:
-    """JSON logs first (building the app may log), then uvloop, no access log."""
-    configure_logging(service, log_level)
+    """JSON logs first (building the app may log), then uvloop, no access log.
+
+    The service listens on its own `<service>_host` and `<service>_port` settings.
+    """
+    configure_logging(service, settings.log_level)
     uvloop.install()
     web.run_app(
-        build(),
-        host=host,
-        port=port,
+        build(settings),
+        host=getattr(settings, f"{service}_host"),
+        port=getattr(settings, f"{service}_port"),
         access_log=None,
         print=None,
         reuse_port=reuse_port,

@@ -14,7 +14,7 @@ import signal
 import sys
 import tempfile
 
-from shared.production import refuse_unsafe_production
+from shared.production import checked_settings
 from shared.settings import Settings
 
 SHUTDOWN_REFUNDS_S = 5.0
@@ -26,10 +26,8 @@ def run_worker(settings: Settings) -> None:
 
     serve(
         "gateway",
-        lambda: build_app(settings),
-        host=settings.gateway_host,
-        port=settings.gateway_port,
-        log_level=settings.log_level,
+        build_app,
+        settings,
         # The drain window, then time to refund what did not finish in it.
         shutdown_timeout_s=settings.gateway_drain_s + SHUTDOWN_REFUNDS_S,
         reuse_port=True,
@@ -37,8 +35,7 @@ def run_worker(settings: Settings) -> None:
 
 
 def main() -> None:
-    settings = Settings()
-    refuse_unsafe_production(settings, "gateway")
+    settings = checked_settings("gateway")
     if settings.gateway_workers == 1:
         run_worker(settings)
         return

@@ -11,8 +11,9 @@ from typing import Any
 import aiohttp
 import orjson
 
+from services.gateway.domain.params import MemeRequest
 from shared.aio import sleep_unless
-from shared.contract import ImageFormat, Kind
+from shared.contract import Kind
 from shared.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -53,23 +54,14 @@ class MemeClient:
         assert self._session is not None, "MemeClient.start() not called"
         return self._session
 
-    async def generate(
-        self,
-        *,
-        query: str,
-        lat: float | None,
-        lon: float | None,
-        kind: Kind,
-        fmt: ImageFormat,
-        request_id: str,
-    ) -> Meme:
+    async def generate(self, params: MemeRequest, kind: Kind, request_id: str) -> Meme:
         """The meme, or an `ApiError` with a 502/503/504 that the caller refunds."""
         payload = {
-            "query": query,
-            "lat": lat,
-            "lon": lon,
+            "query": params.query,
+            "lat": params.lat,
+            "lon": params.lon,
             "kind": kind,
-            "format": fmt,
+            "format": params.format,
             "request_id": request_id,
         }
         try:
@@ -81,7 +73,7 @@ class MemeClient:
             ) as response:
                 raw = await response.read()
                 if response.status == 200:
-                    if fmt == "png":
+                    if params.format == "png":
                         return Meme(body=None, png=raw)
                     return Meme(body=orjson.loads(raw))
                 return self._upstream_error(response.status, raw)

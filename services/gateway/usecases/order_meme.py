@@ -23,7 +23,7 @@ from services.gateway.drain import Drain
 from shared.accounting.bank import Charge, NotHydrated, Outcome, Status, UnknownAccount
 from shared.accounting.prices import price_of, rate_limit_for
 from shared.auth import Principal
-from shared.contract import ImageFormat, Kind
+from shared.contract import Kind
 from shared.errors import ApiError
 from shared.settings import RateLimit, Settings
 
@@ -65,16 +65,7 @@ class MemeCharges(Protocol):
 class MemeSource(Protocol):
     """What ordering a meme needs of the meme service (`MemeClient`)."""
 
-    async def generate(
-        self,
-        *,
-        query: str,
-        lat: float | None,
-        lon: float | None,
-        kind: Kind,
-        fmt: ImageFormat,
-        request_id: str,
-    ) -> Meme: ...
+    async def generate(self, params: MemeRequest, kind: Kind, request_id: str) -> Meme: ...
 
 
 log = logging.getLogger(__name__)
@@ -129,16 +120,7 @@ async def order_meme(
     TOKENS_CHARGED.labels(kind).inc(price)
     with drain.holding(charge):
         try:
-            meme = await drain.unless_closed(
-                memes.generate(
-                    query=params.query,
-                    lat=params.lat,
-                    lon=params.lon,
-                    kind=kind,
-                    fmt=params.format,
-                    request_id=request_id,
-                )
-            )
+            meme = await drain.unless_closed(memes.generate(params, kind, request_id))
             await deliver(meme, price, charged.balance)
         except BaseException as failure:  # an upstream error, a cancelled handler, a lost client
             await asyncio.shield(refund(bank, charge, kind, failure))

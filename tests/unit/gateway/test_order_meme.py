@@ -39,7 +39,7 @@ class Memes:
     make: Callable[[], Awaitable[Meme]]
     calls: int = 0
 
-    async def generate(self, **_: object) -> Meme:
+    async def generate(self, params: MemeRequest, kind: Kind, request_id: str) -> Meme:
         self.calls += 1
         return await self.make()
 
