@@ -15,7 +15,6 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image
-from prometheus_client import REGISTRY
 
 from infra.local.stack import cache_redis_server, free_port, start, stop_pid
 from services.meme.bootstrap import build_app
@@ -23,6 +22,7 @@ from services.meme.domain.places import geohash
 from shared.settings import Settings
 from tests.fakes.geocoder_server import FakeGeocoder
 from tests.fakes.openai_server import FakeOpenAI
+from tests.metrics import sample
 
 
 def meme_settings(**overrides: Any) -> Settings:
@@ -50,10 +50,6 @@ async def generate(client: TestClient[Any, Any], **body: Any) -> tuple[int, dict
     body = {"lat": None, "lon": None, "kind": "text", **body}
     async with client.post("/v1/generate", json=body) as response:
         return response.status, orjson.loads(await response.read())
-
-
-def sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 @pytest.fixture(scope="module")

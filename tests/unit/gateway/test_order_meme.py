@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import pytest
-from prometheus_client import REGISTRY
 
 from services.gateway.adapters.meme_client import Meme
 from services.gateway.domain.params import MemeRequest
@@ -24,6 +23,7 @@ from shared.contract import Kind
 from shared.errors import ApiError
 from shared.settings import RateLimit, Settings
 from tests.fakes.bank import InMemoryBank
+from tests.metrics import sample
 
 SETTINGS = Settings(
     price_text=1, price_ai=2, rate_limits={"default": RateLimit(rate=1000, burst=1000)}
@@ -100,10 +100,6 @@ async def funded(balance: int = 10) -> InMemoryBank:
     return bank
 
 
-def metric(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
 async def test_a_delivered_meme_is_charged_once_and_its_charge_is_final() -> None:
     bank = await funded(10)
     delivered = await order(bank, answering(), kind="ai", roles=frozenset({"ai"}))
@@ -125,13 +121,13 @@ async def test_a_meme_that_fails_is_refunded_and_the_error_says_the_balance(
     error: BaseException,
 ) -> None:
     bank = await funded(10)
-    refunds = metric("maas_refunds_total", kind="text", outcome="applied")
+    refunds = sample("maas_refunds_total", kind="text", outcome="applied")
     with pytest.raises(type(error)) as raised:
         await order(bank, failing(error))
     assert raised.value is error
     assert await bank.balance("alice") == 10
     assert bank.pending == {}
-    assert metric("maas_refunds_total", kind="text", outcome="applied") == refunds + 1
+    assert sample("maas_refunds_total", kind="text", outcome="applied") == refunds + 1
     if isinstance(error, ApiError):
         assert error.headers["X-Tokens-Remaining"] == "10"
         assert error.details["tokens_remaining"] == 10
@@ -203,7 +199,7 @@ class RefundFails(InMemoryBank):
 async def test_a_refund_that_fails_leaves_the_charge_pending_for_the_sweeper() -> None:
     bank = RefundFails()
     await bank.open("alice", 10)
-    deferred = metric("maas_refunds_total", kind="text", outcome="deferred")
+    deferred = sample("maas_refunds_total", kind="text", outcome="deferred")
     error = ApiError("upstream_error", "the meme service answered 500")
     with pytest.raises(ApiError) as raised:
         await order(bank, failing(error))
@@ -211,7 +207,7 @@ async def test_a_refund_that_fails_leaves_the_charge_pending_for_the_sweeper() -
     assert await bank.balance("alice") == 9
     (charge,) = bank.pending.values()
     assert (charge.account, charge.price, charge.reason) == ("alice", 1, "meme:text")
-    assert metric("maas_refunds_total", kind="text", outcome="deferred") == deferred + 1
+    assert sample("maas_refunds_total", kind="text", outcome="deferred") == deferred + 1
 
 
 class ConfirmFails(InMemoryBank):
@@ -222,11 +218,11 @@ class ConfirmFails(InMemoryBank):
 async def test_a_confirm_that_fails_still_answers_and_is_counted() -> None:
     bank = ConfirmFails()
     await bank.open("alice", 10)
-    failures = metric("maas_confirm_failures_total")
+    failures = sample("maas_confirm_failures_total")
     delivered = await order(bank, answering())
     assert delivered.answers == [(MEME, 1, 9)]
     assert len(bank.pending) == 1, "left for the sweeper, which refunds it: our loss"
-    assert metric("maas_confirm_failures_total") == failures + 1
+    assert sample("maas_confirm_failures_total") == failures + 1
 
 
 async def test_too_few_tokens_is_402_and_nothing_is_made() -> None:

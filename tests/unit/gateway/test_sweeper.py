@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY
-
 from services.gateway.sweeper import Sweeper
 from shared.accounting.bank import Charge, Outcome
 from tests.fakes.bank import InMemoryBank
-
-
-def metric(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
+from tests.metrics import sample
 
 
 async def charged(bank: InMemoryBank, account: str, due_s: float) -> Charge:
@@ -66,11 +61,11 @@ async def test_one_charge_that_cannot_be_refunded_holds_up_no_other_charge_or_sh
     same_shard = await charged(bank, first, 0.0)
     other_shard = await charged(bank, second, 0.0)
     bank.failing = stuck.id
-    failures = metric("maas_sweep_failures_total", step="refund")
+    failures = sample("maas_sweep_failures_total", step="refund")
     sweeper = Sweeper(bank, lambda: [bank.keys.shard_of(first), bank.keys.shard_of(second)])
     for _ in range(2):  # round after round
         await sweeper.sweep_once()
     assert same_shard.id not in bank.pending
     assert other_shard.id not in bank.pending
     assert stuck.id in bank.pending, "kept for the next round"
-    assert metric("maas_sweep_failures_total", step="refund") == failures + 2
+    assert sample("maas_sweep_failures_total", step="refund") == failures + 2
