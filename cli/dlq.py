@@ -17,7 +17,7 @@ from cli.connections import connect
 from cli.terminal import safe, safe_json
 from services.ledger.adapters.dlq import Walk
 from services.ledger.adapters.mongo import LedgerStore
-from services.ledger.dead_letter_ops import letter_document, operator_walk
+from services.ledger.usecases.dead_letters import letter_document, operator_walk
 from shared.sqs import queue_depth
 
 

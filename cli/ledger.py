@@ -9,7 +9,7 @@ from typing import Any
 from cli.connections import connect
 from cli.terminal import ACCOUNT, OPERATOR, REASON, argument, safe
 from services.ledger.adapters.mongo import LedgerStore
-from services.ledger.settle import settle
+from services.ledger.usecases.settle import settle
 from shared.accounting.bank import AccountBusy, UnknownAccount
 from shared.accounting.events import signed_amount
 from shared.errors import ApiError

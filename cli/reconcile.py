@@ -13,7 +13,7 @@ import orjson
 
 from cli.connections import connect
 from cli.terminal import ACCOUNT, safe
-from services.ledger.reconcile import Reconciler
+from services.ledger.usecases.reconcile import Reconciler
 
 
 def register(commands: Any) -> None:

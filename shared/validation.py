@@ -17,6 +17,14 @@ from shared.errors import ApiError
 # `|` for Auth0's subjects (`auth0|64f1...`); 24 hex digits for the reference's ObjectIds.
 ACCOUNT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@|-]{0,63}")
 MAX_JOURNAL_REASON_CHARS = 500
+MAX_CREDIT_REASON_CHARS = 100
+# The characters an SQS message may hold (its documented set, as code point ranges);
+# anything else would make SQS refuse the batch that carries the event, and stall its
+# shard's relay.
+SQS_RANGES = ((0x9, 0xA), (0xD, 0xD), (0x20, 0xD7FF), (0xE000, 0xFFFD), (0x10000, 0x10FFFF))
+SQS_CHARACTERS = re.compile(
+    "[" + "".join(f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in SQS_RANGES) + "]*"
+)
 
 
 def account_id(raw: Any, field: str = "id") -> str:
@@ -52,3 +60,19 @@ def journal_reason(raw: Any, field: str = "reason") -> str:
             field=field,
         )
     return reason
+
+
+def credit_reason(raw: Any) -> str:
+    """Why tokens were credited: it travels in the event, so only what SQS carries."""
+    if (
+        not isinstance(raw, str)
+        or not 0 < len(raw) <= MAX_CREDIT_REASON_CHARS
+        or not SQS_CHARACTERS.fullmatch(raw)
+    ):
+        raise ApiError(
+            "invalid_params",
+            f"reason: a string of 1-{MAX_CREDIT_REASON_CHARS} characters, none of them a "
+            "control character other than tab and newlines, a surrogate, U+FFFE or U+FFFF",
+            field="reason",
+        )
+    return raw

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.domain.messages import Received
-from services.ledger.handler import MessageHandler
+from services.ledger.usecases.apply_messages import MessageHandler
 from shared.accounting.accounts import AccountStore
 from shared.accounting.bank import TokenBank
 from shared.accounting.events import Batch, Event

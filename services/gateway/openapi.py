@@ -16,10 +16,12 @@ from services.gateway.domain.params import (
     LON_LIMIT,
     coordinate_pattern,
     query_pattern,
+    ranges_class,
 )
 from shared.contract import FORMATS, KINDS, MAX_QUERY_CHARS, MAX_TOKENS_PER_CALL
 from shared.errors import STATUS_BY_CODE
 from shared.validation import ACCOUNT_ID as ACCOUNT_ID_PATTERN
+from shared.validation import MAX_CREDIT_REASON_CHARS, SQS_RANGES
 
 Schema = dict[str, Any]
 
@@ -361,7 +363,15 @@ def document() -> Schema:
                                             "minimum": 1,
                                             "maximum": MAX_TOKENS_PER_CALL,
                                         },
-                                        "reason": {"type": "string", "minLength": 1},
+                                        "reason": {
+                                            "type": "string",
+                                            "minLength": 1,
+                                            "maxLength": MAX_CREDIT_REASON_CHARS,
+                                            "pattern": f"^[{ranges_class(SQS_RANGES)}]+$",
+                                            "description": "Any characters an SQS message "
+                                            "can carry: no control character but tab and "
+                                            "newlines, no U+FFFE or U+FFFF",
+                                        },
                                     },
                                 }
                             }

@@ -11,15 +11,15 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from services.ledger.adapters.mongo import LedgerStore
-from services.ledger.books import export_drift, reconcile_and_keep
 from services.ledger.console.app import build_console
 from services.ledger.console.deps import CONSOLE, Console
 from services.ledger.console.gate import Gate
 from services.ledger.console.journal import OperatorJournal
 from services.ledger.consumer import Consumer
-from services.ledger.handler import MessageHandler
 from services.ledger.pipeline import Sampler, Samples
-from services.ledger.reconcile import Reconciler
+from services.ledger.usecases.apply_messages import MessageHandler
+from services.ledger.usecases.books import export_drift, reconcile_and_keep
+from services.ledger.usecases.reconcile import Reconciler
 from shared.accounting.accounts import AccountStore
 from shared.accounting.bank import TokenBank
 from shared.aio import sleep_unless

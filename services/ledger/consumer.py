@@ -19,7 +19,7 @@ from prometheus_client import Gauge
 from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
 
 from services.ledger.domain.messages import Received
-from services.ledger.handler import Handled, MessageHandler
+from services.ledger.usecases.apply_messages import Handled, MessageHandler
 from shared.aio import running, sleep_unless
 from shared.sqs import SQSClient
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import orjson
 from prometheus_client import Metric
 
-from services.ledger.handler import EVENTS_APPLIED, LAG
+from services.ledger.usecases.apply_messages import EVENTS_APPLIED, LAG
 from shared.aio import sleep_unless
 from shared.keys import Keys
 from shared.sqs import SQSClient, queue_depth

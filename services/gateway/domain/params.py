@@ -11,6 +11,7 @@ import math
 import re
 import sys
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
@@ -127,13 +128,18 @@ def query_pattern() -> str:
 
 
 def _char_class(codes: list[int]) -> str:
-    """Ranges of code points as the inside of a regex character class."""
+    """Code points as the inside of a regex character class."""
     ranges: list[list[int]] = []
     for code in codes:
         if ranges and ranges[-1][1] == code - 1:
             ranges[-1][1] = code
         else:
             ranges.append([code, code])
+    return ranges_class([(first, last) for first, last in ranges])
+
+
+def ranges_class(ranges: Iterable[tuple[int, int]]) -> str:
+    """Ranges of code points as the inside of a regex character class."""
     return "".join(
         _escape(first) if first == last else f"{_escape(first)}-{_escape(last)}"
         for first, last in ranges

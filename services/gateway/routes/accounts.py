@@ -6,29 +6,18 @@ import re
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import Counter
 
 from services.gateway.deps import DEPS, Gateway
 from services.gateway.routes.tokens import caller_live
+from services.gateway.usecases.credit import credit
 from shared.accounting.accounts import AccountExists, empty_usage
-from shared.accounting.bank import Status, UnknownAccount
-from shared.accounting.credits import fingerprint
 from shared.auth import Principal
 from shared.claims import ADMIN_ROLE
-from shared.contract import MAX_BALANCE
 from shared.errors import ApiError
-from shared.validation import account_id, token_amount
+from shared.validation import account_id, credit_reason, token_amount
 from shared.web import json_response, read_json
 
-MAX_REASON_CHARS = 100
-CREDIT_DURABLE_WITHIN_S = 5.0
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-
-TOKENS_CREDITED = Counter("maas_tokens_credited_total", "Tokens credited by the admin API")
-
-
-def idempotency_conflict() -> ApiError:
-    return ApiError("idempotency_conflict", "this Idempotency-Key was used with a different body")
 
 
 async def admin(request: web.Request) -> Principal:
@@ -106,46 +95,6 @@ async def credit_account(request: web.Request) -> web.Response:
         )
     body = await read_json(request)
     amount = token_amount(body.get("amount"), "amount", 1)
-    reason = body.get("reason", "purchase")
-    if not isinstance(reason, str) or not 0 < len(reason) <= MAX_REASON_CHARS:
-        raise ApiError(
-            "invalid_params", f"reason: a string of 1-{MAX_REASON_CHARS} characters", field="reason"
-        )
-    body_fingerprint = fingerprint(amount, reason)
-    first = await deps.credits.first_answer(account, key)
-    if first is None:
-        first = await apply_credit(deps, account, key, amount, reason, body_fingerprint)
-    if first["fingerprint"] != body_fingerprint:
-        raise idempotency_conflict()
-    tokens = first["tokens"]
-    if tokens is None:  # applied by the ledger, its answer lost: today's balance instead
-        tokens = (await deps.bank.live(account)).balance
-    return json_response({"event_id": first["event_id"], "tokens": tokens}, status=202)
-
-
-async def apply_credit(
-    deps: Gateway, account: str, key: str, amount: int, reason: str, digest: str
-) -> dict[str, Any]:
-    try:
-        outcome = await deps.bank.credit(account, amount, reason, key, digest)
-    except UnknownAccount:
-        raise ApiError("not_found", f"no account {account!r}") from None
-    if outcome.status == Status.CONFLICT:
-        raise idempotency_conflict()
-    if outcome.status == Status.OVER_LIMIT:
-        raise ApiError(
-            "balance_limit",
-            f"this credit would take the balance over {MAX_BALANCE} tokens",
-            balance=outcome.balance,
-            limit=MAX_BALANCE,
-        )
-    if outcome.status == Status.APPLIED:
-        TOKENS_CREDITED.inc(amount)
-    if not await deps.bank.wait_shipped(account, key, outcome.entry_id, CREDIT_DURABLE_WITHIN_S):
-        raise ApiError(
-            "upstream_unavailable",
-            "the credit is not durable yet; retry with the same Idempotency-Key",
-            headers={"Retry-After": "1"},
-        )
-    await deps.credits.record(account, key, digest, outcome.event_id, outcome.balance)
-    return {"fingerprint": digest, "event_id": outcome.event_id, "tokens": outcome.balance}
+    reason = credit_reason(body.get("reason", "purchase"))
+    event_id, tokens = await credit(deps.bank, deps.credits, account, key, amount, reason)
+    return json_response({"event_id": event_id, "tokens": tokens}, status=202)

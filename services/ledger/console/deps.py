@@ -11,7 +11,7 @@ from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.console.gate import Gate, Session
 from services.ledger.console.journal import OperatorJournal
 from services.ledger.pipeline import Samples
-from services.ledger.reconcile import Reconciler
+from services.ledger.usecases.reconcile import Reconciler
 from shared.accounting.bank import TokenBank
 from shared.auth import Principal
 from shared.settings import Settings

@@ -80,6 +80,10 @@ async def test_credits_validate_their_input(
         ({"Idempotency-Key": "k1"}, {"amount": -5}),
         ({"Idempotency-Key": "k1"}, {"amount": "5"}),
         ({"Idempotency-Key": "k1"}, {"amount": 5, "reason": ""}),
+        ({"Idempotency-Key": "k1"}, {"amount": 5, "reason": "r" * 101}),
+        # Characters SQS refuses would stall the shard's relay behind this credit.
+        ({"Idempotency-Key": "k1"}, {"amount": 5, "reason": "gift \ufffe"}),
+        ({"Idempotency-Key": "k1"}, {"amount": 5, "reason": "gift \u0000"}),
     ]
     for extra, body in cases:
         async with http.post(url, json=body, headers={**stack.admin, **extra}) as r:

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import aiohttp_jinja2
 from aiohttp import web
 
-from services.ledger.books import last_books, reconcile_and_keep
 from services.ledger.console.deps import console, operator
-from services.ledger.settle import settle
+from services.ledger.usecases.books import last_books, reconcile_and_keep
+from services.ledger.usecases.settle import settle
 from shared.accounting.bank import AccountBusy, UnknownAccount
 from shared.errors import ApiError
 from shared.validation import ACCOUNT_ID, journal_reason

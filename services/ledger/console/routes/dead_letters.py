@@ -10,7 +10,7 @@ from aiohttp import web
 
 from services.ledger.console.deps import console, operator
 from services.ledger.console.letters import standings
-from services.ledger.dead_letter_ops import decoded_events, operator_walk
+from services.ledger.usecases.dead_letters import decoded_events, operator_walk
 from shared.errors import ApiError
 from shared.sqs import queue_depth
 from shared.stores import MongoDoc

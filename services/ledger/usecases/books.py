@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from prometheus_client import Gauge
 
-from services.ledger.reconcile import Reconciler, Report
+from services.ledger.usecases.reconcile import Reconciler, Report
 from shared.keys import Keys
 from shared.stores import Redis
 

@@ -14,7 +14,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.ledger.adapters.dlq import DeadLetters
 from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.domain.messages import Received
-from services.ledger.handler import CreditRevoker, MessageHandler
+from services.ledger.usecases.apply_messages import CreditRevoker, MessageHandler
 from shared.accounting.events import Event, MalformedMessage, decode_batch
 from shared.sqs import SQSClient
 from shared.stores import MongoDoc

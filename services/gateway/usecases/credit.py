@@ -1,0 +1,76 @@
+"""Crediting purchased tokens: once per idempotency key, answered only once durable.
+
+The billing team may retry blindly with the same key: a repeat gets the first answer,
+from Redis's idempotency record or, once Redis lost it, from the credit record in
+MongoDB. A credit is answered only after its event left Redis for SQS, so a 202 is
+never lost with Redis's data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import Counter
+
+from shared.accounting.bank import Status, TokenBank, UnknownAccount
+from shared.accounting.credits import CreditLog, fingerprint
+from shared.contract import MAX_BALANCE
+from shared.errors import ApiError
+
+CREDIT_DURABLE_WITHIN_S = 5.0
+
+TOKENS_CREDITED = Counter("maas_tokens_credited_total", "Tokens credited by the admin API")
+
+
+def idempotency_conflict() -> ApiError:
+    return ApiError("idempotency_conflict", "this Idempotency-Key was used with a different body")
+
+
+async def credit(
+    bank: TokenBank, credits: CreditLog, account: str, key: str, amount: int, reason: str
+) -> tuple[str, int]:
+    """(the credit's event id, the balance it left) for this key's first request."""
+    body_fingerprint = fingerprint(amount, reason)
+    first = await credits.first_answer(account, key)
+    if first is None:
+        first = await apply_credit(bank, credits, account, key, amount, reason, body_fingerprint)
+    if first["fingerprint"] != body_fingerprint:
+        raise idempotency_conflict()
+    tokens = first["tokens"]
+    if tokens is None:  # applied by the ledger, its answer lost: today's balance instead
+        tokens = (await bank.live(account)).balance
+    return first["event_id"], tokens
+
+
+async def apply_credit(
+    bank: TokenBank,
+    credits: CreditLog,
+    account: str,
+    key: str,
+    amount: int,
+    reason: str,
+    digest: str,
+) -> dict[str, Any]:
+    try:
+        outcome = await bank.credit(account, amount, reason, key, digest)
+    except UnknownAccount:
+        raise ApiError("not_found", f"no account {account!r}") from None
+    if outcome.status == Status.CONFLICT:
+        raise idempotency_conflict()
+    if outcome.status == Status.OVER_LIMIT:
+        raise ApiError(
+            "balance_limit",
+            f"this credit would take the balance over {MAX_BALANCE} tokens",
+            balance=outcome.balance,
+            limit=MAX_BALANCE,
+        )
+    if outcome.status == Status.APPLIED:
+        TOKENS_CREDITED.inc(amount)
+    if not await bank.wait_shipped(account, key, outcome.entry_id, CREDIT_DURABLE_WITHIN_S):
+        raise ApiError(
+            "upstream_unavailable",
+            "the credit is not durable yet; retry with the same Idempotency-Key",
+            headers={"Retry-After": "1"},
+        )
+    await credits.record(account, key, digest, outcome.event_id, outcome.balance)
+    return {"fingerprint": digest, "event_id": outcome.event_id, "tokens": outcome.balance}
