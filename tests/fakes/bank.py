@@ -1,8 +1,9 @@
-"""An in-memory bank for the meme use case's unit tests.
+"""An in-memory bank and credit log for the use cases' unit tests.
 
-It keeps what the charge, refund and confirm scripts keep (balance, seq, pending
-charges, a token bucket) in dictionaries. `tests/contracts/test_meme_charges.py` runs
-one suite against it and against `TokenBank` on real Redis and the store, so a unit test
+They keep what the charge, refund, confirm and credit scripts and the credit records
+keep (balance, seq, pending charges, a token bucket, idempotency records, the outbox
+entries not shipped yet) in dictionaries. `tests/contracts/` runs one suite against
+them and against `TokenBank` on real Redis and `CreditLog` on the store, so a unit test
 that passes here would pass there.
 """
 
@@ -13,9 +14,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from shared.accounting.bank import Charge, Outcome, Status, UnknownAccount
+from shared.accounting.bank import Charge, LiveAccount, Outcome, Status, UnknownAccount
+from shared.contract import MAX_BALANCE
 from shared.keys import Keys
 from shared.settings import RateLimit
+from shared.stores import MongoDoc
 
 EPOCH = 1  # the first hydration's epoch
 
@@ -24,8 +27,18 @@ EPOCH = 1  # the first hydration's epoch
 class Account:
     balance: int
     seq: int = 0
+    calls: int = 0
+    spent: int = 0
     bucket: float | None = None
     bucket_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class CreditAnswer:
+    fingerprint: str
+    event_id: str
+    balance: int
+    entry: str
 
 
 @dataclass
@@ -34,6 +47,8 @@ class InMemoryBank:
     accounts: dict[str, Account] = field(default_factory=dict)
     pending: dict[str, Charge] = field(default_factory=dict)
     deadlines: dict[str, float] = field(default_factory=dict)  # charge id -> time.time()
+    answers: dict[tuple[str, str], CreditAnswer] = field(default_factory=dict)
+    unshipped: set[str] = field(default_factory=set)  # outbox entries the relay still holds
 
     async def open(self, account: str, balance: int) -> None:
         self.accounts[account] = Account(balance)
@@ -67,6 +82,8 @@ class InMemoryBank:
             return Outcome(Status.INSUFFICIENT, held.balance), None
         held.balance -= price
         held.seq += 1
+        held.calls += 1
+        held.spent += price
         if limit is not None:
             held.bucket, held.bucket_at = bucket - 1, time.monotonic()
         charge = Charge(uuid.uuid4().hex, account, price, EPOCH, held.seq, reason, request_id)
@@ -81,6 +98,8 @@ class InMemoryBank:
             return Outcome(Status.NOTHING_TO_REFUND, held.balance)
         held.balance += charge.price
         held.seq += 1
+        held.calls -= 1
+        held.spent -= charge.price
         return Outcome(Status.APPLIED, held.balance, EPOCH, held.seq)
 
     async def confirm(self, charge: Charge) -> None:
@@ -95,3 +114,71 @@ class InMemoryBank:
             if deadline <= now and self.keys.shard_of(self.pending[charge_id].account) == shard
         )
         return [self.pending[charge_id] for _, charge_id in due[:limit]]
+
+    async def live(self, account: str) -> LiveAccount:
+        held = self.accounts.get(account)
+        if held is None:
+            raise UnknownAccount(account)
+        return LiveAccount(held.balance, held.calls, held.spent)
+
+    async def credit(
+        self, account: str, amount: int, reason: str, idempotency_key: str, fingerprint: str
+    ) -> Outcome:
+        seen = self.answers.get((account, idempotency_key))
+        if seen is not None:
+            status = Status.REPLAYED if seen.fingerprint == fingerprint else Status.CONFLICT
+            balance = seen.balance if status == Status.REPLAYED else 0
+            return Outcome(status, balance, event_id=seen.event_id, entry_id=seen.entry)
+        held = self.accounts.get(account)
+        if held is None:
+            raise UnknownAccount(account)
+        if held.balance + amount > MAX_BALANCE:
+            return Outcome(Status.OVER_LIMIT, held.balance)
+        held.balance += amount
+        held.seq += 1
+        event_id, entry = uuid.uuid4().hex, f"{time.time_ns()}-0"
+        self.answers[account, idempotency_key] = CreditAnswer(
+            fingerprint, event_id, held.balance, entry
+        )
+        self.unshipped.add(entry)
+        return Outcome(Status.APPLIED, held.balance, EPOCH, held.seq, 0, event_id, entry)
+
+    async def wait_shipped(
+        self, account: str, idempotency_key: str, entry_id: str, timeout_s: float
+    ) -> bool:
+        if entry_id in self.unshipped:
+            return False  # nothing ships while a unit test waits: as if past the deadline
+        return (account, idempotency_key) in self.answers
+
+    def ship(self) -> None:
+        """What the relay does: every outbox entry goes to SQS."""
+        self.unshipped.clear()
+
+    def forget_credit(self, account: str, idempotency_key: str) -> None:
+        """Redis loses a credit's idempotency record (a failover, an eviction)."""
+        self.answers.pop((account, idempotency_key), None)
+
+
+@dataclass
+class InMemoryCreditLog:
+    """`CreditLog`'s answers and the ledger's claims, by (account, idempotency key)."""
+
+    answers: dict[tuple[str, str], MongoDoc] = field(default_factory=dict)
+    claims: dict[tuple[str, str], MongoDoc] = field(default_factory=dict)
+
+    async def first_answer(self, account: str, key: str) -> MongoDoc | None:
+        answer = self.answers.get((account, key))
+        if answer is None and (claim := self.claims.get((account, key))) is not None:
+            answer = {**claim, "tokens": None}
+        return answer
+
+    async def record(
+        self, account: str, key: str, fingerprint: str, event_id: str, tokens: int
+    ) -> None:
+        self.answers.setdefault(
+            (account, key), {"fingerprint": fingerprint, "event_id": event_id, "tokens": tokens}
+        )
+
+    def claimed(self, account: str, key: str, fingerprint: str, event_id: str) -> None:
+        """The ledger applied this credit first (its claim), before any answer was kept."""
+        self.claims.setdefault((account, key), {"fingerprint": fingerprint, "event_id": event_id})

@@ -8,18 +8,44 @@ never lost with Redis's data.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import Counter
 
-from shared.accounting.bank import Status, TokenBank, UnknownAccount
-from shared.accounting.credits import CreditLog, fingerprint
+from shared.accounting.bank import LiveAccount, Outcome, Status, UnknownAccount
+from shared.accounting.credits import fingerprint
 from shared.contract import MAX_BALANCE
 from shared.errors import ApiError
+from shared.stores import MongoDoc
 
 CREDIT_DURABLE_WITHIN_S = 5.0
 
 TOKENS_CREDITED = Counter("maas_tokens_credited_total", "Tokens credited by the admin API")
+
+
+class CreditBank(Protocol):
+    """What crediting needs of the bank (`TokenBank`; the in-memory bank of the unit tests
+    is proven alike by tests/contracts/)."""
+
+    async def credit(
+        self, account: str, amount: int, reason: str, idempotency_key: str, fingerprint: str
+    ) -> Outcome: ...
+
+    async def wait_shipped(
+        self, account: str, idempotency_key: str, entry_id: str, timeout_s: float
+    ) -> bool: ...
+
+    async def live(self, account: str) -> LiveAccount: ...
+
+
+class CreditAnswers(Protocol):
+    """The first answer to each key, kept beyond Redis (`CreditLog`)."""
+
+    async def first_answer(self, account: str, key: str) -> MongoDoc | None: ...
+
+    async def record(
+        self, account: str, key: str, fingerprint: str, event_id: str, tokens: int
+    ) -> None: ...
 
 
 def idempotency_conflict() -> ApiError:
@@ -27,7 +53,7 @@ def idempotency_conflict() -> ApiError:
 
 
 async def credit(
-    bank: TokenBank, credits: CreditLog, account: str, key: str, amount: int, reason: str
+    bank: CreditBank, credits: CreditAnswers, account: str, key: str, amount: int, reason: str
 ) -> tuple[str, int]:
     """(the credit's event id, the balance it left) for this key's first request."""
     body_fingerprint = fingerprint(amount, reason)
@@ -43,8 +69,8 @@ async def credit(
 
 
 async def apply_credit(
-    bank: TokenBank,
-    credits: CreditLog,
+    bank: CreditBank,
+    credits: CreditAnswers,
     account: str,
     key: str,
     amount: int,
