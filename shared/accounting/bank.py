@@ -102,6 +102,10 @@ class LiveAccount:
 SHIPPING_POLL_S = 0.02
 # Longer than SQS keeps any message (14 days), so a late redelivery still finds the mark.
 DECISION_TTL_S = 15 * 24 * 3600
+# A refund in the charge's own epoch is marked too, for as long as a handler could still
+# be writing its answer and refund it again after an epoch change (the ingress closes an
+# idle client within minutes); short, since refunds are frequent.
+REFUNDED_TTL_S = 3600
 
 
 def new_event_id() -> str:
@@ -176,7 +180,7 @@ class TokenBank:
         ]
         args = [
             charge.account, charge.id, charge.price, charge.epoch, charge.seq, new_event_id(),
-            charge.reason, charge.request_id, DECISION_TTL_S,
+            charge.reason, charge.request_id, DECISION_TTL_S, REFUNDED_TTL_S,
         ]  # fmt: skip
         raw = await self._hydrated(charge.account, self._refund, keys, args)
         return Outcome(Status(raw[0]), int(raw[1]), int(raw[2]), int(raw[3]))

@@ -1,12 +1,14 @@
--- Give a charge back, at most once, and only when its debit is counted.
+-- Give a charge back, at most once, and only when its debit is counted. A refund in the
+-- charge's own epoch also leaves the decided marker, so a handler that refunds the same
+-- charge again after a settle or a re-hydration changed the epoch gets nothing.
 -- The debit is counted when it is in Redis's current baseline (same epoch, record still
 -- pending) or when MongoDB had applied it before the account was loaded again (its
 -- position is at or before the hydration's base position). A debit lost with Redis's data
 -- is never refunded: the client did not pay it.
 -- KEYS[1] account hash, KEYS[2] outbox stream, KEYS[3] pending charges, KEYS[4] their
--- deadlines, KEYS[5] marker of a charge from an earlier epoch already decided
+-- deadlines, KEYS[5] marker of a charge already decided
 -- ARGV: account, charge id, amount, charge epoch, charge seq, event id, reason, request id,
---       marker ttl seconds
+--       marker ttl seconds for an earlier epoch's charge, and for a charge of this epoch
 -- Returns {status, balance, epoch, seq}; status 0 refunded, 1 not hydrated,
 -- 7 nothing to refund (confirmed or refunded before), 8 dropped (the debit is not counted).
 local account_key, outbox, pending, deadlines = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -23,6 +25,7 @@ if charge_epoch == epoch then
   if was_pending == 0 then
     return {7, balance, 0, 0}
   end
+  redis.call('SET', KEYS[5], '1', 'EX', tonumber(ARGV[10]))
 else
   if not redis.call('SET', KEYS[5], '1', 'NX', 'EX', tonumber(ARGV[9])) then
     return {7, balance, 0, 0}

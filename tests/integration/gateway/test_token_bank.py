@@ -75,3 +75,25 @@ async def test_a_delivered_meme_left_unconfirmed_is_refunded_by_the_sweeper(
         REGISTRY.get_sample_value("maas_charges_swept_total", {"outcome": "applied"}) == before + 1
     )
     assert (await bank.refund(charge)).status == Status.NOTHING_TO_REFUND
+
+
+async def test_a_charge_refunded_before_an_epoch_change_is_not_refunded_again_after_it(
+    backends: tuple[Redis, AccountStore],
+) -> None:
+    """The sweeper refunds a handler stuck past its deadline; a settle starts a new epoch;
+    then the handler fails and refunds the same charge: it must get nothing back."""
+    redis, store = backends
+    bank = TokenBank(redis, Keys(8), store, 60)
+    await store.create("stuck", 10)
+    _, charge = await bank.charge("stuck", 1, None, "meme:png", "r-3", 0.05)
+    assert charge is not None
+    assert (await bank.refund(charge)).status == Status.APPLIED  # the sweeper's
+    # The ledger applied both the debit and the refund; then an operator settles.
+    await store.accounts.update_one(
+        {"_id": "stuck"}, {"$set": {"epoch": charge.epoch, "seq": charge.seq + 1}}
+    )
+    settled = await bank.settle("stuck")
+    assert settled.epoch > charge.epoch
+    again = await bank.refund(charge)  # the handler's, after its client went away
+    assert (again.status, again.balance) == (Status.NOTHING_TO_REFUND, 10)
+    assert await bank.balance("stuck") == 10
