@@ -516,6 +516,11 @@ def banner(settings: Settings, run_dir: Path, tokens: dict[str, str]) -> str:
             "The demo account as the admin sees it:",
             f"  curl -s {base}/v1/accounts/demo -H 'Authorization: Bearer {tokens['demo-admin']}'",
             "",
+            "The operators' console (dead letters, books, pipeline):",
+            f"  http://127.0.0.1:{settings.ledger_port}/console/",
+            "  sign in with this admin token (dev only, like the ones above):",
+            f"  {tokens['demo-admin']}",
+            "",
         ]
     )
 

@@ -7,12 +7,14 @@ stays a zombie: exactly what `make up` must see as dead.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -64,13 +66,17 @@ def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 30) 
         time.sleep(0.05)
 
 
-def read_until(fd: int, marker: bytes, timeout_s: float) -> bytes:
+# The banner's console address and the admin token to sign in with.
+CONSOLE_LINES = re.compile(rb"  (http://\S+/console/)\n  sign in with [^\n]*\n  (\S+)\n")
+
+
+def read_until(fd: int, marker: re.Pattern[bytes], timeout_s: float) -> bytes:
     seen = b""
     deadline = time.monotonic() + timeout_s
-    while marker not in seen:
+    while not marker.search(seen):
         chunk = os.read(fd, 65536)
         if not chunk or time.monotonic() > deadline:
-            raise AssertionError(f"the stack never printed {marker!r}:\n{seen.decode()}")
+            raise AssertionError(f"the stack never printed {marker.pattern!r}:\n{seen.decode()}")
         seen += chunk
     return seen
 
@@ -91,7 +97,12 @@ def test_up_restarts_a_killed_service_and_ctrl_c_stops_all_without_a_reader(
     )
     os.close(writer)
     try:
-        read_until(reader, b"MaaS is up", START_TIMEOUT_S)
+        printed = read_until(reader, CONSOLE_LINES, START_TIMEOUT_S)
+        console, token = CONSOLE_LINES.findall(printed)[0]
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        form = urllib.parse.urlencode({"token": token.decode()}).encode()
+        with browser.open(console.decode() + "signin", data=form, timeout=5) as page:
+            assert page.url.endswith("/console/dead-letters"), "the banner's token signs in"
         before = pids(run_dir)
         assert set(before) == SERVERS
 
