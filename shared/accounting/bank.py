@@ -18,6 +18,7 @@ import orjson
 
 from shared.accounting.accounts import AccountStore
 from shared.accounting.events import Event
+from shared.accounting.shapes import AccountField
 from shared.contract import MAX_BALANCE
 from shared.keys import Keys
 from shared.settings import RateLimit
@@ -250,16 +251,17 @@ class TokenBank:
             await asyncio.sleep(SHIPPING_POLL_S)
 
     async def balance(self, account: str) -> int | None:
-        raw = await self.redis.hget(self.keys.account(account), "balance")
+        raw = await self.redis.hget(self.keys.account(account), AccountField.BALANCE)
         return None if raw is None else int(raw)
 
     async def live(self, account: str) -> LiveAccount:
         """The live balance and usage, hydrating the account first if Redis lacks it."""
         key = self.keys.account(account)
-        balance, calls, spent = await self.redis.hmget(key, ["balance", "calls", "spent"])
+        fields = [AccountField.BALANCE, AccountField.CALLS, AccountField.SPENT]
+        balance, calls, spent = await self.redis.hmget(key, fields)
         if balance is None:
             await self.hydrate(account)
-            balance, calls, spent = await self.redis.hmget(key, ["balance", "calls", "spent"])
+            balance, calls, spent = await self.redis.hmget(key, fields)
         if balance is None:
             raise UnknownAccount(account)
         return LiveAccount(int(balance), int(calls or 0), int(spent or 0))
@@ -279,7 +281,7 @@ class TokenBank:
         """
         key = self.keys.account(account)
         for _ in range(SETTLE_ATTEMPTS):
-            epoch, seq = await self.redis.hmget(key, ["epoch", "seq"])
+            epoch, seq = await self.redis.hmget(key, [AccountField.EPOCH, AccountField.SEQ])
             hydration = await self.accounts.next_epoch(account)
             if hydration is None:
                 raise UnknownAccount(account)

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 import orjson
 
+from shared.accounting.shapes import OUTBOX_ENTRY
+
 EVENT_VERSION = 1
 EVENT_TYPES = ("debit", "credit", "refund")
 EventType = Literal["debit", "credit", "refund"]
@@ -120,15 +122,16 @@ def event_from_stream_entry(entry_id: str, fields: dict[str, str]) -> Event:
 
     The entry id is the Redis time of the charge in ms, which becomes `at`.
     """
+    value = {name: fields[letter] for letter, name in OUTBOX_ENTRY.items()}
     return Event(
-        id=fields["i"],
-        type=fields["t"],  # type: ignore[arg-type]
-        account=fields["a"],
-        amount=int(fields["n"]),
-        epoch=int(fields["e"]),
-        seq=int(fields["s"]),
-        reason=fields["r"],
-        request_id=fields["q"],
+        id=value["id"],
+        type=value["type"],  # type: ignore[arg-type]
+        account=value["account"],
+        amount=int(value["amount"]),
+        epoch=int(value["epoch"]),
+        seq=int(value["seq"]),
+        reason=value["reason"],
+        request_id=value["request_id"],
         at=rfc3339_from_ms(int(entry_id.partition("-")[0])),
     )
 

@@ -18,11 +18,13 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.domain.reconcile import Position, Row, Status, compare
 from shared.accounting.events import event_from_stream_entry
+from shared.accounting.shapes import AccountField
 from shared.keys import Keys
 from shared.sqs import SQSClient
 from shared.stores import MongoDoc, Redis
 
 OUTBOX_PAGE = 1_000
+POSITION_FIELDS = [AccountField.BALANCE, AccountField.EPOCH, AccountField.SEQ]
 
 
 @dataclass(slots=True)
@@ -168,7 +170,7 @@ class Reconciler:
     async def _live(self, accounts: list[str]) -> dict[str, Position]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for account in accounts:
-                pipe.hmget(self.keys.account(account), ["balance", "epoch", "seq"])
+                pipe.hmget(self.keys.account(account), POSITION_FIELDS)
             answers = await pipe.execute()
         return {
             account: Position(int(balance), int(epoch), int(seq))
