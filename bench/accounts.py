@@ -7,7 +7,6 @@ import time
 from dataclasses import dataclass
 
 from bench.stack import BENCH_ROLE
-from shared.accounting.accounts import AccountStore
 from shared.accounting.bank import TokenBank
 from shared.auth import issue_dev_token
 from shared.keys import Keys
@@ -31,8 +30,8 @@ async def hydrate(settings: Settings, ids: list[str], concurrency: int = 32) -> 
 async def _each(settings: Settings, ids: list[str], concurrency: int, create: bool) -> None:
     mongo, redis = mongo_client(settings), redis_client(settings)
     try:
-        store = AccountStore(mongo[settings.mongo_db])
-        bank = TokenBank(redis, Keys(settings.shards), store, settings.idempotency_ttl_s)
+        bank = TokenBank.for_settings(settings, redis, mongo[settings.mongo_db])
+        store = bank.accounts
         gate = asyncio.Semaphore(concurrency)
 
         async def one(account: str) -> None:

@@ -6,9 +6,8 @@ import argparse
 from typing import Any
 
 from cli.terminal import ACCOUNT, TOKENS
-from shared.accounting.accounts import AccountExists, AccountStore
+from shared.accounting.accounts import AccountExists
 from shared.accounting.bank import TokenBank
-from shared.keys import Keys
 from shared.settings import Settings
 from shared.stores import mongo_client, redis_client
 
@@ -26,15 +25,13 @@ async def create_account(args: argparse.Namespace) -> int:
     settings = Settings()
     mongo, redis = mongo_client(settings), redis_client(settings)
     try:
-        store = AccountStore(mongo[settings.mongo_db])
+        bank = TokenBank.for_settings(settings, redis, mongo[settings.mongo_db])
         try:
-            await store.create(args.id, args.tokens)
+            await bank.accounts.create(args.id, args.tokens)
         except AccountExists:
             print(f"account {args.id!r} already exists")
             return 1
-        await TokenBank(redis, Keys(settings.shards), store, settings.idempotency_ttl_s).hydrate(
-            args.id
-        )
+        await bank.hydrate(args.id)
         print(f"created {args.id} with {args.tokens} tokens")
         return 0
     finally:

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from shared.accounting.accounts import AccountStore
 from shared.accounting.bank import TokenBank
 from shared.keys import Keys
 from shared.settings import Settings
@@ -28,9 +27,7 @@ class Connections:
 
     def bank(self) -> TokenBank:
         """The live balances, for the commands that correct them (settle, redrive)."""
-        return TokenBank(
-            self.redis, self.keys, AccountStore(self.db), self.settings.idempotency_ttl_s
-        )
+        return TokenBank.for_settings(self.settings, self.redis, self.db)
 
 
 @asynccontextmanager

@@ -16,11 +16,9 @@ from services.gateway.app import create_app
 from services.gateway.deps import DEPS, Gateway
 from services.gateway.drain import Drain
 from services.gateway.sweeper import Sweeper
-from shared.accounting.accounts import AccountStore
 from shared.accounting.bank import TokenBank
 from shared.accounting.credits import CreditLog
 from shared.auth import Authenticator
-from shared.keys import Keys
 from shared.settings import Settings
 from shared.sqs import queue_url, sqs_client
 from shared.stores import mongo_client, redis_client
@@ -39,20 +37,18 @@ def build_app(settings: Settings, *, relay: bool = True) -> web.Application:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         redis = redis_client(settings)
         mongo = mongo_client(settings)
-        accounts = AccountStore(mongo[settings.mongo_db])
         memes = MemeClient(settings.meme_url, settings.meme_timeout_s, settings.meme_ai_timeout_s)
         await memes.start()
         stop = asyncio.Event()
         async with sqs_client(settings) as sqs:
             url = await queue_url(sqs, settings.queue_name)
-            keys = Keys(settings.shards)
             auth = Authenticator(settings)
-            bank = TokenBank(redis, keys, accounts, settings.idempotency_ttl_s)
+            bank = TokenBank.for_settings(settings, redis, mongo[settings.mongo_db])
             app[DEPS] = Gateway(
                 settings=settings,
                 auth=auth,
                 bank=bank,
-                accounts=accounts,
+                accounts=bank.accounts,
                 credits=CreditLog(mongo[settings.mongo_db]),
                 memes=memes,
                 redis=redis,
@@ -79,7 +75,7 @@ def build_app(settings: Settings, *, relay: bool = True) -> web.Application:
                     redis,
                     sqs,
                     url,
-                    keys,
+                    bank.keys,
                     f"{socket.gethostname()}:{os.getpid()}",
                     batch_size=settings.relay_batch_size,
                     lease_ttl_ms=settings.relay_lease_ttl_ms,

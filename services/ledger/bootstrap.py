@@ -20,7 +20,6 @@ from services.ledger.pipeline import Sampler, Samples
 from services.ledger.usecases.apply_messages import MessageHandler
 from services.ledger.usecases.books import export_drift, reconcile_and_keep
 from services.ledger.usecases.reconcile import Reconciler
-from shared.accounting.accounts import AccountStore
 from shared.accounting.bank import TokenBank
 from shared.aio import sleep_unless
 from shared.auth import Authenticator
@@ -57,8 +56,8 @@ async def run_worker(app: web.Application, settings: Settings) -> AsyncIterator[
     mongo, redis = mongo_client(settings), redis_client(settings)
     db = mongo[settings.mongo_db]
     store = LedgerStore(db)
-    keys = Keys(settings.shards)
-    bank = TokenBank(redis, keys, AccountStore(db), settings.idempotency_ttl_s)
+    bank = TokenBank.for_settings(settings, redis, db)
+    keys = bank.keys
     stop = asyncio.Event()
     auth = Authenticator(settings)
     async with sqs_client(settings) as sqs:

@@ -15,14 +15,15 @@ from enum import IntEnum
 from typing import Any
 
 import orjson
+from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.accounting.accounts import AccountStore
 from shared.accounting.events import Event
 from shared.accounting.shapes import AccountField
 from shared.contract import MAX_BALANCE
 from shared.keys import Keys
-from shared.settings import RateLimit
-from shared.stores import Redis, lua_script
+from shared.settings import RateLimit, Settings
+from shared.stores import MongoDoc, Redis, lua_script
 
 
 class Status(IntEnum):
@@ -128,6 +129,13 @@ class TokenBank:
         self._hydrate = redis.register_script(lua_script("hydrate"))
         self._settle = redis.register_script(lua_script("settle"))
         self._revoke = redis.register_script(lua_script("revoke"))
+
+    @classmethod
+    def for_settings(
+        cls, settings: Settings, redis: Redis, db: AsyncDatabase[MongoDoc]
+    ) -> TokenBank:
+        """The bank as every process builds it: the settings' shards and idempotency TTL."""
+        return cls(redis, Keys(settings.shards), AccountStore(db), settings.idempotency_ttl_s)
 
     async def charge(
         self,
