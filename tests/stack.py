@@ -8,13 +8,14 @@ the whole session.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import signal
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,6 +33,7 @@ from infra.local.stack import (
     stop_pid,
     store_servers,
 )
+from shared.accounting.bank import TokenBank
 from shared.accounting.events import Batch, Event
 from shared.auth import issue_dev_token
 from shared.keys import Keys
@@ -400,3 +402,15 @@ class PrivateStore:
 
     def client(self, connections: int = 100) -> AsyncMongoClient[MongoDoc]:
         return AsyncMongoClient(self.url, tz_aware=True, maxPoolSize=connections)
+
+
+@contextlib.asynccontextmanager
+async def bank_on(redis_url: str, mongo_url: str) -> AsyncIterator[TokenBank]:
+    """`TokenBank` as the services build it, on a real Redis and store (8 shards)."""
+    settings = Settings(redis_url=redis_url, mongo_url=mongo_url, mongo_db="contracts", shards=8)
+    redis, mongo = redis_client(settings), mongo_client(settings)
+    try:
+        yield TokenBank.for_settings(settings, redis, mongo[settings.mongo_db])
+    finally:
+        await redis.aclose()
+        await mongo.close()

@@ -19,10 +19,9 @@ from shared.accounting.bank import Status, TokenBank, UnknownAccount
 from shared.accounting.credits import CreditLog, fingerprint
 from shared.accounting.events import Event
 from shared.contract import MAX_BALANCE
-from shared.keys import Keys
-from shared.settings import Settings
-from shared.stores import Redis, mongo_client, redis_client
+from shared.stores import Redis
 from tests.fakes.bank import InMemoryBank, InMemoryCreditLog
+from tests.stack import bank_on
 
 FP = fingerprint(5, "purchase")
 
@@ -94,13 +93,10 @@ async def subject(request: pytest.FixtureRequest) -> AsyncIterator[Subject]:
         return
     redis_url: str = request.getfixturevalue("redis_url")
     mongo_url: str = request.getfixturevalue("mongo_url")
-    settings = Settings(redis_url=redis_url, mongo_url=mongo_url, mongo_db="contract_credits")
-    redis, mongo = redis_client(settings), mongo_client(settings)
-    db = mongo[settings.mongo_db]
-    store = AccountStore(db)
-    yield RealSubject(TokenBank(redis, Keys(8), store, 60), CreditLog(db), store, redis)
-    await redis.aclose()
-    await mongo.close()
+    async with bank_on(redis_url, mongo_url) as bank:
+        yield RealSubject(
+            bank, CreditLog(bank.accounts.accounts.database), bank.accounts, bank.redis
+        )
 
 
 async def test_a_credit_applies_once_per_key_and_a_repeat_gets_the_first_answer(

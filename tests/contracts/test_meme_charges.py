@@ -19,9 +19,9 @@ from services.gateway.usecases.order_meme import MemeCharges
 from shared.accounting.accounts import AccountStore
 from shared.accounting.bank import Charge, Status, TokenBank, UnknownAccount
 from shared.keys import Keys
-from shared.settings import RateLimit, Settings
-from shared.stores import mongo_client, redis_client
+from shared.settings import RateLimit
 from tests.fakes.bank import InMemoryBank
+from tests.stack import bank_on
 
 
 class Bank(MemeCharges, OverdueCharges, Protocol):
@@ -78,12 +78,8 @@ async def subject(request: pytest.FixtureRequest) -> AsyncIterator[Subject]:
         return
     redis_url: str = request.getfixturevalue("redis_url")
     mongo_url: str = request.getfixturevalue("mongo_url")
-    settings = Settings(redis_url=redis_url, mongo_url=mongo_url, mongo_db="contract_bank")
-    redis, mongo = redis_client(settings), mongo_client(settings)
-    store = AccountStore(mongo[settings.mongo_db])
-    yield RealSubject(TokenBank(redis, Keys(8), store, 60), store)
-    await redis.aclose()
-    await mongo.close()
+    async with bank_on(redis_url, mongo_url) as bank:
+        yield RealSubject(bank, bank.accounts)
 
 
 async def test_a_charge_debits_and_leaves_a_pending_charge(subject: Subject) -> None:
