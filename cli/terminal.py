@@ -46,7 +46,15 @@ TOKENS = argument(lambda raw: token_amount(_integer(raw), "tokens", 0))
 
 def safe(text: object) -> str:
     """`text` with every non-printable character (controls, bidi overrides) escaped."""
-    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in str(text))
+    return "".join(c if c.isprintable() else _escaped(ord(c)) for c in str(text))
+
+
+def _escaped(code: int) -> str:
+    """`\\uXXXX`, as a surrogate pair beyond the basic plane (as JSON writes it)."""
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def safe_json(text: str) -> str:

@@ -3,8 +3,8 @@
 The settings' defaults suit a local run: a committed dev JWT secret, LocalStack on
 loopback with its `test` keys, plain-HTTP endpoints. Under `MAAS_ENV=prod` each of
 them is a way in (anyone can mint an admin token) or a way out (a URL that reaches
-the instance metadata service), so a service names the first offending setting in
-one line and exits instead of serving.
+the instance metadata service), so a service names each offending setting, one line
+each, and exits instead of serving.
 """
 
 from __future__ import annotations
@@ -93,8 +93,8 @@ def is_loopback(host: str) -> bool:
     name = host.strip("[]").rstrip(".").lower()
     if name in ("localhost", "localhost.localdomain") or name.endswith(".localhost"):
         return True
-    return any(internal_address(a) in ("loopback", "unspecified (this host)")
-               for a in host_addresses(host))  # fmt: skip
+    this_host = ("loopback", "unspecified (this host)")
+    return any(internal_address(address) in this_host for address in host_addresses(host))
 
 
 def url_problem(field: str, url: str | None) -> str | None:

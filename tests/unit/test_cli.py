@@ -59,7 +59,7 @@ def test_untrusted_text_reaches_the_terminal_escaped(hostile: str) -> None:
 
 def test_printable_text_is_unchanged_and_escaped_json_still_parses() -> None:
     assert safe("auth0|64f1 ünïcode 🙂") == "auth0|64f1 ünïcode 🙂"
-    document = {"events": "{not a batch \x9b2J\u202e", "accounts": ["a\x1b[31m"]}
+    document = {"events": "{not a batch \x9b2J\u202e\U000e0001", "accounts": ["a\x1b[31m"]}
     text = safe_json(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
     assert all(line.isprintable() for line in text.splitlines())
     assert orjson.loads(text) == document
