@@ -154,6 +154,11 @@ def error(description: str, headers: dict[str, Schema] | None = None) -> Schema:
     return response
 
 
+def json_body(schema: Schema) -> Schema:
+    """A required JSON request body."""
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
 def header(description: str, kind: str = "string") -> Schema:
     return {"description": description, "schema": {"type": kind}}
 
@@ -218,10 +223,7 @@ def document() -> Schema:
     meme_post = {
         "summary": "A meme, with the parameters in a JSON body",
         "security": bearer,
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/MemeBody"}}},
-        },
+        "requestBody": json_body({"$ref": "#/components/schemas/MemeBody"}),
         "responses": meme_responses(),
     }
     account_path = {"name": "account", "in": "path", "required": True, "schema": ACCOUNT_ID}
@@ -280,25 +282,20 @@ def document() -> Schema:
                     "operationId": "createAccount",
                     "summary": "Create an account (admin)",
                     "security": bearer,
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "required": ["id", "tokens"],
-                                    "properties": {
-                                        "id": ACCOUNT_ID,
-                                        "tokens": {
-                                            "type": "integer",
-                                            "minimum": 0,
-                                            "maximum": MAX_TOKENS_PER_CALL,
-                                        },
-                                    },
-                                }
-                            }
-                        },
-                    },
+                    "requestBody": json_body(
+                        {
+                            "type": "object",
+                            "required": ["id", "tokens"],
+                            "properties": {
+                                "id": ACCOUNT_ID,
+                                "tokens": {
+                                    "type": "integer",
+                                    "minimum": 0,
+                                    "maximum": MAX_TOKENS_PER_CALL,
+                                },
+                            },
+                        }
+                    ),
                     "responses": {
                         "201": {
                             "description": "Created",
@@ -350,33 +347,28 @@ def document() -> Schema:
                             "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
                         },
                     ],
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "required": ["amount"],
-                                    "properties": {
-                                        "amount": {
-                                            "type": "integer",
-                                            "minimum": 1,
-                                            "maximum": MAX_TOKENS_PER_CALL,
-                                        },
-                                        "reason": {
-                                            "type": "string",
-                                            "minLength": 1,
-                                            "maxLength": MAX_CREDIT_REASON_CHARS,
-                                            "pattern": f"^[{ranges_class(SQS_RANGES)}]+$",
-                                            "description": "Any characters an SQS message "
-                                            "can carry: no control character but tab and "
-                                            "newlines, no U+FFFE or U+FFFF",
-                                        },
-                                    },
-                                }
-                            }
-                        },
-                    },
+                    "requestBody": json_body(
+                        {
+                            "type": "object",
+                            "required": ["amount"],
+                            "properties": {
+                                "amount": {
+                                    "type": "integer",
+                                    "minimum": 1,
+                                    "maximum": MAX_TOKENS_PER_CALL,
+                                },
+                                "reason": {
+                                    "type": "string",
+                                    "minLength": 1,
+                                    "maxLength": MAX_CREDIT_REASON_CHARS,
+                                    "pattern": f"^[{ranges_class(SQS_RANGES)}]+$",
+                                    "description": "Any characters an SQS message "
+                                    "can carry: no control character but tab and "
+                                    "newlines, no U+FFFE or U+FFFF",
+                                },
+                            },
+                        }
+                    ),
                     "responses": {
                         "202": {
                             "description": "Credited, or the first answer for this key",
