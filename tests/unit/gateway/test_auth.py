@@ -288,17 +288,29 @@ def fetch_errors() -> float:
     "answer",
     [b"[]", b"null", b'"x"', b"{}", b'{"keys": "x"}', b'{"keys": [{"kty": "nope"}]}', b"<html>"],
 )
-async def test_a_malformed_answer_keeps_the_keys_and_the_refresher(
+async def test_any_malformed_answer_is_a_counted_failure_that_keeps_the_keys(
     idp: IdentityProvider, jwks_auth: Authenticator, answer: bytes
 ) -> None:
-    """One bad answer used to end the refresher for good, so withdrawn keys kept working."""
     token = idp.token("rsa-1", "carol", [])
     assert await verifies(jwks_auth, token)
     errors = fetch_errors()
     idp.malformed = answer
-    await asyncio.sleep(1.2)  # two refreshes (TTL 1 s) meet the bad answer
-    assert fetch_errors() >= errors + 2, "every failed fetch is counted"
+    assert jwks_auth.keys is not None
+    await jwks_auth.keys.refresh()
+    assert fetch_errors() == errors + 1, "every failed fetch is counted"
     assert await verifies(jwks_auth, token), "the last keys stay in use"
+
+
+async def test_after_a_malformed_answer_the_refresher_still_withdraws_keys_within_the_ttl(
+    idp: IdentityProvider, jwks_auth: Authenticator
+) -> None:
+    """One such answer used to end the refresher for good: withdrawn keys kept working."""
+    token = idp.token("rsa-1", "carol", [])
+    assert await verifies(jwks_auth, token)
+    errors = fetch_errors()
+    idp.malformed = b"[]"
+    await asyncio.sleep(1.2)  # two refreshes (TTL 1 s) meet the bad answer
+    assert fetch_errors() >= errors + 2
     idp.malformed = None
     idp.remove_key("rsa-1")
     removed_at = time.monotonic()
