@@ -6,6 +6,7 @@ counts how often Redis was (re)loaded from here and hands out each new epoch.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -77,6 +78,18 @@ class AccountStore:
 
     async def get(self, account: str) -> MongoDoc | None:
         return await self.accounts.find_one({"_id": account})
+
+    async def pages(self, size: int) -> AsyncIterator[list[MongoDoc]]:
+        """Every account, `size` at a time in `_id` order (`{_id: {$gt: last}}`: the one
+        range every MongoDB-compatible server serves from its primary index)."""
+        last: str | None = None
+        while True:
+            query = {} if last is None else {"_id": {"$gt": last}}
+            docs = [doc async for doc in self.accounts.find(query).sort("_id", 1).limit(size)]
+            if not docs:
+                return
+            yield docs
+            last = docs[-1]["_id"]
 
     async def next_epoch(self, account: str) -> Hydration | None:
         """Claim a fresh epoch for a (re)hydration of Redis, with the balance to load."""

@@ -17,6 +17,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.domain.reconcile import Position, Row, Status, compare
+from shared.accounting.accounts import AccountStore
 from shared.accounting.events import event_from_stream_entry
 from shared.accounting.shapes import AccountField
 from shared.keys import Keys
@@ -52,7 +53,7 @@ class Reconciler:
         self, redis: Redis, db: AsyncDatabase[MongoDoc], sqs: SQSClient, queue_url: str, keys: Keys
     ) -> None:
         self.redis = redis
-        self.accounts = db["accounts"]
+        self.accounts = AccountStore(db)
         self.store = LedgerStore(db)
         self.sqs = sqs
         self.queue_url = queue_url
@@ -94,7 +95,7 @@ class Reconciler:
         for row in report.rows:
             doc = None
             if row.status is Status.BEHIND:
-                doc = await self.accounts.find_one({"_id": row.account})
+                doc = await self.accounts.get(row.account)
             if doc is None:
                 rows.append(row)
                 continue
@@ -108,18 +109,12 @@ class Reconciler:
 
     async def _pages(self, account: str | None, size: int) -> AsyncIterator[list[MongoDoc]]:
         if account:
-            doc = await self.accounts.find_one({"_id": account})
+            doc = await self.accounts.get(account)
             if doc:
                 yield [doc]
             return
-        last: str | None = None
-        while True:
-            query = {} if last is None else {"_id": {"$gt": last}}
-            docs = [doc async for doc in self.accounts.find(query).sort("_id", 1).limit(size)]
-            if not docs:
-                return
+        async for docs in self.accounts.pages(size):
             yield docs
-            last = docs[-1]["_id"]
 
     async def _with_dead_letters(self, rows: list[Row]) -> list[Row]:
         """Name the dead letters behind each drifting account, from the ledger's index."""
