@@ -79,6 +79,15 @@ class AccountStore:
     async def get(self, account: str) -> MongoDoc | None:
         return await self.accounts.find_one({"_id": account})
 
+    async def starting_with(self, prefix: str, after: str, limit: int) -> list[MongoDoc]:
+        """Accounts whose id starts with `prefix`, in id order, after `after` (a page)."""
+        # `~` sorts after every character of the account id alphabet.
+        bounds: dict[str, str] = {"$gte": prefix, "$lt": prefix + "~"}
+        if after:
+            bounds["$gt"] = after
+        cursor = self.accounts.find({"_id": bounds}).sort("_id", 1).limit(limit)
+        return [doc async for doc in cursor]
+
     async def pages(self, size: int) -> AsyncIterator[list[MongoDoc]]:
         """Every account, `size` at a time in `_id` order (`{_id: {$gt: last}}`: the one
         range every MongoDB-compatible server serves from its primary index)."""

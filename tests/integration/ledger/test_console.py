@@ -164,6 +164,14 @@ async def test_dead_letters_are_shown_escaped_and_act_only_with_a_csrf_token(
     assert gap in listing
     assert "gap for &#39;console-gap&#39;" in listing
     assert "<script" not in listing.lower()
+    status, mine = await operator.get("/console/dead-letters?account=console-gap")
+    assert status == 200
+    assert gap in mine
+    assert poison not in mine  # it names no account
+    _, malformed = await operator.get("/console/dead-letters?reason=MALFORMED")
+    assert poison in malformed
+    assert gap not in malformed
+    assert (await operator.get("/console/dead-letters?account=bad%20id"))[0] == 400
 
     status, shown = await operator.get(f"/console/dead-letters/{poison}")
     assert status == 200
@@ -279,6 +287,29 @@ async def test_books_list_drift_open_the_history_and_settle_on_the_record(
     _, account = await operator.get("/console/books/books-drift")
     assert "mongo edited by hand" in account
     assert '<span class="status ok">ok</span>' in account
+
+
+async def test_books_find_any_account_by_id_or_prefix_a_page_at_a_time(
+    stack: ServiceStack, operator: ConsoleClient, http: aiohttp.ClientSession
+) -> None:
+    for account in ("find-a1", "find-a2", "find-b1"):
+        await stack.create_account(http, account, 7)
+    status, found = await operator.get("/console/books/search?q=find-a")
+    assert status == 200
+    assert 'href="/console/books/find-a1"' in found
+    assert 'href="/console/books/find-a2"' in found
+    assert "find-b1" not in found
+    _, later = await operator.get("/console/books/search?q=find-a&after=find-a1")
+    assert "find-a1" not in later
+    assert 'href="/console/books/find-a2"' in later
+    async with operator.http.get(
+        f"{operator.base}/console/books/search?q=find-b1", allow_redirects=False
+    ) as exact:
+        assert exact.status == 303
+        assert exact.headers["Location"] == "/console/books/find-b1"
+    _, none = await operator.get("/console/books/search?q=nobody-by-that-name")
+    assert 'id="none"' in none
+    assert (await operator.get("/console/books/search?q=a%2Fb"))[0] == 400
 
 
 async def test_replicas_show_the_same_books_and_accept_each_others_csrf_tokens(

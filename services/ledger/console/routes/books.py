@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -10,12 +11,14 @@ from aiohttp import web
 from services.ledger.console.deps import console, operator
 from services.ledger.usecases.books import last_books, reconcile_and_keep
 from services.ledger.usecases.settle import settle
+from shared.accounting.accounts import AccountStore
 from shared.accounting.bank import AccountBusy, UnknownAccount
 from shared.errors import ApiError
 from shared.validation import ACCOUNT_ID, journal_reason
 
 routes = web.RouteTableDef()
 HISTORY_LIMIT = 50
+SEARCH_PAGE = 50
 TIME = "%Y-%m-%d %H:%M:%S UTC"
 
 
@@ -28,6 +31,25 @@ async def books(request: web.Request) -> web.Response:
         "books.html",
         request,
         {"report": report, "at": at, "interval": c.settings.reconcile_interval_s},
+    )
+
+
+@routes.get("/books/search", name="search")
+async def search(request: web.Request) -> web.Response:
+    """Accounts by id or id prefix, a page at a time; an exact id opens its page."""
+    c = console(request)
+    prefix, after = request.query.get("q", "").strip(), request.query.get("after", "")
+    for value in (prefix, after):
+        if value and not ACCOUNT_ID.fullmatch(value):
+            raise ApiError("invalid_params", "an account id is 1-64 of A-Z a-z 0-9 _ . : @ | -")
+    found = await AccountStore(c.db).starting_with(prefix, after, SEARCH_PAGE + 1)
+    if not after and len(found) == 1 and found[0]["_id"] == prefix:
+        raise web.HTTPSeeOther(f"/console/books/{quote(prefix, safe='')}")
+    page, more = found[:SEARCH_PAGE], len(found) > SEARCH_PAGE
+    return aiohttp_jinja2.render_template(
+        "search.html",
+        request,
+        {"q": prefix, "accounts": page, "next": page[-1]["_id"] if more else None},
     )
 
 

@@ -14,7 +14,7 @@ from services.ledger.usecases.dead_letters import decoded_events, operator_walk
 from shared.errors import ApiError
 from shared.sqs import queue_depth
 from shared.stores import MongoDoc
-from shared.validation import journal_reason
+from shared.validation import ACCOUNT_ID, journal_reason
 
 routes = web.RouteTableDef()
 ALL = "all"
@@ -23,16 +23,36 @@ ACTION = "{target}/{action:redrive|purge}"
 
 @routes.get("/dead-letters", name="dead-letters")
 async def listing(request: web.Request) -> web.Response:
+    """Every indexed dead letter, or those holding an account's events, or with a reason."""
     c = console(request)
-    letters, depth, journal = await asyncio.gather(
+    account = request.query.get("account", "").strip()
+    reason = request.query.get("reason", "").strip()
+    if account and not ACCOUNT_ID.fullmatch(account):
+        raise ApiError("invalid_params", "an account id is 1-64 of A-Z a-z 0-9 _ . : @ | -")
+    indexed, depth, journal = await asyncio.gather(
         c.store.dead_letter_index(), queue_depth(c.sqs, c.dlq_url), c.journal.recent()
     )
+    letters = [
+        letter
+        for letter in indexed
+        if (not account or account in letter.get("accounts", []))
+        and (not reason or reason.lower() in (letter.get("first_reason") or "unknown").lower())
+    ]
     failures = await asyncio.gather(*(c.store.failure(letter["_id"]) for letter in letters))
     rows = [
         with_failure(letter, failure) for letter, failure in zip(letters, failures, strict=True)
     ]
     return aiohttp_jinja2.render_template(
-        "dead_letters.html", request, {"letters": rows, "depth": depth, "journal": journal}
+        "dead_letters.html",
+        request,
+        {
+            "letters": rows,
+            "indexed": len(indexed),
+            "depth": depth,
+            "journal": journal,
+            "account": account,
+            "reason": reason,
+        },
     )
 
 
