@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
-from cli.connections import connect
-from cli.terminal import safe, safe_json
+from cli.connections import Connections, connect
+from cli.terminal import progress_bar, safe, safe_json
 from services.ledger.adapters.dlq import Walk
 from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.usecases.dead_letters import letter_document, operator_walk
@@ -82,7 +82,9 @@ async def show_letter(args: argparse.Namespace) -> int:
 
 async def redrive(args: argparse.Namespace) -> int:
     async with connect() as c:
-        walk = await operator_walk(c.sqs, c.dlq_url, c.db, c.bank()).redrive(chosen(args))
+        walk_over = operator_walk(c.sqs, c.dlq_url, c.db, c.bank())
+        with progress_bar(await total(c, args), "messages") as bar:
+            walk = await walk_over.redrive(chosen(args), bar.update)
     return report(walk, "redriven", args)
 
 
@@ -91,8 +93,15 @@ async def purge(args: argparse.Namespace) -> int:
         print("purging deletes token events for good; add --yes to confirm")
         return 2
     async with connect() as c:
-        walk = await operator_walk(c.sqs, c.dlq_url, c.db, c.bank()).purge(chosen(args))
+        walk_over = operator_walk(c.sqs, c.dlq_url, c.db, c.bank())
+        with progress_bar(await total(c, args), "messages") as bar:
+            walk = await walk_over.purge(chosen(args), bar.update)
     return report(walk, "purged", args)
+
+
+async def total(c: Connections, args: argparse.Namespace) -> int:
+    """What a walk will go through: the whole queue (as SQS counts it), or one message."""
+    return await queue_depth(c.sqs, c.dlq_url) if args.all else 1
 
 
 def chosen(args: argparse.Namespace) -> set[str] | None:

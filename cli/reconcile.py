@@ -12,8 +12,9 @@ from typing import Any
 import orjson
 
 from cli.connections import connect
-from cli.terminal import ACCOUNT, safe
+from cli.terminal import ACCOUNT, progress_bar, safe
 from services.ledger.usecases.reconcile import Reconciler
+from shared.accounting.accounts import AccountStore
 
 
 def register(commands: Any) -> None:
@@ -25,9 +26,11 @@ def register(commands: Any) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     async with connect() as c:
-        report = await Reconciler(c.redis, c.db, c.sqs, c.queue_url, c.keys).run(
-            args.account, page_size=c.settings.reconcile_page_size
-        )
+        total = 1 if args.account else await AccountStore(c.db).count()
+        with progress_bar(total, "accounts") as bar:
+            report = await Reconciler(c.redis, c.db, c.sqs, c.queue_url, c.keys).run(
+                args.account, page_size=c.settings.reconcile_page_size, progress=bar.update
+            )
     if args.json:
         print(
             orjson.dumps(

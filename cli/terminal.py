@@ -1,4 +1,5 @@
-"""Arguments checked by the API's own validators, and untrusted text made safe to print.
+"""Arguments checked by the API's own validators, untrusted text made safe to print, and
+progress for long work.
 
 Account ids, reasons and message bodies in the dead-letter queue come from whoever
 wrote to the queue; printed raw, an escape sequence in them could rewrite the
@@ -9,8 +10,11 @@ not printable is shown as its `\\uXXXX` escape instead, which is also valid JSON
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Never, TypeVar
+
+from tqdm import tqdm
 
 from shared.errors import ApiError
 from shared.validation import account_id, journal_reason, token_amount
@@ -42,6 +46,16 @@ ACCOUNT = argument(lambda raw: account_id(raw, "account"))
 OPERATOR = argument(lambda raw: account_id(raw, "by"))
 REASON = argument(journal_reason)
 TOKENS = argument(lambda raw: token_amount(_integer(raw), "tokens", 0))
+
+
+def progress_bar(total: int, unit: str) -> tqdm[Never]:
+    """Done out of the total, the rate and the time left, drawn on stderr at a terminal.
+
+    With the output piped or redirected nothing is drawn, so it stays plain and `--json`
+    exact.
+    """
+    at_a_terminal = sys.stdout.isatty() and sys.stderr.isatty()
+    return tqdm(total=total, unit=f" {unit}", file=sys.stderr, disable=not at_a_terminal)
 
 
 def safe(text: object) -> str:

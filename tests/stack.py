@@ -10,9 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import fcntl
 import os
+import pty
 import signal
+import struct
 import sys
+import termios
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -265,6 +269,31 @@ class ServiceStack:
         output, _ = await process.communicate()
         assert process.returncode is not None
         return process.returncode, output.decode()
+
+    async def maas_at_a_terminal(self, *args: str) -> tuple[int, str]:
+        """Run the operators' CLI as on a terminal: stdout and stderr on a pseudo-terminal."""
+        controller, terminal = pty.openpty()
+        # 40 rows of 120 columns, as a terminal window has (a new pty has none).
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        process = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).with_name("maas")),
+            *args,
+            env={**os.environ, **to_environment(self.values)},
+            stdout=terminal,
+            stderr=terminal,
+        )
+        os.close(terminal)
+        output = b""
+        while True:
+            try:
+                chunk = await asyncio.to_thread(os.read, controller, 65536)
+            except OSError:  # the terminal closed: the process is done writing
+                break
+            if not chunk:
+                break
+            output += chunk
+        os.close(controller)
+        return await process.wait(), output.decode(errors="replace")
 
     async def send_batches(self, events: list[Event], per_message: int, copies: int = 1) -> None:
         """Publish events straight to the queue, packed per shard like the relay does."""

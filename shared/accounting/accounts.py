@@ -88,6 +88,10 @@ class AccountStore:
         cursor = self.accounts.find({"_id": bounds}).sort("_id", 1).limit(limit)
         return [doc async for doc in cursor]
 
+    async def count(self) -> int:
+        """About how many accounts there are (the collection's metadata: no scan)."""
+        return await self.accounts.estimated_document_count()
+
     async def pages(self, size: int) -> AsyncIterator[list[MongoDoc]]:
         """Every account, `size` at a time in `_id` order (`{_id: {$gt: last}}`: the one
         range every MongoDB-compatible server serves from its primary index)."""

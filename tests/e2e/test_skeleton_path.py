@@ -101,5 +101,10 @@ async def test_the_operators_cli_reads_what_the_path_wrote(
     assert all("debit  -1 " in line for line in lines)
     code, report = await stack.maas("reconcile", "--account", "cli-made")
     assert code == 0, report
+    assert "accounts/s" not in report, "piped output stays plain"
+    code, drawn = await stack.maas_at_a_terminal("reconcile")
+    assert code == 0, drawn
+    assert "accounts/s" in drawn  # done out of the total, the rate and the time left
+    assert "100%" in drawn
     assert "cli-made" in report
     assert report.strip().splitlines()[-1].endswith("ok")

@@ -47,6 +47,7 @@ class Walk:
 Settle = Callable[[list[DeadLetter]], Awaitable[dict[str, str]]]
 # Apply messages as the ledger would; the ones that stay in the queue, with why.
 Apply = Callable[[list[Received]], Awaitable[dict[str, str]]]
+Progress = Callable[[int], object] | None
 
 
 class DeadLetters:
@@ -56,7 +57,7 @@ class DeadLetters:
         self.store = store
         self.apply = apply
 
-    async def redrive(self, chosen: set[str] | None) -> Walk:
+    async def redrive(self, chosen: set[str] | None, progress: Progress = None) -> Walk:
         """Apply the chosen messages (None: all) in queue order, as the ledger would.
 
         Applying them here, with the ledger's own conditional updates, rather than sending
@@ -68,17 +69,18 @@ class DeadLetters:
         async def apply(letters: list[DeadLetter]) -> dict[str, str]:
             return await self.apply([letter.received() for letter in letters])
 
-        return await self._walk(chosen, apply)
+        return await self._walk(chosen, apply, progress)
 
-    async def purge(self, chosen: set[str] | None) -> Walk:
+    async def purge(self, chosen: set[str] | None, progress: Progress = None) -> Walk:
         """Delete the chosen messages (None: all) for good."""
 
         async def drop(_: list[DeadLetter]) -> dict[str, str]:
             return {}
 
-        return await self._walk(chosen, drop)
+        return await self._walk(chosen, drop, progress)
 
-    async def _walk(self, chosen: set[str] | None, settle: Settle) -> Walk:
+    async def _walk(self, chosen: set[str] | None, settle: Settle, progress: Progress) -> Walk:
+        """Settle batch after batch; `progress` hears how many messages each one took."""
         walk = Walk([], {})
         kept: list[str] = []  # receipts of messages left in the queue, released at the end
         try:
@@ -89,6 +91,8 @@ class DeadLetters:
                 await self._delete(done)
                 await self.store.forget_dead_letters([m.message_id for m in done])
                 walk.done += [m.message_id for m in done]
+                if progress is not None:
+                    progress(len(picked))
                 walk.left.update(left)
                 kept += [m.receipt for m in batch if m not in done]
                 if chosen is not None and chosen <= {*walk.done, *walk.left}:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from pymongo.asynchronous.database import AsyncDatabase
@@ -59,8 +59,16 @@ class Reconciler:
         self.queue_url = queue_url
         self.keys = keys
 
-    async def run(self, account: str | None = None, page_size: int = 1_000) -> Report:
-        """Compare every account (or one); rows for all that are not ok, or for `account`."""
+    async def run(
+        self,
+        account: str | None = None,
+        page_size: int = 1_000,
+        progress: Callable[[int], object] | None = None,
+    ) -> Report:
+        """Compare every account (or one); rows for all that are not ok, or for `account`.
+
+        `progress` hears how many more accounts were compared, page after page.
+        """
         queue = await self._queue_messages()
         outbox, outbox_events = await self._outbox()
         idle = queue == 0 and outbox_events == 0
@@ -82,6 +90,8 @@ class Reconciler:
                 report.statuses[str(row.status)] += 1
                 if row.status is not Status.OK or account:
                     report.rows.append(row)
+            if progress is not None:
+                progress(len(docs))
         if any(row.status is Status.BEHIND for row in report.rows):
             await self._confirm_behind(report)
         if report.drifting:
