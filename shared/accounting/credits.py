@@ -52,6 +52,13 @@ class CreditLog:
                 }
         return answer
 
+    async def of_account(self, account: str, limit: int) -> list[MongoDoc]:
+        """The account's recorded credits by idempotency key (its `_id` range), newest first."""
+        first, past_last = record_id(account, ""), f"{account}0"  # `0` sorts right after `/`
+        cursor = self.credits.find({"_id": {"$gte": first, "$lt": past_last}}).limit(limit)
+        records = [doc async for doc in cursor]
+        return sorted(records, key=lambda doc: doc["at"], reverse=True)
+
     async def claim(self, credits: list[Event]) -> dict[str, str]:
         """First credit per (account, idempotency key) wins; repeats map to the first's id.
 

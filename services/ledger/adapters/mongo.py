@@ -263,9 +263,12 @@ class LedgerStore:
             }
         )
 
-    async def history(self, account: str, limit: int) -> list[MongoDoc]:
-        """The account's newest `limit` entries: one `_id` range, read backwards."""
+    async def history(self, account: str, limit: int, before: str = "") -> list[MongoDoc]:
+        """The account's newest `limit` entries (older than the entry `before`, when given):
+        one `_id` range, read backwards."""
         first, past_last = journal_id_range(account)
+        if before.startswith(first):
+            past_last = min(past_last, before)
         cursor = (
             self.journal.find({"_id": {"$gt": first, "$lt": past_last}})
             .sort("_id", DESCENDING)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -172,6 +173,9 @@ async def test_dead_letters_are_shown_escaped_and_act_only_with_a_csrf_token(
     assert poison in malformed
     assert gap not in malformed
     assert (await operator.get("/console/dead-letters?account=bad%20id"))[0] == 400
+    _, account_page = await operator.get("/console/books/console-gap")
+    assert f'href="/console/dead-letters/{gap}"' in account_page  # the letters holding it
+    assert poison not in account_page
 
     status, shown = await operator.get(f"/console/dead-letters/{poison}")
     assert status == 200
@@ -310,6 +314,36 @@ async def test_books_find_any_account_by_id_or_prefix_a_page_at_a_time(
     _, none = await operator.get("/console/books/search?q=nobody-by-that-name")
     assert 'id="none"' in none
     assert (await operator.get("/console/books/search?q=a%2Fb"))[0] == 400
+
+
+async def test_an_account_page_pages_its_journal_backwards_and_lists_its_credits(
+    stack: ServiceStack, operator: ConsoleClient, http: aiohttp.ClientSession
+) -> None:
+    await account_with_memes(stack, http, "paged-acct", 100, 55)
+    async with http.post(
+        f"{stack.gateway}/v1/accounts/paged-acct/credits",
+        json={"amount": 5, "reason": "purchase"},
+        headers={**stack.admin, "Idempotency-Key": "order-77"},
+    ) as response:
+        assert response.status == 202
+    await stack.drained("paged-acct")
+    status, newest = await operator.get("/console/books/paged-acct")
+    assert status == 200
+    assert "<code>order-77</code>" in newest  # the credit, by its idempotency key
+    older = re.search(r'id="older" href="([^"]+)"', newest)
+    assert older, "56 entries do not fit one page of 50"
+
+    def seqs(page: str) -> set[int]:
+        """The seqs of the history table's rows (all of epoch 1)."""
+        table = page.split('id="history"')[1]
+        return {
+            int(n) for n in re.findall(r'<td class="num">1</td><td class="num">(\d+)</td>', table)
+        }
+
+    assert seqs(newest) == set(range(7, 57))  # the credit is seq 56, the newest
+    _, oldest = await operator.get(older.group(1).replace("&amp;", "&"))
+    assert seqs(oldest) == set(range(1, 7))
+    assert 'id="older"' not in oldest
 
 
 async def test_replicas_show_the_same_books_and_accept_each_others_csrf_tokens(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from urllib.parse import quote
 
@@ -13,12 +14,14 @@ from services.ledger.usecases.books import last_books, reconcile_and_keep
 from services.ledger.usecases.settle import settle
 from shared.accounting.accounts import AccountStore
 from shared.accounting.bank import AccountBusy, UnknownAccount
+from shared.accounting.credits import CreditLog
 from shared.errors import ApiError
 from shared.validation import ACCOUNT_ID, journal_reason
 
 routes = web.RouteTableDef()
 HISTORY_LIMIT = 50
 SEARCH_PAGE = 50
+CREDITS_SHOWN = 50
 TIME = "%Y-%m-%d %H:%M:%S UTC"
 
 
@@ -71,13 +74,30 @@ def account_of(request: web.Request) -> str:
 
 @routes.get("/books/{account}", name="account")
 async def account(request: web.Request) -> web.Response:
+    """Balances and positions, the journal a page at a time backwards, credits with their
+    idempotency keys, the dead letters holding its events, and the settle form."""
     c, name = console(request), account_of(request)
+    before = request.query.get("before", "")
     report = await c.reconciler.run(name)
     if not report.rows:
         raise ApiError("not_found", f"no account {name} in MongoDB")
-    history = await c.store.history(name, HISTORY_LIMIT)
+    history, credits, letters = await asyncio.gather(
+        c.store.history(name, HISTORY_LIMIT + 1, before),
+        CreditLog(c.db).of_account(name, CREDITS_SHOWN),
+        c.store.dead_letter_index(),
+    )
+    page = history[:HISTORY_LIMIT]
     return aiohttp_jinja2.render_template(
-        "account.html", request, {"row": report.rows[0].as_dict(), "history": history}
+        "account.html",
+        request,
+        {
+            "row": report.rows[0].as_dict(),
+            "history": page,
+            "older": page[-1]["_id"] if len(history) > HISTORY_LIMIT else None,
+            "paged": bool(before),
+            "credits": credits,
+            "letters": [letter for letter in letters if name in letter.get("accounts", [])],
+        },
     )
 
 
