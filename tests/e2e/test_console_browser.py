@@ -114,6 +114,14 @@ def operator_session(
     assert "gap for 'browser-gap'" in listing
     shots.take("dead-letters")
 
+    driver.find_element(By.NAME, "account").send_keys("browser-gap")
+    driver.find_element(By.CSS_SELECTOR, "#filter button").click()
+    settled(driver).until(expected.presence_of_element_located((By.ID, "filtered")))
+    filtered = text_of(driver, "letters")
+    assert gap in filtered
+    assert poison not in filtered
+    shots.take("dead-letters-filtered")
+
     driver.get(f"{base}/console/dead-letters/{poison}")
     assert text_of(driver, "body") == POISON  # shown as text, never run
     assert driver.title != "owned"
@@ -131,10 +139,21 @@ def operator_session(
     settled(driver).until(expected.presence_of_element_located((By.ID, "outcome")))
     assert f"redriven {gap}" in text_of(driver, "outcome")
 
-    driver.get(f"{base}/console/books/browser-gap")
+    driver.get(f"{base}/console/books")
+    driver.find_element(By.NAME, "q").send_keys("browser-")
+    driver.find_element(By.CSS_SELECTOR, "#find button").click()
+    settled(driver).until(expected.presence_of_element_located((By.ID, "found")))
+    found = text_of(driver, "found")
+    assert "browser-gap" in found
+    assert "browser-traffic" in found
+    shots.take("books-search")
+    driver.find_element(By.LINK_TEXT, "browser-gap").click()
+    settled(driver).until(expected.presence_of_element_located((By.ID, "history")))
     history = text_of(driver, "history")
     assert history.count("meme:text") == 2  # both events applied, seq 2 by the redrive
     assert "Redis" in driver.page_source
+    assert "None." in text_of(driver, "no-letters")  # redriven: no dead letter holds it
+    shots.take("account")
 
     driver.get(f"{base}/console/dead-letters")
     assert gap not in text_of(driver, "letters")
@@ -175,5 +194,6 @@ async def test_an_operator_signs_in_sees_a_poison_message_and_redrives_a_dead_le
     assert "no samples" not in browser.page_source
     await asyncio.to_thread(shots.take, "pipeline")
     assert sorted(p.name for p in tmp_path.glob("*.png")) == [
-        "books.png", "dead-letters.png", "pipeline.png"
+        "account.png", "books-search.png", "books.png", "dead-letters-filtered.png",
+        "dead-letters.png", "pipeline.png",
     ]  # fmt: skip
