@@ -224,7 +224,12 @@ async def test_dead_letters_are_shown_escaped_and_act_only_with_a_csrf_token(
     assert poison not in await index_ids(stack)
 
     await stack.send_batches([debit_event("console-gap", n) for n in range(1, 5)], per_message=4)
-    await stack.drained("console-gap")
+
+    async def missing_events_applied() -> bool:  # Redis never charged them: wait on MongoDB
+        stored = await stack.mongo_account("console-gap")
+        return stored is not None and stored["seq"] == 4
+
+    await wait_for(missing_events_applied, 30, "seq 1-4 of console-gap to apply")
     status, confirm = await operator.get("/console/dead-letters/all/redrive")
     assert status == 200
     assert gap in confirm
