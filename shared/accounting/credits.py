@@ -17,6 +17,7 @@ import hashlib
 from datetime import UTC, datetime
 
 import orjson
+from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -55,9 +56,12 @@ class CreditLog:
     async def of_account(self, account: str, limit: int) -> list[MongoDoc]:
         """The account's recorded credits by idempotency key (its `_id` range), newest first."""
         first, past_last = record_id(account, ""), f"{account}0"  # `0` sorts right after `/`
-        cursor = self.credits.find({"_id": {"$gte": first, "$lt": past_last}}).limit(limit)
-        records = [doc async for doc in cursor]
-        return sorted(records, key=lambda doc: doc["at"], reverse=True)
+        cursor = (
+            self.credits.find({"_id": {"$gte": first, "$lt": past_last}})
+            .sort("at", DESCENDING)
+            .limit(limit)
+        )
+        return [doc async for doc in cursor]
 
     async def claim(self, credits: list[Event]) -> dict[str, str]:
         """First credit per (account, idempotency key) wins; repeats map to the first's id.
