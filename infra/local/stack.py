@@ -83,10 +83,35 @@ def http_ok(url: str, contains: bytes = b"") -> bool:
         return False
 
 
+# MAAS_LOCAL_PORTS=first-last: draw ports from this range, one after the other, instead of
+# asking the kernel. Parallel test workers each get a range of their own below the
+# kernel's ephemeral range, so no other worker, and no outgoing connection, can take a
+# port between its choice and the server's bind.
+_next_ports: Iterator[int] | None = None
+
+
 def free_port() -> int:
+    global _next_ports  # noqa: PLW0603 - one cursor per process through its range
+    if port_range := os.environ.get("MAAS_LOCAL_PORTS"):
+        if _next_ports is None:
+            first, last = (int(bound) for bound in port_range.split("-"))
+            _next_ports = iter(range(first, last + 1))
+        for port in _next_ports:
+            if bindable(port):
+                return port
+        raise RuntimeError(f"no free port left in MAAS_LOCAL_PORTS={port_range}")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _redis(name: str, port: int, data_dir: Path, *config: str) -> Server:
