@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
+import pytest
 from pymongo import AsyncMongoClient
 
 from infra.local.stack import (
@@ -235,13 +236,17 @@ class ServiceStack:
     def admin(self) -> dict[str, str]:
         return self.auth("operator", ("admin",))
 
-    async def create_account(self, http: aiohttp.ClientSession, account: str, tokens: int) -> None:
+    async def create_account(
+        self, http: aiohttp.ClientSession, account: str, tokens: int
+    ) -> dict[str, str]:
+        """Open a funded account; returns its holder's request headers."""
         async with http.post(
             f"{self.gateway}/v1/accounts",
             json={"id": account, "tokens": tokens},
             headers=self.admin,
         ) as response:
             assert response.status == 201, await response.text()
+        return self.auth(account)
 
     async def mongo_account(self, account: str) -> dict[str, Any] | None:
         client = mongo_client(self.settings)
@@ -434,9 +439,15 @@ class PrivateStore:
 
 
 @contextlib.asynccontextmanager
-async def bank_on(redis_url: str, mongo_url: str) -> AsyncIterator[TokenBank]:
-    """`TokenBank` as the services build it, on a real Redis and store (8 shards)."""
-    settings = Settings(redis_url=redis_url, mongo_url=mongo_url, mongo_db="contracts", shards=8)
+async def real_bank(request: pytest.FixtureRequest) -> AsyncIterator[TokenBank]:
+    """`TokenBank` as the services build it, on the session's real Redis and store
+    (8 shards): the real side of a contract suite."""
+    settings = Settings(
+        redis_url=request.getfixturevalue("redis_url"),
+        mongo_url=request.getfixturevalue("mongo_url"),
+        mongo_db="contracts",
+        shards=8,
+    )
     redis, mongo = redis_client(settings), mongo_client(settings)
     try:
         yield TokenBank.for_settings(settings, redis, mongo[settings.mongo_db])

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import Gauge
@@ -30,24 +31,15 @@ DLQ_DEPTH = Gauge("maas_ledger_dlq_depth", "Messages in the dead-letter queue")
 IN_FLIGHT = Gauge("maas_ledger_messages_in_flight", "Messages being applied now")
 
 
+@dataclass
 class Consumer:
-    def __init__(
-        self,
-        sqs: SQSClient,
-        queue_url: str,
-        dlq_url: str,
-        handler: MessageHandler,
-        receivers: int,
-        wait_time_s: int,
-        visibility_timeout_s: int,
-    ) -> None:
-        self.sqs = sqs
-        self.queue_url = queue_url
-        self.dlq_url = dlq_url
-        self.handler = handler
-        self.receivers = receivers
-        self.wait_time_s = wait_time_s
-        self.visibility_timeout_s = visibility_timeout_s
+    sqs: SQSClient
+    queue_url: str
+    dlq_url: str
+    handler: MessageHandler
+    receivers: int
+    wait_time_s: int
+    visibility_timeout_s: int
 
     async def run(self, stop: asyncio.Event) -> None:
         """Receive until `stop`; messages already held are finished before returning."""

@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 from prometheus_client import Metric
@@ -81,25 +81,19 @@ class OwnCounts:
         return delta
 
 
+@dataclass
 class Sampler:
-    def __init__(
-        self,
-        redis: Redis,
-        sqs: SQSClient,
-        queue_url: str,
-        dlq_url: str,
-        keys: Keys,
-        interval_s: float,
-    ) -> None:
-        self.redis = redis
-        self.sqs = sqs
-        self.queue_url = queue_url
-        self.dlq_url = dlq_url
-        self.keys = keys
-        self.interval_s = interval_s
-        self.samples = Samples(redis)
-        self.owner = uuid.uuid4().hex
-        self.own = OwnCounts()
+    redis: Redis
+    sqs: SQSClient
+    queue_url: str
+    dlq_url: str
+    keys: Keys
+    interval_s: float
+    owner: str = field(default_factory=lambda: uuid.uuid4().hex, init=False)
+    own: OwnCounts = field(default_factory=OwnCounts, init=False)
+
+    def __post_init__(self) -> None:
+        self.samples = Samples(self.redis)
 
     async def run(self, stop: asyncio.Event) -> None:
         lease = self.redis.register_script(lua_script("lease"))

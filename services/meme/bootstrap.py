@@ -18,6 +18,7 @@ from services.meme.adapters.geocoders import (
     GoogleGeocoder,
     NominatimGeocoder,
     OfflineGeocoder,
+    Upstream,
 )
 from services.meme.app import add_routes
 from services.meme.deps import DEPS, MemeService
@@ -37,26 +38,18 @@ def _remote_geocoder(
     cache = GeoCache(
         redis, settings.geocoder, settings.geohash_precision, settings.geocode_cache_ttl_s
     )
-    if settings.geocoder == "google":
-        if not settings.google_api_key:
-            raise ValueError("MAAS_GOOGLE_API_KEY is required when MAAS_GEOCODER=google")
-        return GoogleGeocoder(
-            session,
-            base_url=settings.geocoder_url or GOOGLE_URL,
-            fallback=offline,
-            cache=cache,
-            timeout_s=settings.geocoder_timeout_s,
-            concurrency=settings.geocoder_concurrency,
-            api_key=settings.google_api_key,
-        )
-    return NominatimGeocoder(
-        session,
-        base_url=settings.geocoder_url or NOMINATIM_URL,
-        fallback=offline,
-        cache=cache,
-        timeout_s=settings.geocoder_timeout_s,
-        concurrency=settings.geocoder_concurrency,
+    google = settings.geocoder == "google"
+    if google and not settings.google_api_key:
+        raise ValueError("MAAS_GOOGLE_API_KEY is required when MAAS_GEOCODER=google")
+    upstream = Upstream(
+        settings.geocoder_url or (GOOGLE_URL if google else NOMINATIM_URL),
+        offline,
+        cache,
+        settings.geocoder_timeout_s,
+        settings.geocoder_concurrency,
+        settings.google_api_key or "",
     )
+    return GoogleGeocoder(session, upstream) if google else NominatimGeocoder(session, upstream)
 
 
 def _ai_client(settings: Settings) -> openai.AsyncOpenAI:

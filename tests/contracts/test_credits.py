@@ -21,7 +21,7 @@ from shared.accounting.events import Event
 from shared.contract import MAX_BALANCE
 from shared.stores import Redis
 from tests.fakes.bank import InMemoryBank, InMemoryCreditLog
-from tests.stack import bank_on
+from tests.stack import real_bank
 
 FP = fingerprint(5, "purchase")
 
@@ -91,9 +91,7 @@ async def subject(request: pytest.FixtureRequest) -> AsyncIterator[Subject]:
     if request.param == "memory":
         yield MemorySubject()
         return
-    redis_url: str = request.getfixturevalue("redis_url")
-    mongo_url: str = request.getfixturevalue("mongo_url")
-    async with bank_on(redis_url, mongo_url) as bank:
+    async with real_bank(request) as bank:
         yield RealSubject(
             bank, CreditLog(bank.accounts.accounts.database), bank.accounts, bank.redis
         )

@@ -21,7 +21,7 @@ from shared.accounting.bank import Charge, Status, TokenBank, UnknownAccount
 from shared.keys import Keys
 from shared.settings import RateLimit
 from tests.fakes.bank import InMemoryBank
-from tests.stack import bank_on
+from tests.stack import real_bank
 
 
 class Bank(MemeCharges, OverdueCharges, Protocol):
@@ -76,9 +76,7 @@ async def subject(request: pytest.FixtureRequest) -> AsyncIterator[Subject]:
     if request.param == "memory":
         yield MemorySubject()
         return
-    redis_url: str = request.getfixturevalue("redis_url")
-    mongo_url: str = request.getfixturevalue("mongo_url")
-    async with bank_on(redis_url, mongo_url) as bank:
+    async with real_bank(request) as bank:
         yield RealSubject(bank, bank.accounts)
 
 

@@ -40,8 +40,7 @@ async def test_a_full_cache_evicts_and_charges_go_on(
                 await pipe.execute()
         assert (await cache.info("stats"))["evicted_keys"] > 0
 
-        await stack.create_account(http, "cache-full", 200)
-        headers = stack.auth("cache-full")
+        headers = await stack.create_account(http, "cache-full", 200)
         for n in range(200):
             point = {"lat": f"{-60 + n * 0.5:.4f}", "lon": f"{n * 0.7:.4f}", "query": "rain"}
             async with http.get(f"{stack.gateway}/memes", params=point, headers=headers) as answer:

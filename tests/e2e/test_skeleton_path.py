@@ -14,8 +14,7 @@ async def test_three_tokens_buy_three_memes_and_the_ledger_agrees(
     shared_stack: ServiceStack, http: aiohttp.ClientSession
 ) -> None:
     stack = shared_stack
-    await stack.create_account(http, "e2e-three", 3)
-    headers = stack.auth("e2e-three")
+    headers = await stack.create_account(http, "e2e-three", 3)
     statuses, remaining = [], []
     for _ in range(4):
         async with http.get(f"{stack.gateway}/memes", params=NYC, headers=headers) as response:

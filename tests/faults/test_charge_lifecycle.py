@@ -92,8 +92,7 @@ async def test_sigkill_with_200_memes_in_flight_is_settled_by_the_sweeper(
     make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
     stack = await make_stack(rate_limits=GENEROUS, meme_timeout_s=1.0, charge_settle_margin_s=1.0)
-    await stack.create_account(http, "swept", 1_000)
-    headers = stack.auth("swept")
+    headers = await stack.create_account(http, "swept", 1_000)
     meme = stack.processes["meme"].process
 
     async def freeze_then_kill() -> None:

@@ -14,8 +14,7 @@ async def test_sigkill_with_1000_requests_in_flight_loses_and_doubles_nothing(
     make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
     stack = await make_stack(rate_limits=GENEROUS, relay_linger_ms=200)
-    await stack.create_account(http, "busy", 1_000_000)
-    headers = stack.auth("busy")
+    headers = await stack.create_account(http, "busy", 1_000_000)
 
     async def kill() -> None:
         stack.kill("gateway")

@@ -188,8 +188,7 @@ async def five_memes_relayed_with_the_ledger_stopped(
     stack: ServiceStack, http: aiohttp.ClientSession, account: str
 ) -> dict[str, str]:
     """A new account with 100 tokens charged 5 times, the events in SQS, none applied."""
-    await stack.create_account(http, account, 100)
-    headers = stack.auth(account)
+    headers = await stack.create_account(http, account, 100)
     await stack.stop("ledger")
     for _ in range(5):
         async with http.get(f"{stack.gateway}/memes", params=PARIS, headers=headers) as r:
@@ -229,8 +228,7 @@ async def test_mongodb_down_for_10_s_loses_nothing(
 ) -> None:
     stack = await make_stack(mongo_url=private_store.url)
     try:
-        await stack.create_account(http, "patient", 1000)
-        headers = stack.auth("patient")
+        headers = await stack.create_account(http, "patient", 1000)
         statuses: Counter[int] = Counter()
 
         async def memes(count: int) -> None:
@@ -373,8 +371,7 @@ async def test_a_redis_rollback_that_reuses_positions_is_reported_and_settle_mak
 ) -> None:
     """A failover to a replica behind: Redis numbers new charges like ones it had shipped."""
     stack = await make_stack(max_receive_count=2)
-    await stack.create_account(http, "rolled", 20)
-    headers = stack.auth("rolled")
+    headers = await stack.create_account(http, "rolled", 20)
     await memes(stack, http, headers, 2)
     await stack.drained("rolled")
     redis = redis_client(stack.settings)

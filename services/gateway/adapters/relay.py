@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -58,31 +58,22 @@ class Pending:
     oldest_ms: int
 
 
+@dataclass
 class Relay:
-    def __init__(
-        self,
-        redis: Redis,
-        sqs: SQSClient,
-        queue_url: str,
-        keys: Keys,
-        owner: str,
-        batch_size: int,
-        lease_ttl_ms: int,
-        linger_ms: int,
-        idle_sleep_ms: int,
-    ) -> None:
-        self.redis = redis
-        self.sqs = sqs
-        self.queue_url = queue_url
-        self.keys = keys
-        self.owner = owner
-        self.batch_size = batch_size
-        self.lease_ttl_ms = lease_ttl_ms
-        self.linger_ms = linger_ms
-        self.idle_sleep = idle_sleep_ms / 1000
-        self.held: list[int] = []
-        self._lease = redis.register_script(lua_script("lease"))
-        self._release = redis.register_script(lua_script("release"))
+    redis: Redis
+    sqs: SQSClient
+    queue_url: str
+    keys: Keys
+    owner: str
+    batch_size: int
+    lease_ttl_ms: int
+    linger_ms: int
+    idle_sleep_ms: int
+    held: list[int] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        self._lease = self.redis.register_script(lua_script("lease"))
+        self._release = self.redis.register_script(lua_script("release"))
         self._leases_renewed_at = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -100,7 +91,7 @@ class Relay:
                 )
                 sent = 0
             if not sent or backoff:
-                await sleep_unless(stop, backoff or self.idle_sleep)
+                await sleep_unless(stop, backoff or self.idle_sleep_ms / 1000)
         try:
             await self.relay_once(flush=True)
         except Exception:

@@ -32,7 +32,9 @@ class Status(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Position:
+class BalanceAt:
+    """An account's balance in one store, and the position it was taken at."""
+
     balance: int
     epoch: int
     seq: int
@@ -41,8 +43,8 @@ class Position:
 @dataclass(frozen=True, slots=True)
 class Row:
     account: str
-    redis: Position | None
-    mongo: Position
+    redis: BalanceAt | None
+    mongo: BalanceAt
     outbox: int
     status: Status
     drift: int
@@ -66,8 +68,8 @@ class Row:
 
 def compare(
     account: str,
-    redis: Position | None,
-    mongo: Position,
+    redis: BalanceAt | None,
+    mongo: BalanceAt,
     outbox: int,
     pipeline_idle: bool,
     reused: tuple[str, ...] = (),

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.ledger.adapters.mongo import LedgerStore
-from services.ledger.domain.reconcile import Position, Row, Status, compare
+from services.ledger.domain.reconcile import BalanceAt, Row, Status, compare
 from shared.accounting.accounts import AccountStore
 from shared.accounting.events import event_from_stream_entry
 from shared.accounting.shapes import AccountField
@@ -82,7 +82,7 @@ class Reconciler:
                 row = compare(
                     doc["_id"],
                     live.get(doc["_id"]),
-                    Position(int(doc["balance"]), int(doc["epoch"]), int(doc["seq"])),
+                    BalanceAt(int(doc["balance"]), int(doc["epoch"]), int(doc["seq"])),
                     outbox.get(doc["_id"], 0),
                     idle,
                     tuple(reused.get(doc["_id"], ())),
@@ -110,7 +110,7 @@ class Reconciler:
                 rows.append(row)
                 continue
             live = (await self._live([row.account])).get(row.account)
-            mongo = Position(int(doc["balance"]), int(doc["epoch"]), int(doc["seq"]))
+            mongo = BalanceAt(int(doc["balance"]), int(doc["epoch"]), int(doc["seq"]))
             fresh = compare(row.account, live, mongo, row.outbox, still_idle)
             report.statuses[str(row.status)] -= 1
             report.statuses[str(fresh.status)] += 1
@@ -172,13 +172,13 @@ class Reconciler:
                 start = f"({entries[-1][0]}"
         return pending, events
 
-    async def _live(self, accounts: list[str]) -> dict[str, Position]:
+    async def _live(self, accounts: list[str]) -> dict[str, BalanceAt]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for account in accounts:
                 pipe.hmget(self.keys.account(account), POSITION_FIELDS)
             answers = await pipe.execute()
         return {
-            account: Position(int(balance), int(epoch), int(seq))
+            account: BalanceAt(int(balance), int(epoch), int(seq))
             for account, (balance, epoch, seq) in zip(accounts, answers, strict=True)
             if balance is not None
         }

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import aiohttp
@@ -125,27 +126,31 @@ _PROVIDER_FAILURES = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """Where a provider answers and how long to wait for it: what every provider shares."""
+
+    base_url: str
+    fallback: OfflineGeocoder
+    cache: GeoCache
+    timeout_s: float
+    concurrency: int
+    api_key: str = ""
+
+
 class RemoteGeocoder(ABC):
     """The shared cache, concurrency limit, timeout and offline fallback of a provider."""
 
     provider: ClassVar[str]
 
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        *,
-        base_url: str,
-        fallback: OfflineGeocoder,
-        cache: GeoCache,
-        timeout_s: float,
-        concurrency: int,
-    ) -> None:
+    def __init__(self, session: aiohttp.ClientSession, upstream: Upstream) -> None:
         self._session = session
-        self._base_url = base_url.rstrip("/")
-        self._fallback = fallback
-        self._cache = cache
-        self._timeout_s = timeout_s
-        self._limit = asyncio.Semaphore(concurrency)
+        self._base_url = upstream.base_url.rstrip("/")
+        self._fallback = upstream.fallback
+        self._cache = upstream.cache
+        self._timeout_s = upstream.timeout_s
+        self._limit = asyncio.Semaphore(upstream.concurrency)
+        self._api_key = upstream.api_key
 
     async def reverse(self, lat: float, lon: float) -> Place:
         key = self._cache.key(lat, lon)
@@ -222,27 +227,6 @@ class GoogleGeocoder(RemoteGeocoder):
         "administrative_area_level_2",
         "administrative_area_level_1",
     )
-
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        *,
-        base_url: str,
-        fallback: OfflineGeocoder,
-        cache: GeoCache,
-        timeout_s: float,
-        concurrency: int,
-        api_key: str,
-    ) -> None:
-        super().__init__(
-            session,
-            base_url=base_url,
-            fallback=fallback,
-            cache=cache,
-            timeout_s=timeout_s,
-            concurrency=concurrency,
-        )
-        self._api_key = api_key
 
     async def _fetch(self, lat: float, lon: float) -> Match:
         body = await self._get_json(

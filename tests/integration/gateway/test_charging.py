@@ -19,8 +19,7 @@ async def test_500_concurrent_requests_on_100_tokens_sell_exactly_100(
     make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
     stack = await make_stack(rate_limits=GENEROUS)
-    await stack.create_account(http, "crowd", 100)
-    headers = stack.auth("crowd")
+    headers = await stack.create_account(http, "crowd", 100)
     connector = aiohttp.TCPConnector(limit=500)
     async with aiohttp.ClientSession(connector=connector) as crowd:
 
@@ -101,8 +100,7 @@ async def test_a_burst_over_the_limit_gets_429_with_an_honest_retry_after(
     make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
     stack = await make_stack(rate_limits={"default": {"rate": 1, "burst": 3}})
-    await stack.create_account(http, "hasty", 100)
-    headers = stack.auth("hasty")
+    headers = await stack.create_account(http, "hasty", 100)
     statuses, retry_after = [], None
     for _ in range(5):
         async with http.get(f"{stack.gateway}/memes", params=PARIS, headers=headers) as r:

@@ -13,8 +13,7 @@ async def test_the_meme_service_down_or_frozen_refunds_every_charge(
     make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
     stack = await make_stack(meme_timeout_s=0.5)
-    await stack.create_account(http, "unlucky", 10)
-    headers = stack.auth("unlucky")
+    headers = await stack.create_account(http, "unlucky", 10)
     async with http.get(f"{stack.gateway}/memes", params=PARIS, headers=headers) as r:
         assert r.status == 200
 

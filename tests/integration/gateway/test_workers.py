@@ -13,8 +13,7 @@ async def test_two_workers_serve_one_port_with_summed_metrics(
     make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
     stack = await make_stack(gateway_workers=2)
-    await stack.create_account(http, "forked", 40)
-    headers = stack.auth("forked")
+    headers = await stack.create_account(http, "forked", 40)
     for _ in range(30):
         # A new connection each time, so the kernel spreads them over the workers.
         async with (

@@ -1,35 +1,35 @@
 from __future__ import annotations
 
-from services.ledger.domain.reconcile import Position, Status, compare
+from services.ledger.domain.reconcile import BalanceAt, Status, compare
 
 
 def test_mongodb_behind_while_events_are_on_their_way_is_pending() -> None:
-    row = compare("a", Position(90, 1, 10), Position(95, 1, 5), -5, pipeline_idle=False)
+    row = compare("a", BalanceAt(90, 1, 10), BalanceAt(95, 1, 5), -5, pipeline_idle=False)
     assert (row.status, row.status.drifts) == (Status.PENDING, False)
 
 
 def test_mongodb_behind_once_the_pipeline_is_idle_is_drift() -> None:
-    row = compare("a", Position(90, 1, 10), Position(95, 1, 5), 0, pipeline_idle=True)
+    row = compare("a", BalanceAt(90, 1, 10), BalanceAt(95, 1, 5), 0, pipeline_idle=True)
     assert (row.status, row.drift, row.status.drifts) == (Status.BEHIND, -5, True)
 
 
 def test_behind_is_drift_even_when_the_balances_happen_to_agree() -> None:
-    row = compare("a", Position(95, 1, 10), Position(95, 1, 5), 0, pipeline_idle=True)
+    row = compare("a", BalanceAt(95, 1, 10), BalanceAt(95, 1, 5), 0, pipeline_idle=True)
     assert row.status is Status.BEHIND
 
 
 def test_a_fresh_epoch_with_nothing_charged_is_settled_when_idle() -> None:
-    row = compare("a", Position(95, 3, 0), Position(95, 1, 5), 0, pipeline_idle=True)
+    row = compare("a", BalanceAt(95, 3, 0), BalanceAt(95, 1, 5), 0, pipeline_idle=True)
     assert row.status is Status.OK
 
 
 def test_settled_accounts_that_differ_drift() -> None:
-    row = compare("a", Position(90, 1, 5), Position(95, 1, 5), 0, pipeline_idle=False)
+    row = compare("a", BalanceAt(90, 1, 5), BalanceAt(95, 1, 5), 0, pipeline_idle=False)
     assert (row.status, row.drift) == (Status.DRIFT, -5)
 
 
 def test_reused_positions_are_drift_until_settled_whatever_the_balances() -> None:
-    row = compare("a", Position(95, 1, 5), Position(95, 1, 5), 0, True, reused=("e1",))
+    row = compare("a", BalanceAt(95, 1, 5), BalanceAt(95, 1, 5), 0, True, reused=("e1",))
     assert (row.status, row.status.drifts, row.as_dict()["reused_events"]) == (
         Status.REUSED,
         True,
