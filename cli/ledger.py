@@ -70,7 +70,7 @@ def describe(e: MongoDoc) -> str:
         )
     note = ""
     if e.get("voided_for"):
-        note = f"  void: repeats credit {e['voided_for']}"
+        note = f"  void: {e.get('void_reason') or 'repeats credit ' + e['voided_for']}"
     elif e.get("adopted"):
         note = "  adopted by settle (its position was reused)"
     change = signed_amount(e["type"], e["amount"])
@@ -92,10 +92,11 @@ async def settle_account(args: argparse.Namespace) -> int:
             print(f"charges kept moving {args.account!r}; try again")
             return 1
     settlement, applied = settled.settlement, settled.mongo_applied
-    for event in settled.adopted:
+    for event, voided in settled.adopted:
+        verdict = f", void: {voided.reason}" if voided else ""
         print(
             f"adopted {event.type} {event.amount} at reused epoch {event.epoch} seq {event.seq} "
-            f"(event {event.id})"
+            f"(event {event.id}{verdict})"
         )
     print(
         f"settled {args.account}: balance {settlement.before_balance} -> {settlement.balance}, "

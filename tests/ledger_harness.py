@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.domain.messages import Received
+from services.ledger.domain.reconcile import BalanceAt, Status, compare
 from services.ledger.usecases.apply_messages import MessageHandler
+from services.ledger.usecases.reconcile import POSITION_FIELDS
 from shared.accounting.accounts import AccountStore
 from shared.accounting.bank import TokenBank
 from shared.accounting.events import Batch, Event
@@ -21,6 +23,19 @@ class Ledger:
 
     def worker(self, max_receive_count: int = 3) -> MessageHandler:
         return MessageHandler(self.store, max_receive_count, self.bank)
+
+    async def books(self, account: str) -> tuple[int | None, int, Status]:
+        """Redis's balance, MongoDB's, and reconcile's verdict once the pipeline is idle
+        (these tests hand every event to the worker themselves)."""
+        keys, redis = self.bank.keys, self.bank.redis
+        live = await redis.hmget(keys.account(account), POSITION_FIELDS)
+        stored = await self.accounts.get(account)
+        assert stored is not None
+        mongo = BalanceAt(stored["balance"], stored["epoch"], stored["seq"])
+        held = tuple(doc["event"]["id"] for doc in await self.store.unsettled_reuses(account))
+        redis_at = None if live[0] is None else BalanceAt(*(int(v or 0) for v in live))
+        row = compare(account, redis_at, mongo, 0, pipeline_idle=True, reused=held)
+        return (redis_at.balance if redis_at else None), mongo.balance, row.status
 
 
 def message(events: list[Event], receive_count: int = 1) -> Received:

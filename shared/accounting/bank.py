@@ -18,7 +18,8 @@ import orjson
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.accounting.accounts import AccountStore
-from shared.accounting.events import Event
+from shared.accounting.credits import FirstCredit
+from shared.accounting.events import ChargeRef, Event
 from shared.accounting.shapes import AccountField
 from shared.contract import MAX_BALANCE
 from shared.keys import Keys
@@ -36,6 +37,7 @@ class Status(IntEnum):
     OVER_LIMIT = 6
     NOTHING_TO_REFUND = 7
     DROPPED = 8
+    LEFT_TO_LEDGER = 9
 
 
 class UnknownAccount(Exception):
@@ -92,6 +94,10 @@ class Charge:
         """A pending record, as charge.lua writes it."""
         account, price, epoch, seq, reason, request_id = orjson.loads(raw)
         return cls(charge_id, account, int(price), int(epoch), int(seq), reason, request_id)
+
+    @property
+    def ref(self) -> ChargeRef:
+        return ChargeRef(self.epoch, self.seq, self.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,8 +183,13 @@ class TokenBank:
             keys=[self.keys.pending(shard), self.keys.deadlines(shard)], args=[charge.id]
         )
 
-    async def refund(self, charge: Charge) -> Outcome:
-        """Give a charge back once, and only if its debit is counted (see refund.lua)."""
+    async def refund(self, charge: Charge, undelivered: bool = False) -> Outcome:
+        """Give a charge back once, and only if its debit is counted (see refund.lua).
+
+        `undelivered`: the caller knows the meme was not delivered (the handler itself,
+        not a sweeper that only saw a deadline pass), so a charge Redis lost is still
+        refunded where the ledger counted it (`Status.LEFT_TO_LEDGER`).
+        """
         shard = self.keys.shard_of(charge.account)
         keys = [
             self.keys.account(charge.account),
@@ -189,7 +200,8 @@ class TokenBank:
         ]
         args = [
             charge.account, charge.id, charge.price, charge.epoch, charge.seq, new_event_id(),
-            charge.reason, charge.request_id, DECISION_TTL_S, REFUNDED_TTL_S,
+            charge.reason, charge.request_id, DECISION_TTL_S, REFUNDED_TTL_S, str(charge.ref),
+            "1" if undelivered else "0",
         ]  # fmt: skip
         raw = await self._hydrated(charge.account, self._refund, keys, args)
         return Outcome(Status(raw[0]), int(raw[1]), int(raw[2]), int(raw[3]))
@@ -307,20 +319,21 @@ class TokenBank:
                 )
         raise AccountBusy(account)
 
-    async def revoke_credits(self, credits: list[Event]) -> int:
-        """Take repeated credits (the ledger voided them) out of the live balance, once each.
+    async def revoke_credits(self, repeats: list[tuple[Event, FirstCredit]]) -> int:
+        """Take repeated credits (the ledger voided them) out of the live balance, once
+        each, where Redis holds the first credit too (see revoke.lua).
 
         The balance may go below zero if the tokens were spent meanwhile: that is the
         debt the repeat ran up, and charges answer 402 until a credit covers it.
         Returns how many were taken back.
         """
         revoked = 0
-        for event in credits:
+        for event, first in repeats:
             keys = [
                 self.keys.account(event.account),
                 self.keys.credit_revoked(event.account, event.id),
             ]
-            args = [event.epoch, event.amount, DECISION_TTL_S]
+            args = [event.epoch, event.amount, DECISION_TTL_S, event.seq, first.epoch, first.seq]
             revoked += await self._revoke(keys=keys, args=args) == 1
         return revoked
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import orjson
@@ -24,6 +25,16 @@ from pymongo.errors import DuplicateKeyError
 from shared.accounting.events import Event
 from shared.store_retry import with_retries
 from shared.stores import MongoDoc
+
+
+@dataclass(frozen=True, slots=True)
+class FirstCredit:
+    """The credit that holds an (account, key) claim, and its position (0 0: a claim kept
+    before positions were)."""
+
+    event_id: str
+    epoch: int = 0
+    seq: int = 0
 
 
 def record_id(account: str, key: str) -> str:
@@ -63,8 +74,8 @@ class CreditLog:
         )
         return [doc async for doc in cursor]
 
-    async def claim(self, credits: list[Event]) -> dict[str, str]:
-        """First credit per (account, idempotency key) wins; repeats map to the first's id.
+    async def claim(self, credits: list[Event]) -> dict[str, FirstCredit]:
+        """First credit per (account, idempotency key) wins; repeats map to the first.
 
         The claim is written before the ledger moves the account, and a retry finds its
         own claim, so a crash in between never turns a first credit into a repeat. Claims
@@ -78,20 +89,24 @@ class CreditLog:
                 firsts[event.id] = first
         return firsts
 
-    async def _claim(self, event: Event) -> str | None:
-        """None if this event holds the claim, else the id of the event that does."""
+    async def _claim(self, event: Event) -> FirstCredit | None:
+        """None if this event holds the claim, else the event that does."""
         doc = {
             "_id": record_id(event.account, event.request_id),
             "event_id": event.id,
             "fingerprint": fingerprint(event.amount, event.reason),
+            "epoch": event.epoch,
+            "seq": event.seq,
             "at": datetime.now(UTC),
         }
         try:
             await with_retries(lambda: self.claims.insert_one(doc))
             return None
         except DuplicateKeyError:
-            first = await self.claims.find_one({"_id": doc["_id"]}, {"event_id": 1})
-        return None if first is None or first["event_id"] == event.id else str(first["event_id"])
+            first = await self.claims.find_one({"_id": doc["_id"]})
+        if first is None or first["event_id"] == event.id:
+            return None
+        return FirstCredit(str(first["event_id"]), first.get("epoch", 0), first.get("seq", 0))
 
     async def record(
         self, account: str, key: str, fingerprint: str, event_id: str, tokens: int

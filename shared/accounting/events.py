@@ -35,6 +35,29 @@ class MalformedMessage(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class ChargeRef:
+    """The charge a refund gives back: its position in the account's numbering, and id.
+
+    A refund names it so the ledger counts at most one refund per charge, and only of a
+    charge it counted, whatever position or epoch the refund itself got.
+    """
+
+    epoch: int
+    seq: int
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.epoch}:{self.seq}:{self.id}"
+
+    @classmethod
+    def parse(cls, text: str) -> ChargeRef:
+        epoch, seq, charge_id = text.split(":")
+        if not (epoch.isdigit() and seq.isdigit() and charge_id):
+            raise ValueError(text)
+        return cls(int(epoch), int(seq), charge_id)
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
     id: str
     type: EventType
@@ -46,6 +69,7 @@ class Event:
     request_id: str
     at: str
     v: int = EVENT_VERSION
+    charge: str = ""  # a refund's `ChargeRef`; empty on other events (and older refunds)
 
     @property
     def signed_amount(self) -> int:
@@ -60,6 +84,10 @@ class Event:
         """The meme kind a debit or refund paid for (`meme:text` -> `text`)."""
         prefix, _, kind = self.reason.partition(":")
         return kind if prefix == "meme" and kind else None
+
+    @property
+    def charge_ref(self) -> ChargeRef | None:
+        return ChargeRef.parse(self.charge) if self.charge else None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,6 +132,9 @@ def event_from_dict(raw: Any) -> Event:
         parse_rfc3339(at)
     except ValueError:
         raise MalformedMessage(f"event field 'at' is not RFC 3339: {at!r}") from None
+    charge = raw.get("charge", "")
+    if charge and (kind != "refund" or not _is_charge_ref(charge)):
+        raise MalformedMessage(f"event field 'charge' is not a refund's charge: {charge!r}")
     return Event(
         id=_str(raw, "id"),
         type=kind,
@@ -114,7 +145,16 @@ def event_from_dict(raw: Any) -> Event:
         reason=_str(raw, "reason"),
         request_id=str(raw.get("request_id") or ""),
         at=at,
+        charge=charge,
     )
+
+
+def _is_charge_ref(value: Any) -> bool:
+    try:
+        ChargeRef.parse(value)
+    except (ValueError, AttributeError):
+        return False
+    return True
 
 
 def event_from_stream_entry(entry_id: str, fields: dict[str, str]) -> Event:
@@ -122,7 +162,7 @@ def event_from_stream_entry(entry_id: str, fields: dict[str, str]) -> Event:
 
     The entry id is the Redis time of the charge in ms, which becomes `at`.
     """
-    value = {name: fields[letter] for letter, name in OUTBOX_ENTRY.items()}
+    value = {name: fields.get(letter, "") for letter, name in OUTBOX_ENTRY.items()}
     return Event(
         id=value["id"],
         type=value["type"],  # type: ignore[arg-type]
@@ -133,6 +173,7 @@ def event_from_stream_entry(entry_id: str, fields: dict[str, str]) -> Event:
         reason=value["reason"],
         request_id=value["request_id"],
         at=rfc3339_from_ms(int(entry_id.partition("-")[0])),
+        charge=value["charge"],
     )
 
 

@@ -35,4 +35,5 @@ OUTBOX_ENTRY: dict[str, str] = {
     "s": "seq",
     "r": "reason",
     "q": "request_id",
+    "c": "charge",  # a refund's charge (`ChargeRef`), empty on debits and credits
 }

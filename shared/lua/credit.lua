@@ -27,7 +27,7 @@ end
 balance = redis.call('HINCRBY', account_key, 'balance', ARGV[2])
 local seq = redis.call('HINCRBY', account_key, 'seq', 1)
 local entry = redis.call('XADD', outbox, '*', 'i', ARGV[3], 't', 'credit', 'a', ARGV[1],
-           'n', ARGV[2], 'e', state[2], 's', seq, 'r', ARGV[4], 'q', ARGV[5])
+           'n', ARGV[2], 'e', state[2], 's', seq, 'r', ARGV[4], 'q', ARGV[5], 'c', '')
 redis.call('HSET', idem_key, 'fingerprint', ARGV[6], 'event_id', ARGV[3],
            'balance', string.format('%d', balance), 'entry', entry)
 redis.call('EXPIRE', idem_key, tonumber(ARGV[7]))

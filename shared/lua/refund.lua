@@ -4,13 +4,19 @@
 -- The debit is counted when it is in Redis's current baseline (same epoch, record still
 -- pending) or when MongoDB had applied it before the account was loaded again (its
 -- position is at or before the hydration's base position). A debit lost with Redis's data
--- is never refunded: the client did not pay it.
+-- is never refunded by Redis: its balance never lost it. If the handler itself knows the
+-- meme was not delivered (a sweeper or a drain only knows a deadline passed), the refund
+-- still goes to the ledger, without tokens here: MongoDB may have counted the debit before
+-- Redis lost it, and the ledger gives it back only if so (a rollback, then a failed meme).
+-- Every refund event names its charge, so the ledger counts one refund per charge.
 -- KEYS[1] account hash, KEYS[2] outbox stream, KEYS[3] pending charges, KEYS[4] their
 -- deadlines, KEYS[5] marker of a charge already decided
 -- ARGV: account, charge id, amount, charge epoch, charge seq, event id, reason, request id,
---       marker ttl seconds for an earlier epoch's charge, and for a charge of this epoch
+--       marker ttl seconds for an earlier epoch's charge, and for a charge of this epoch,
+--       the charge's reference (epoch:seq:id), '1' if the meme is known undelivered
 -- Returns {status, balance, epoch, seq}; status 0 refunded, 1 not hydrated,
--- 7 nothing to refund (confirmed or refunded before), 8 dropped (the debit is not counted).
+-- 7 nothing to refund (confirmed or refunded before), 8 dropped (the debit is not counted),
+-- 9 left to the ledger (Redis lost the charge; the event carries no tokens here).
 local account_key, outbox, pending, deadlines = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local state = redis.call('HMGET', account_key, 'balance', 'epoch', 'base_epoch', 'base_seq')
 local balance = tonumber(state[1])
@@ -21,11 +27,15 @@ local was_pending = redis.call('HDEL', pending, ARGV[2])
 redis.call('ZREM', deadlines, ARGV[2])
 local charge_epoch, charge_seq = tonumber(ARGV[4]), tonumber(ARGV[5])
 local epoch = tonumber(state[2])
+local status = 0
 if charge_epoch == epoch then
-  if was_pending == 0 then
+  if was_pending == 1 then
+    redis.call('SET', KEYS[5], '1', 'EX', tonumber(ARGV[10]))
+  elseif ARGV[12] ~= '1' or not redis.call('SET', KEYS[5], '1', 'NX', 'EX', tonumber(ARGV[10])) then
     return {7, balance, 0, 0}
+  else
+    status = 9
   end
-  redis.call('SET', KEYS[5], '1', 'EX', tonumber(ARGV[10]))
 else
   if not redis.call('SET', KEYS[5], '1', 'NX', 'EX', tonumber(ARGV[9])) then
     return {7, balance, 0, 0}
@@ -35,10 +45,12 @@ else
     return {8, balance, 0, 0}
   end
 end
-balance = redis.call('HINCRBY', account_key, 'balance', ARGV[3])
+if status == 0 then
+  balance = redis.call('HINCRBY', account_key, 'balance', ARGV[3])
+  redis.call('HINCRBY', account_key, 'calls', -1)
+  redis.call('HINCRBY', account_key, 'spent', '-' .. ARGV[3])
+end
 local seq = redis.call('HINCRBY', account_key, 'seq', 1)
-redis.call('HINCRBY', account_key, 'calls', -1)
-redis.call('HINCRBY', account_key, 'spent', '-' .. ARGV[3])
 redis.call('XADD', outbox, '*', 'i', ARGV[6], 't', 'refund', 'a', ARGV[1], 'n', ARGV[3],
-           'e', state[2], 's', seq, 'r', ARGV[7], 'q', ARGV[8])
-return {0, balance, epoch, seq}
+           'e', state[2], 's', seq, 'r', ARGV[7], 'q', ARGV[8], 'c', ARGV[11])
+return {status, balance, epoch, seq}

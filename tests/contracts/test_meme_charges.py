@@ -18,6 +18,7 @@ from services.gateway.sweeper import OverdueCharges
 from services.gateway.usecases.order_meme import MemeCharges
 from shared.accounting.accounts import AccountStore
 from shared.accounting.bank import Charge, Status, TokenBank, UnknownAccount
+from shared.accounting.shapes import AccountField
 from shared.keys import Keys
 from shared.settings import RateLimit
 from tests.fakes.bank import InMemoryBank
@@ -38,6 +39,10 @@ class Subject:
         return account
 
     async def _open(self, account: str, balance: int) -> None:
+        raise NotImplementedError
+
+    async def lose(self, charge: Charge) -> None:
+        """Redis comes back from a snapshot taken just before the charge (a failover)."""
         raise NotImplementedError
 
     async def charge(
@@ -61,6 +66,17 @@ class RealSubject(Subject):
         await self.store.create(account, balance)
         await self.real.hydrate(account)
 
+    async def lose(self, charge: Charge) -> None:
+        keys, redis = self.real.keys, self.real.redis
+        shard = keys.shard_of(charge.account)
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.hincrby(keys.account(charge.account), AccountField.BALANCE, charge.price)
+            pipe.hincrby(keys.account(charge.account), AccountField.CALLS, -1)
+            pipe.hincrby(keys.account(charge.account), AccountField.SPENT, -charge.price)
+            pipe.hdel(keys.pending(shard), charge.id)
+            pipe.zrem(keys.deadlines(shard), charge.id)
+            await pipe.execute()
+
 
 class MemorySubject(Subject):
     def __init__(self) -> None:
@@ -69,6 +85,9 @@ class MemorySubject(Subject):
 
     async def _open(self, account: str, balance: int) -> None:
         await self.memory.open(account, balance)
+
+    async def lose(self, charge: Charge) -> None:
+        self.memory.lose_charge(charge)
 
 
 @pytest.fixture(params=["redis", "memory"])
@@ -105,6 +124,31 @@ async def test_a_refund_gives_the_charge_back_once(subject: Subject) -> None:
     again = await subject.bank.refund(charge)
     assert (again.status, again.balance) == (Status.NOTHING_TO_REFUND, 5)
     assert await subject.bank.balance(account) == 5
+
+
+async def test_a_charge_redis_lost_is_left_to_the_ledger_once_by_its_own_handler(
+    subject: Subject,
+) -> None:
+    """Only the handler knows its meme failed; a sweeper may race a confirmation."""
+    account = await subject.open(5)
+    _, _, charge, _ = await subject.charge(account, 2)
+    assert charge is not None
+    await subject.lose(charge)
+    swept = await subject.bank.refund(charge)
+    assert (swept.status, swept.balance) == (Status.NOTHING_TO_REFUND, 5)
+    refunded = await subject.bank.refund(charge, undelivered=True)
+    assert (refunded.status, refunded.balance) == (Status.LEFT_TO_LEDGER, 5)
+    again = await subject.bank.refund(charge, undelivered=True)
+    assert (again.status, again.balance) == (Status.NOTHING_TO_REFUND, 5)
+    assert await subject.bank.balance(account) == 5
+
+
+async def test_a_refunded_charge_is_not_left_to_the_ledger_again(subject: Subject) -> None:
+    account = await subject.open(5)
+    charge = await subject.charged(account, 0.0)
+    assert (await subject.bank.refund(charge)).status == Status.APPLIED  # the sweeper's
+    late = await subject.bank.refund(charge, undelivered=True)
+    assert (late.status, late.balance) == (Status.NOTHING_TO_REFUND, 5)
 
 
 async def test_a_confirmed_charge_is_final(subject: Subject) -> None:

@@ -49,6 +49,8 @@ class InMemoryBank:
     deadlines: dict[str, float] = field(default_factory=dict)  # charge id -> time.time()
     answers: dict[tuple[str, str], CreditAnswer] = field(default_factory=dict)
     unshipped: set[str] = field(default_factory=set)  # outbox entries the relay still holds
+    decided: set[str] = field(default_factory=set)  # charges refunded (refund.lua's marker)
+    refunds: list[tuple[str, int]] = field(default_factory=list)  # (charge id, tokens given)
 
     async def open(self, account: str, balance: int) -> None:
         self.accounts[account] = Account(balance)
@@ -91,16 +93,31 @@ class InMemoryBank:
         self.deadlines[charge.id] = time.time() + refundable_after_s
         return Outcome(Status.APPLIED, held.balance, EPOCH, held.seq), charge
 
-    async def refund(self, charge: Charge) -> Outcome:
+    async def refund(self, charge: Charge, undelivered: bool = False) -> Outcome:
         held = self.accounts[charge.account]
         self.deadlines.pop(charge.id, None)
-        if self.pending.pop(charge.id, None) is None:
+        was_pending = self.pending.pop(charge.id, None) is not None
+        if not was_pending and (not undelivered or charge.id in self.decided):
             return Outcome(Status.NOTHING_TO_REFUND, held.balance)
-        held.balance += charge.price
+        self.decided.add(charge.id)
         held.seq += 1
+        if not was_pending:  # Redis lost the charge: the refund is the ledger's to decide
+            self.refunds.append((charge.id, 0))
+            return Outcome(Status.LEFT_TO_LEDGER, held.balance, EPOCH, held.seq)
+        held.balance += charge.price
         held.calls -= 1
         held.spent -= charge.price
+        self.refunds.append((charge.id, charge.price))
         return Outcome(Status.APPLIED, held.balance, EPOCH, held.seq)
+
+    def lose_charge(self, charge: Charge) -> None:
+        """Redis comes back from a snapshot taken before the charge (a failover)."""
+        held = self.accounts[charge.account]
+        held.balance += charge.price
+        held.calls -= 1
+        held.spent -= charge.price
+        self.pending.pop(charge.id, None)
+        self.deadlines.pop(charge.id, None)
 
     async def confirm(self, charge: Charge) -> None:
         self.pending.pop(charge.id, None)

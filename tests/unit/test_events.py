@@ -8,6 +8,7 @@ from shared.accounting.events import (
     EVENT_TYPES,
     USAGE_SIGN,
     Batch,
+    ChargeRef,
     Event,
     MalformedMessage,
     decode_batch,
@@ -73,3 +74,28 @@ def test_every_type_has_one_effect_on_the_balance_and_on_usage() -> None:
     refund = Event(**{**EVENT.to_dict(), "type": "refund"})
     assert (EVENT.usage_sign, refund.usage_sign, credit.usage_sign) == (1, -1, 0)
     assert (signed_amount("debit", 3), signed_amount("credit", 3)) == (-3, 3)
+
+
+def test_a_refund_names_its_charge_and_survives_the_round_trip() -> None:
+    refund = Event(**{**EVENT.to_dict(), "type": "refund", "charge": "3:17:c-1"})
+    assert decode_batch(Batch(0, [refund]).encode()).events == [refund]
+    assert refund.charge_ref == ChargeRef(3, 17, "c-1")
+    assert str(ChargeRef(3, 17, "c-1")) == "3:17:c-1"
+    assert EVENT.charge_ref is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "charge"),
+    [("refund", "3:17"), ("refund", "x:1:c"), ("refund", "3:17:"), ("debit", "3:17:c-1")],
+)
+def test_a_charge_only_a_refund_may_name_and_only_in_its_form(kind: str, charge: str) -> None:
+    raw = {**EVENT.to_dict(), "type": kind, "charge": charge}
+    with pytest.raises(MalformedMessage, match="charge"):
+        decode_batch(orjson.dumps({"v": 1, "shard": 0, "events": [raw]}))
+
+
+def test_a_refund_from_before_charges_were_named_still_decodes() -> None:
+    raw = {**EVENT.to_dict(), "type": "refund"}
+    del raw["charge"]
+    (refund,) = decode_batch(orjson.dumps({"v": 1, "shard": 0, "events": [raw]})).events
+    assert refund.charge_ref is None

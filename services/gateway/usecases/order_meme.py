@@ -57,7 +57,7 @@ class MemeCharges(Protocol):
         refundable_after_s: float,
     ) -> tuple[Outcome, Charge | None]: ...
 
-    async def refund(self, charge: Charge) -> Outcome: ...
+    async def refund(self, charge: Charge, undelivered: bool = False) -> Outcome: ...
 
     async def confirm(self, charge: Charge) -> None: ...
 
@@ -131,7 +131,7 @@ async def order_meme(
 async def refund(bank: MemeCharges, charge: Charge, kind: str, failure: BaseException) -> None:
     """Give the charge back; a refund that fails stays pending for the sweeper."""
     try:
-        refunded = await bank.refund(charge)
+        refunded = await bank.refund(charge, undelivered=True)
     except Exception:
         log.warning("refund failed; the sweeper will refund it", exc_info=True)
         REFUNDS.labels(kind, "deferred").inc()

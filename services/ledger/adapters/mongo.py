@@ -14,20 +14,57 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from pymongo import DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from services.ledger.domain.apply import AccountUpdate, Position
+from services.ledger.domain.apply import AccountUpdate, Position, Voided
 from shared.accounting.credits import CreditLog
-from shared.accounting.events import Event, event_from_dict, parse_rfc3339
+from shared.accounting.events import ChargeRef, Event, event_from_dict, parse_rfc3339
 from shared.store_retry import with_retries
 from shared.stores import MongoDoc
 
 DUPLICATE_KEY = 11000
+HOLDER_FIELDS = {"event_id": 1, "type": 1, "amount": 1, "request_id": 1, "charge": 1}
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """The event the journal holds at a position, as far as telling a repeat needs."""
+
+    event_id: str
+    type: str
+    amount: int
+    request_id: str
+    charge: str
+
+    @classmethod
+    def of(cls, doc: MongoDoc) -> Holder:
+        return cls(
+            doc["event_id"], doc["type"], doc["amount"], doc["request_id"], doc.get("charge", "")
+        )
+
+    @classmethod
+    def of_event(cls, e: Event) -> Holder:
+        return cls(e.id, e.type, e.amount, e.request_id, e.charge)
+
+    def is_issued_again(self, event: Event) -> bool:
+        """Whether `event` is this one's operation issued again at its own position.
+
+        A credit with the same key and amount, or a refund of the same charge: Redis
+        rolled back past the first, and the gateway issued it again under the same
+        number. Redis holds the one, MongoDB the other, and they count alike.
+        """
+        if event.id == self.event_id or (event.type, event.amount) != (self.type, self.amount):
+            return False
+        if event.type == "credit":
+            return event.request_id == self.request_id
+        return event.type == "refund" and bool(event.charge) and event.charge == self.charge
 
 
 class LedgerStore:
@@ -39,6 +76,7 @@ class LedgerStore:
         self.dead_letters = db["dead_letters"]
         self.reused = db["reused_positions"]
         self.credits = CreditLog(db)
+        self.refund_claims = db["refund_claims"]
 
     async def positions(self, accounts: list[str]) -> dict[str, Position]:
         """One lookup by `_id` per account: the form every MongoDB-compatible server indexes."""
@@ -48,8 +86,8 @@ class LedgerStore:
         return {doc["_id"]: Position(doc["epoch"], doc["seq"]) for doc in docs if doc}
 
     async def write_journal(
-        self, events: list[Event], message_of: dict[str, str], voided: dict[str, str]
-    ) -> list[tuple[Event, str]]:
+        self, events: list[Event], message_of: dict[str, str], voided: dict[str, Voided]
+    ) -> list[tuple[Event, Holder]]:
         """Append the events to the journal; ones already there (a retry) are ignored.
 
         Returns the events whose place another event already holds, with that event's id:
@@ -68,12 +106,26 @@ class LedgerStore:
                 (e, holders[key])
                 for e in taken
                 if (key := journal_id(e.account, e.epoch, e.seq)) in holders
-                and holders[key] != e.id
+                and holders[key].event_id != e.id
             ]
         return []
 
-    async def journaled(self, events: list[Event]) -> dict[str, str]:
-        """The event id the journal holds at each of these events' positions, where any.
+    async def journal_issued_again(
+        self, found: list[tuple[Event, Holder]], message_of: dict[str, str]
+    ) -> None:
+        """Journal credits and refunds issued again at their own position, counting nothing,
+        beside the entry they repeat (see `Holder.is_issued_again`)."""
+        docs = [
+            journal_entry(e, message_of.get(e.id, ""), Voided(holder.event_id, why))
+            | {"_id": reuse_id(e)}
+            for e, holder in found
+            if (why := f"the same {e.type} issued again at its own position after a rollback")
+        ]
+        with contextlib.suppress(BulkWriteError):
+            await with_retries(lambda: self.journal.insert_many(docs, ordered=False))
+
+    async def journaled(self, events: list[Event]) -> dict[str, Holder]:
+        """The event the journal holds at each of these events' positions, where any.
 
         One `_id` range per account and epoch. An event at or before the applied
         position whose place holds another event id is a reused position: Redis lost
@@ -87,19 +139,57 @@ class LedgerStore:
         async def read(account: str, epoch: int, seqs: list[int]) -> list[MongoDoc]:
             bounds = {"$gte": journal_id(account, epoch, min(seqs))}
             bounds["$lte"] = journal_id(account, epoch, max(seqs))
-            cursor = self.journal.find({"_id": bounds}, {"event_id": 1})
+            cursor = self.journal.find({"_id": bounds}, HOLDER_FIELDS)
             return [doc async for doc in cursor]
 
         pages = await asyncio.gather(*(read(a, e, seqs) for (a, e), seqs in spans.items()))
-        return {doc["_id"]: doc["event_id"] for page in pages for doc in page}
+        return {doc["_id"]: Holder.of(doc) for page in pages for doc in page}
+
+    async def charges_of(
+        self, refunds: list[Event]
+    ) -> dict[str, tuple[Holder | None, MongoDoc | None]]:
+        """Where each refund's charge stands, by refund id: the journal's entry at the
+        charge's position, and the charge's reused-position record, where any."""
+        refs = {r.id: (r.account, ref) for r in refunds if (ref := r.charge_ref)}
+        at = {i: journal_id(a, ref.epoch, ref.seq) for i, (a, ref) in refs.items()}
+        as_reuse = {i: reuse_key(a, ref) for i, (a, ref) in refs.items()}
+        entries = self.journal.find({"_id": {"$in": list(at.values())}}, HOLDER_FIELDS)
+        holders = {doc["_id"]: Holder.of(doc) async for doc in entries}
+        records = {
+            doc["_id"]: doc
+            async for doc in self.reused.find(
+                {"_id": {"$in": list(as_reuse.values())}}, {"adopted_at": 1}
+            )
+        }
+        return {i: (holders.get(at[i]), records.get(as_reuse[i])) for i in refs}
+
+    async def claim_refunds(self, refunds: list[Event]) -> dict[str, str]:
+        """One refund per charge: the first to claim it wins; repeats map to its id.
+
+        Written before the account moves, like a credit's claim, and a retry finds its
+        own claim, so a crash in between never turns a first refund into a repeat.
+        """
+        repeats = {}
+        for event in refunds:
+            ref = event.charge_ref
+            assert ref is not None
+            doc = {"_id": f"{event.account}/{ref.id}", "refund_id": event.id}
+            try:
+                await with_retries(partial(self.refund_claims.insert_one, doc))
+                continue
+            except DuplicateKeyError:
+                first = await self.refund_claims.find_one({"_id": doc["_id"]})
+            if first is not None and first["refund_id"] != event.id:
+                repeats[event.id] = str(first["refund_id"])
+        return repeats
 
     async def record_reuses(
-        self, found: list[tuple[Event, str]], message_of: dict[str, str]
+        self, found: list[tuple[Event, Holder]], message_of: dict[str, str]
     ) -> set[str]:
         """Keep each reused position for reconcile and settle; the ids settle adopted."""
         now = datetime.now(UTC)
 
-        async def record(event: Event, journaled_id: str) -> MongoDoc | None:
+        async def record(event: Event, holder: Holder) -> MongoDoc | None:
             return await with_retries(
                 lambda: self.reused.find_one_and_update(
                     {"_id": reuse_id(event)},
@@ -108,7 +198,7 @@ class LedgerStore:
                         "$setOnInsert": {
                             "account": event.account,
                             "event": event.to_dict(),
-                            "journaled_event_id": journaled_id,
+                            "journaled_event_id": holder.event_id,
                             "first_seen": now,
                             "adopted_at": None,
                         },
@@ -129,20 +219,17 @@ class LedgerStore:
             query["_id"] = {"$gt": first, "$lt": past_last}
         return [doc async for doc in self.reused.find(query).sort("_id", 1)]
 
-    async def adopt_reuses(self, account: str) -> list[Event]:
-        """Count the account's reused-position events in MongoDB, each exactly once.
+    async def adopt(self, account: str, reuse: MongoDoc, voided: Voided | None) -> Event:
+        """Count one reused-position event in MongoDB exactly once (or, `voided`, journal
+        it counting nothing).
 
-        They are real charges (or credits): clients got their memes. Each is journaled
-        beside the event that holds its position, and its amounts go into the account
-        guarded by a per-event mark in the same document, so a settle that dies halfway
-        and runs again adopts nothing twice.
+        It is journaled beside the event that holds its position, and its amounts go into
+        the account guarded by a per-event mark in the same document, so a settle that
+        dies halfway and runs again adopts nothing twice.
         """
-        return [await self._adopt(account, doc) for doc in await self.unsettled_reuses(account)]
-
-    async def _adopt(self, account: str, reuse: MongoDoc) -> Event:
         event = event_from_dict(reuse["event"])
         mark = f"adopted.{event.id}"
-        entry = journal_entry(event, reuse.get("message_id", "")) | {
+        entry = journal_entry(event, reuse.get("message_id", ""), voided) | {
             "_id": reuse["_id"],
             "adopted": True,
         }
@@ -150,6 +237,8 @@ class LedgerStore:
             await with_retries(lambda: self.journal.insert_one(entry))
         update = AccountUpdate(account, Position(0, 0), Position(0, 0))
         update.add(event)
+        if voided:
+            update.void(event, voided)
         now = datetime.now(UTC)
         await with_retries(
             lambda: self.accounts.update_one(
@@ -277,8 +366,8 @@ class LedgerStore:
         return [doc async for doc in cursor]
 
 
-def journal_entry(e: Event, message_id: str, voided_for: str | None = None) -> MongoDoc:
-    """`voided_for`: a repeated credit keeps its place but not its tokens (see the handler)."""
+def journal_entry(e: Event, message_id: str, voided: Voided | None = None) -> MongoDoc:
+    """`voided`: a repeated credit or refund keeps its place but counts nothing."""
     entry: MongoDoc = {
         "_id": journal_id(e.account, e.epoch, e.seq),
         "event_id": e.id,
@@ -292,8 +381,10 @@ def journal_entry(e: Event, message_id: str, voided_for: str | None = None) -> M
         "at": parse_rfc3339(e.at),
         "message_id": message_id,
     }
-    if voided_for:
-        entry["voided_for"] = voided_for
+    if e.charge:
+        entry["charge"] = e.charge
+    if voided:
+        entry["voided_for"], entry["void_reason"] = voided.of, voided.reason
     return entry
 
 
@@ -305,6 +396,11 @@ def journal_id(account: str, epoch: int, seq: int) -> str:
 def reuse_id(e: Event) -> str:
     """A reused position's key: beside the journal entry that holds the position."""
     return f"{journal_id(e.account, e.epoch, e.seq)}/{e.id}"
+
+
+def reuse_key(account: str, charge: ChargeRef) -> str:
+    """`reuse_id` of a charge a refund names."""
+    return f"{journal_id(account, charge.epoch, charge.seq)}/{charge.id}"
 
 
 def journal_id_range(account: str) -> tuple[str, str]:

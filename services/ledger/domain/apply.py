@@ -30,12 +30,24 @@ class Position:
     seq: int
 
     def is_duplicate(self, event: Event) -> bool:
-        return event.epoch < self.epoch or (event.epoch == self.epoch and event.seq <= self.seq)
+        return self.includes(event.epoch, event.seq)
+
+    def includes(self, epoch: int, seq: int) -> bool:
+        """Whether (epoch, seq) is at or before this position."""
+        return epoch < self.epoch or (epoch == self.epoch and seq <= self.seq)
 
     def is_followed_by(self, event: Event) -> bool:
         if event.epoch == self.epoch:
             return event.seq == self.seq + 1
         return event.epoch > self.epoch and event.seq == 1
+
+
+@dataclass(frozen=True, slots=True)
+class Voided:
+    """An event that keeps its place in the sequence but counts nothing, and why."""
+
+    of: str  # the event it repeats, or the charge it would give back
+    reason: str
 
 
 @dataclass(slots=True)
@@ -50,22 +62,25 @@ class AccountUpdate:
     calls: int = 0
     tokens_spent: int = 0
     calls_by_kind: Counter[str] = field(default_factory=Counter)
-    voided: dict[str, str] = field(default_factory=dict)  # event id -> the credit it repeats
+    voided: dict[str, Voided] = field(default_factory=dict)  # by event id
 
     def add(self, event: Event) -> None:
         self.events.append(event)
         self.end = Position(event.epoch, event.seq)
-        self.balance += event.signed_amount
-        if sign := event.usage_sign:
+        self._count(event, 1)
+
+    def void(self, event: Event, voided: Voided) -> None:
+        """Keep a repeated credit's or refund's place in the sequence, counting nothing."""
+        self._count(event, -1)
+        self.voided[event.id] = voided
+
+    def _count(self, event: Event, times: int) -> None:
+        self.balance += times * event.signed_amount
+        if sign := times * event.usage_sign:
             self.calls += sign
             self.tokens_spent += sign * event.amount
             if event.kind:
                 self.calls_by_kind[event.kind] += sign
-
-    def void(self, event: Event, first_id: str) -> None:
-        """Keep a repeated credit's place in the sequence, without its tokens."""
-        self.balance -= event.signed_amount
-        self.voided[event.id] = first_id
 
 
 @dataclass(slots=True)

@@ -21,9 +21,11 @@ from typing import Protocol
 
 from prometheus_client import Counter, Histogram
 
-from services.ledger.adapters.mongo import LedgerStore, journal_id
-from services.ledger.domain.apply import AccountUpdate, Outcome, Plan, Position, plan
+from services.ledger.adapters.mongo import Holder, LedgerStore, journal_id
+from services.ledger.domain.apply import Outcome, Plan, Position, Voided, plan
 from services.ledger.domain.messages import Received
+from services.ledger.usecases.repeats import judge
+from shared.accounting.credits import FirstCredit
 from shared.accounting.events import Batch, Event, MalformedMessage, decode_batch, parse_rfc3339
 from shared.metrics import LATENCY_BUCKETS
 
@@ -37,9 +39,11 @@ REUSED_POSITIONS = Counter(
     "maas_ledger_reused_positions_total",
     "Events found at a position the journal holds for another event (held for settle)",
 )
-CREDITS_VOIDED = Counter(
-    "maas_ledger_credits_voided_total",
-    "Credits repeating an earlier one's idempotency key, kept out of the balance",
+VOIDED = Counter(
+    "maas_ledger_events_voided_total",
+    "Credits repeating an idempotency key, refunds repeating a charge's refund or giving "
+    "back a charge never counted: kept in the journal, out of the balance",
+    ["type"],
 )
 APPLY_LATENCY = Histogram(
     "maas_ledger_apply_duration_seconds",
@@ -80,7 +84,7 @@ def summary(batch: Batch) -> dict[str, object]:
 
 
 class CreditRevoker(Protocol):
-    async def revoke_credits(self, credits: list[Event]) -> int: ...
+    async def revoke_credits(self, repeats: list[tuple[Event, FirstCredit]]) -> int: ...
 
 
 class MessageHandler:
@@ -103,7 +107,6 @@ class MessageHandler:
                 handled[message.message_id] = Handled(Outcome.MALFORMED, reason)
         source = {e.id: m.message_id for m, batch in batches for e in batch.events}
         result = await self._apply([e for _, batch in batches for e in batch.events], source)
-        await self._check_duplicates(result, source)
         applied = {e.id for u in result.updates for e in u.events}
         for message, batch in batches:
             waiting = sorted({e.account for e in batch.events if e.id in result.held})
@@ -139,6 +142,8 @@ class MessageHandler:
             stale = [a for a in result.problems if a in known and a not in checked]
             if stale and await self._refresh(stale, known, checked):
                 result = plan(pending, known)
+            # Before writing: a refund may give back a charge found at a reused position.
+            await self._check_duplicates(result, source)
             done.duplicates += result.duplicates
             moved = await self._write(result, source) if result.updates else set()
             done.merge_holds(result)
@@ -188,23 +193,20 @@ class MessageHandler:
     async def _write(self, result: Plan, source: dict[str, str]) -> set[str]:
         """Journal and apply the plan's updates; the accounts another worker moved first.
 
-        An account whose journal write finds a reused position is taken out of the plan
-        and held instead.
+        An account whose journal write finds a reused position, or whose refund gives
+        back a charge settle has not adopted yet, is taken out of the plan and held.
         """
-        voided = await self._void_repeated_credits(result.updates)
+        voided = await self._judge(result)
         events = [e for u in result.updates for e in u.events]
         reused = await self.store.write_journal(events, source, voided)
         if reused:
             await self._hold_reused(reused, result, source)
-            taken = {e.account for e, _ in reused}
-            for update in result.updates:  # none of the account's update may apply now
-                if update.account in taken:
-                    reason = result.problems.get(update.account) or (
-                        f"{update.account!r}: an adopted event holds a position MongoDB has "
-                        "not reached; redrive the event that position was first given to"
-                    )
-                    result.hold(update.account, update.events, reason)
-            result.updates = [u for u in result.updates if u.account not in taken]
+            self._take_out(
+                result,
+                {e.account for e, _ in reused},
+                "an adopted event holds a position MongoDB has not reached; redrive the "
+                "event that position was first given to",
+            )
         moved = await self.store.apply(result.updates)
         now = time.time()
         for update in result.updates:
@@ -217,44 +219,80 @@ class MessageHandler:
             LAG.observe(max(0.0, now - parse_rfc3339(update.events[-1].at).timestamp()))
         return moved
 
-    async def _void_repeated_credits(self, updates: list[AccountUpdate]) -> dict[str, str]:
-        """Void credits whose idempotency key an earlier credit claimed; Redis first.
+    @staticmethod
+    def _take_out(result: Plan, accounts: set[str], why: str) -> None:
+        """None of these accounts' updates may apply now: hold them whole."""
+        for update in result.updates:
+            if update.account in accounts:
+                reason = result.problems.get(update.account) or f"{update.account!r}: {why}"
+                result.hold(update.account, update.events, reason)
+        result.updates = [u for u in result.updates if u.account not in accounts]
 
-        Redis gives the tokens back before MongoDB moves, so a crash in between leaves the
-        credit to be voided again on redelivery, and the revocation is once per event.
+    async def _judge(self, result: Plan) -> dict[str, Voided]:
+        """Void repeated credits and refunds, and refunds of charges never counted.
+
+        Redis gives a repeated credit's tokens back before MongoDB moves, so a crash in
+        between leaves the credit to be voided again on redelivery, and the revocation
+        is once per event.
         """
-        credits = [e for u in updates for e in u.events if e.type == "credit"]
-        firsts = await self.store.credits.claim(credits) if credits else {}
-        if not firsts:
-            return {}
-        await self.bank.revoke_credits([e for e in credits if e.id in firsts])
-        for update in updates:
+        events = [e for u in result.updates for e in u.events]
+        verdicts = await judge(
+            self.store,
+            events,
+            {u.account: u.start for u in result.updates},
+            alongside={e.id for e in events},
+        )
+        for account, why in verdicts.waiting.items():
+            result.hold(
+                account, [e for u in result.updates if u.account == account for e in u.events], why
+            )
+        result.updates = [u for u in result.updates if u.account not in verdicts.waiting]
+        repeats = [
+            (e, f) for e, f in verdicts.repeated_credits if e.account not in verdicts.waiting
+        ]
+        if repeats:
+            await self.bank.revoke_credits(repeats)
+        for update in result.updates:
             for event in update.events:
-                if event.id in firsts:
-                    update.void(event, firsts[event.id])
-                    CREDITS_VOIDED.inc()
-        return firsts
+                if voided := verdicts.voided.get(event.id):
+                    update.void(event, voided)
+                    VOIDED.labels(event.type).inc()
+        return verdicts.voided
 
     async def _check_duplicates(self, result: Plan, source: dict[str, str]) -> None:
-        """Hold duplicates whose position the journal gives to another event id."""
+        """Hold duplicates whose position the journal gives to another event, unless it is
+        the same credit or refund issued again there (then it is journaled as void)."""
         unique = list({e.id: e for e in result.duplicates}.values())
         if not unique:
             return
-        holders = await self.store.journaled(unique)
-        reused = [
+        # The plan's own updates hold positions too: a first and its repeat in one receive.
+        holders = {
+            journal_id(e.account, e.epoch, e.seq): Holder.of_event(e)
+            for u in result.updates
+            for e in u.events
+        }
+        holders.update(await self.store.journaled(unique))
+        found = [
             (e, holders[key])
             for e in unique
-            if (key := journal_id(e.account, e.epoch, e.seq)) in holders and holders[key] != e.id
+            if (key := journal_id(e.account, e.epoch, e.seq)) in holders
+            and holders[key].event_id != e.id
         ]
+        again = [(e, holder) for e, holder in found if holder.is_issued_again(e)]
+        if again:
+            await self.store.journal_issued_again(again, source)
+            for event, _ in again:
+                VOIDED.labels(event.type).inc()
+        reused = [(e, holder) for e, holder in found if not holder.is_issued_again(e)]
         if reused:
             await self._hold_reused(reused, result, source)
 
     async def _hold_reused(
-        self, reused: list[tuple[Event, str]], result: Plan, source: dict[str, str]
+        self, reused: list[tuple[Event, Holder]], result: Plan, source: dict[str, str]
     ) -> None:
         """Record reused positions and hold their events, unless settle adopted them."""
         adopted = await self.store.record_reuses(reused, source)
-        by_account: dict[str, list[tuple[Event, str]]] = {}
+        by_account: dict[str, list[tuple[Event, Holder]]] = {}
         for event, holder in reused:
             if event.id not in adopted:
                 by_account.setdefault(event.account, []).append((event, holder))
@@ -265,7 +303,7 @@ class MessageHandler:
                 account,
                 [e for e, _ in found],
                 f"reused position for {account!r}: epoch {event.epoch} seq {event.seq} is "
-                f"event {holder} in the journal, not {event.id}"
+                f"event {holder.event_id} in the journal, not {event.id}"
                 + (f" (and {more} more)" if more else "")
                 + "; Redis lost events it had shipped: run "
                 f"`maas ledger settle --account {account}` once idle",

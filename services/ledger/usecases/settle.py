@@ -4,9 +4,11 @@ After dead letters were purged, their events exist in Redis's balance but will n
 reach MongoDB, and the account's later events gap behind them forever. After Redis
 lost events it had shipped and numbered new ones the same (reused positions), MongoDB
 holds the lost ones and Redis the new ones. Settling first adopts the reused-position
-events into MongoDB (they were real charges), then re-loads the account from MongoDB
-(see `TokenBank.settle`) and writes who did it, why, and what changed into the
-account's journal.
+events into MongoDB by kind: debits count (clients got their memes); a credit counts
+through the same claim as every credit, so a repeat of a key is voided; a refund counts
+only if its charge counts and has no refund yet (see `repeats`). It then re-loads the
+account from MongoDB (see `TokenBank.settle`) and writes who did it, why, and what
+changed into the account's journal.
 """
 
 from __future__ import annotations
@@ -14,21 +16,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.ledger.adapters.mongo import LedgerStore
+from services.ledger.domain.apply import Position, Voided
+from services.ledger.usecases.repeats import judge
 from shared.accounting.bank import Settlement, TokenBank
-from shared.accounting.events import Event
+from shared.accounting.events import Event, event_from_dict
 
 
 @dataclass(frozen=True, slots=True)
 class Settled:
     settlement: Settlement
     mongo_applied: dict[str, object]  # MongoDB's applied position the balance was taken at
-    adopted: list[Event]  # reused-position events counted in MongoDB first
+    adopted: list[tuple[Event, Voided | None]]  # reused-position events, judged by kind
 
 
 async def settle(
     bank: TokenBank, store: LedgerStore, account: str, reason: str, by: str
 ) -> Settled:
-    adopted = await store.adopt_reuses(account)
+    adopted = await adopt_reuses(store, account)
     settlement = await bank.settle(account)
     stored = await store.accounts.find_one({"_id": account}, {"epoch": 1, "seq": 1})
     applied = {"epoch": stored["epoch"], "seq": stored["seq"]} if stored else {}
@@ -52,9 +56,28 @@ async def settle(
                     "amount": e.amount,
                     "epoch": e.epoch,
                     "seq": e.seq,
+                    **({"void_reason": voided.reason} if voided else {}),
                 }
-                for e in adopted
+                for e, voided in adopted
             ],
         },
     )
     return Settled(settlement, applied, adopted)
+
+
+async def adopt_reuses(store: LedgerStore, account: str) -> list[tuple[Event, Voided | None]]:
+    """Judge and adopt the account's reused-position events, debits first (a refund
+    among them may give one of them back), each exactly once."""
+    reuses = [(doc, event_from_dict(doc["event"])) for doc in await store.unsettled_reuses(account)]
+    reuses.sort(key=lambda found: found[1].type != "debit")
+    stored = await store.accounts.find_one({"_id": account}, {"epoch": 1, "seq": 1})
+    applied = {account: Position(stored["epoch"], stored["seq"]) if stored else Position(0, 0)}
+    adopted: list[tuple[Event, Voided | None]] = []
+    for doc, event in reuses:
+        verdicts = await judge(store, [event], applied, {e.id for e, _ in adopted})
+        if account in verdicts.waiting:
+            continue  # its charge is not adopted yet: the next settle takes it
+        voided = verdicts.voided.get(event.id)
+        await store.adopt(account, doc, voided)
+        adopted.append((event, voided))
+    return adopted

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.accounting.bank import Status, TokenBank
+from shared.accounting.credits import FirstCredit
 from shared.accounting.events import Event, event_from_stream_entry
 from tests.ledger_harness import Ledger, message
 
@@ -23,7 +24,8 @@ async def test_a_repeated_credit_is_voided_and_its_tokens_taken_back_once(
     events = await outbox(bank, account)
     assert [e.request_id for e in events] == ["inv-1", "inv-1"]
     if died_after_revoking:  # before MongoDB moved: the next worker must not revoke again
-        assert await bank.revoke_credits([events[1]]) == 1
+        original = FirstCredit(events[0].id, events[0].epoch, events[0].seq)
+        assert await bank.revoke_credits([(events[1], original)]) == 1
 
     worker = ledger.worker()
     for receive in (1, 2):  # and a redelivery changes nothing more

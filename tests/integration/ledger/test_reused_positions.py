@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.ledger.domain.apply import Outcome
+from services.ledger.usecases.settle import adopt_reuses
 from tests.ledger_harness import Ledger, message
 from tests.stack import debit_event
 
@@ -26,9 +27,9 @@ async def test_a_reused_position_is_held_and_settle_adopts_it_exactly_once(
     reuses = await ledger.store.unsettled_reuses("rolled")
     assert [doc["event"]["id"] for doc in reuses] == [e.id for e in renumbered[:2]]
 
-    adopted = await ledger.store.adopt_reuses("rolled")
-    assert [e.id for e in adopted] == [e.id for e in renumbered[:2]]
-    assert await ledger.store.adopt_reuses("rolled") == []
+    adopted = await adopt_reuses(ledger.store, "rolled")
+    assert adopted == [(e, None) for e in renumbered[:2]]
+    assert await adopt_reuses(ledger.store, "rolled") == []
     assert await balance_and_seq(ledger) == (94, 4)
     redelivered = message(renumbered, receive_count=2)
     assert (await worker.handle([redelivered]))[redelivered.message_id].done
@@ -44,10 +45,10 @@ async def test_an_adoption_cut_short_is_finished_once_by_the_next_settle(ledger:
     reused = debit_event("halfway", 1)
     await worker.handle([message([reused])])
     # The account moved but the record was not marked: the adopting settle died there.
-    await ledger.store.adopt_reuses("halfway")
+    await adopt_reuses(ledger.store, "halfway")
     await ledger.store.reused.update_many({}, {"$set": {"adopted_at": None}})
 
-    assert [e.id for e in await ledger.store.adopt_reuses("halfway")] == [reused.id]
+    assert await adopt_reuses(ledger.store, "halfway") == [(reused, None)]
     assert await balance_and_seq(ledger, "halfway") == (8, 1)
 
 

@@ -192,7 +192,7 @@ async def test_a_meme_that_finishes_inside_the_drain_window_is_delivered() -> No
 
 
 class RefundFails(InMemoryBank):
-    async def refund(self, charge: Charge) -> Outcome:
+    async def refund(self, charge: Charge, undelivered: bool = False) -> Outcome:
         raise ConnectionError("Redis is failing over")
 
 
@@ -257,3 +257,25 @@ async def test_an_account_the_bank_does_not_know_is_refused_without_a_charge() -
         await order(InMemoryBank(), memes)
     assert raised.value.code == "unknown_account"
     assert memes.calls == 0
+
+
+async def test_a_meme_that_fails_after_redis_lost_its_charge_leaves_the_refund_to_the_ledger() -> (
+    None
+):
+    """A failover between the charge and the failure: only the handler knows the meme
+    failed, so it still sends the refund, for the ledger to grant where it counted the
+    charge; Redis, which no longer has the debit, gives nothing back."""
+    bank = await funded(10)
+    left = sample("maas_refunds_total", kind="text", outcome="left_to_ledger")
+
+    async def make() -> Meme:
+        (charge,) = bank.pending.values()
+        bank.lose_charge(charge)
+        raise ApiError("upstream_error", "the meme service answered 500")
+
+    with pytest.raises(ApiError) as raised:
+        await order(bank, Memes(make))
+    assert await bank.balance("alice") == 10
+    assert [tokens for _, tokens in bank.refunds] == [0]
+    assert raised.value.details["tokens_remaining"] == 10
+    assert sample("maas_refunds_total", kind="text", outcome="left_to_ledger") == left + 1

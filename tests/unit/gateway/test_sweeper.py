@@ -48,10 +48,10 @@ class OneRefundFails(InMemoryBank):
 
     failing: str = ""
 
-    async def refund(self, charge: Charge) -> Outcome:
+    async def refund(self, charge: Charge, undelivered: bool = False) -> Outcome:
         if charge.id == self.failing:
             raise ConnectionError("refund refused")
-        return await super().refund(charge)
+        return await super().refund(charge, undelivered)
 
 
 async def test_one_charge_that_cannot_be_refunded_holds_up_no_other_charge_or_shard() -> None:

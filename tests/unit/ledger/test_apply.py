@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from services.ledger.domain.apply import Position, plan
+from services.ledger.domain.apply import Position, Voided, plan
 from shared.accounting.events import Event
 
 
@@ -56,9 +56,25 @@ def test_an_older_epoch_is_a_duplicate() -> None:
 def test_a_voided_credit_moves_the_position_but_not_the_balance() -> None:
     first, repeat = event("a", 1, 1, "credit", 50), event("a", 1, 2, "credit", 50)
     (update,) = plan([first, repeat], {"a": Position(1, 0)}).updates
-    update.void(repeat, first.id)
+    update.void(repeat, Voided(first.id, "repeats credit"))
     assert (update.end, update.balance) == (Position(1, 2), 50)
-    assert update.voided == {repeat.id: first.id}
+    assert update.voided == {repeat.id: Voided(first.id, "repeats credit")}
+
+
+def test_a_voided_refund_gives_back_neither_tokens_nor_the_call() -> None:
+    debit, first, repeat = (
+        event("a", 1, 1, "debit", 2),
+        event("a", 1, 2, "refund", 2),
+        event("a", 1, 3, "refund", 2),
+    )
+    (update,) = plan([debit, first, repeat], {"a": Position(1, 0)}).updates
+    update.void(repeat, Voided(first.id, "repeats refund"))
+    assert (update.end, update.balance, update.calls, update.tokens_spent) == (
+        Position(1, 3),
+        0,
+        0,
+        0,
+    )
 
 
 def test_a_gap_holds_that_account_from_the_gap_on_and_others_apply() -> None:

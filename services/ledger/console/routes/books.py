@@ -121,7 +121,8 @@ async def settle_account(request: web.Request) -> web.Response:
     outcome = {
         "balance_before": settlement.before_balance,
         "balance": settlement.balance,
-        "adopted": [e.id for e in settled.adopted],
+        "adopted": [e.id for e, _ in settled.adopted],
+        "voided": {e.id: voided.reason for e, voided in settled.adopted if voided},
     }
     await c.journal.record(by, "settle", name, reason, outcome)
     return aiohttp_jinja2.render_template(
