@@ -55,9 +55,13 @@ async def run(args: argparse.Namespace) -> int:
             redis = "-" if row.redis is None else str(row.redis.balance)
             dead = f"  dead letters: {' '.join(row.dead_letters)}" if row.dead_letters else ""
             if row.reused:
-                dead += f"  reused positions: {len(row.reused)} events (settle the account)"
+                dead += f"  reused positions: {len(row.reused)} events"
+            if row.stranded:
+                dead += f"  stranded: {len(row.stranded)} events, {row.stranded_tokens:+} tokens"
             print(
                 f"{safe(row.account):<24} {redis:>10} {row.mongo.balance:>10} {row.outbox:>8} "
                 f"{row.drift:>7}  {row.status}{safe(dead)}"
             )
+            if row.status.drifts:
+                print(f"{'':<24} procedure: {row.status.procedure}")
     return 1 if report.drifting else 0

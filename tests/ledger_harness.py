@@ -9,7 +9,7 @@ from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.domain.messages import Received
 from services.ledger.domain.reconcile import BalanceAt, Status, compare
 from services.ledger.usecases.apply_messages import MessageHandler
-from services.ledger.usecases.reconcile import POSITION_FIELDS
+from services.ledger.usecases.reconcile import POSITION_FIELDS, HeldEvents, held_for_settle
 from shared.accounting.accounts import AccountStore
 from shared.accounting.bank import TokenBank
 from shared.accounting.events import Batch, Event
@@ -32,9 +32,9 @@ class Ledger:
         stored = await self.accounts.get(account)
         assert stored is not None
         mongo = BalanceAt(stored["balance"], stored["epoch"], stored["seq"])
-        held = tuple(doc["event"]["id"] for doc in await self.store.unsettled_reuses(account))
+        held = (await held_for_settle(self.store, account)).get(account, HeldEvents())
         redis_at = None if live[0] is None else BalanceAt(*(int(v or 0) for v in live))
-        row = compare(account, redis_at, mongo, 0, pipeline_idle=True, reused=held)
+        row = compare(account, redis_at, mongo, 0, True, *held.verdict_args)
         return (redis_at.balance if redis_at else None), mongo.balance, row.status
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -30,6 +31,7 @@ from shared.store_retry import with_retries
 from shared.stores import MongoDoc
 
 DUPLICATE_KEY = 11000
+POSITION_FIELDS = {"epoch": 1, "seq": 1, "ended": 1}
 HOLDER_FIELDS = {"event_id": 1, "type": 1, "amount": 1, "request_id": 1, "charge": 1}
 
 
@@ -81,9 +83,9 @@ class LedgerStore:
     async def positions(self, accounts: list[str]) -> dict[str, Position]:
         """One lookup by `_id` per account: the form every MongoDB-compatible server indexes."""
         docs = await asyncio.gather(
-            *(self.accounts.find_one({"_id": a}, {"epoch": 1, "seq": 1}) for a in accounts)
+            *(self.accounts.find_one({"_id": a}, POSITION_FIELDS) for a in accounts)
         )
-        return {doc["_id"]: Position(doc["epoch"], doc["seq"]) for doc in docs if doc}
+        return {doc["_id"]: position_of(doc) for doc in docs if doc}
 
     async def write_journal(
         self, events: list[Event], message_of: dict[str, str], voided: dict[str, Voided]
@@ -184,12 +186,13 @@ class LedgerStore:
         return repeats
 
     async def record_reuses(
-        self, found: list[tuple[Event, Holder]], message_of: dict[str, str]
+        self, found: Sequence[tuple[Event, Holder | None]], message_of: dict[str, str]
     ) -> set[str]:
-        """Keep each reused position for reconcile and settle; the ids settle adopted."""
+        """Keep each reused position (or stranded event: no holder) for reconcile and
+        settle; the ids settle adopted."""
         now = datetime.now(UTC)
 
-        async def record(event: Event, holder: Holder) -> MongoDoc | None:
+        async def record(event: Event, holder: Holder | None) -> MongoDoc | None:
             return await with_retries(
                 lambda: self.reused.find_one_and_update(
                     {"_id": reuse_id(event)},
@@ -198,7 +201,7 @@ class LedgerStore:
                         "$setOnInsert": {
                             "account": event.account,
                             "event": event.to_dict(),
-                            "journaled_event_id": holder.event_id,
+                            "journaled_event_id": holder.event_id if holder else None,
                             "first_seen": now,
                             "adopted_at": None,
                         },
@@ -265,7 +268,12 @@ class LedgerStore:
                     {"_id": u.account, "epoch": u.start.epoch, "seq": u.start.seq},
                     {
                         "$inc": _increments(u),
-                        "$set": {"epoch": u.end.epoch, "seq": u.end.seq, "updated_at": now},
+                        "$set": {
+                            "epoch": u.end.epoch,
+                            "seq": u.end.seq,
+                            "updated_at": now,
+                            **{f"ended.{epoch}": seq for epoch, seq in u.epochs_left},
+                        },
                     },
                 )
             )
@@ -364,6 +372,12 @@ class LedgerStore:
             .limit(limit)
         )
         return [doc async for doc in cursor]
+
+
+def position_of(doc: MongoDoc) -> Position:
+    """An account's applied position, with the epochs it left (`ended`, keyed by epoch)."""
+    ended = sorted((int(epoch), int(seq)) for epoch, seq in doc.get("ended", {}).items())
+    return Position(doc["epoch"], doc["seq"], tuple(ended))
 
 
 def journal_entry(e: Event, message_id: str, voided: Voided | None = None) -> MongoDoc:

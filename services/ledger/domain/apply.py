@@ -6,6 +6,11 @@ of a newer epoch, after a re-hydration). Anything at or before the position is a
 duplicate and is skipped; anything further ahead is a gap, which is never skipped:
 the message stays in SQS until the missing events arrive or it reaches the DLQ.
 The events of one account that follow each other fold into one update.
+
+When the account moves to a newer epoch, the last seq applied in the epoch it leaves
+is kept (`ended`). An older epoch's event past that seq was never counted: it arrived
+after the newer epoch began (redriven from the DLQ, say). It is *stranded*, not a
+duplicate: held and recorded for settle to adopt, never dropped.
 """
 
 from __future__ import annotations
@@ -28,9 +33,24 @@ class Outcome(StrEnum):
 class Position:
     epoch: int
     seq: int
+    # (epoch, last seq applied in it) for each epoch the account left, oldest first;
+    # epochs left before these were kept (and none before the first) are not known.
+    ended: tuple[tuple[int, int], ...] = ()
 
     def is_duplicate(self, event: Event) -> bool:
-        return self.includes(event.epoch, event.seq)
+        return self.includes(event.epoch, event.seq) and not self.strands(event)
+
+    def strands(self, event: Event) -> bool:
+        """Whether `event` is of an epoch this account left before the event was counted."""
+        if event.epoch >= self.epoch or not self.ended or event.epoch < self.ended[0][0]:
+            return False
+        return event.seq > dict(self.ended).get(event.epoch, 0)
+
+    def moved_to(self, event: Event) -> Position:
+        ended = self.ended
+        if event.epoch != self.epoch:
+            ended = (*ended, (self.epoch, self.seq))
+        return Position(event.epoch, event.seq, ended)
 
     def includes(self, epoch: int, seq: int) -> bool:
         """Whether (epoch, seq) is at or before this position."""
@@ -66,8 +86,13 @@ class AccountUpdate:
 
     def add(self, event: Event) -> None:
         self.events.append(event)
-        self.end = Position(event.epoch, event.seq)
+        self.end = self.end.moved_to(event)
         self._count(event, 1)
+
+    @property
+    def epochs_left(self) -> tuple[tuple[int, int], ...]:
+        """The epochs this update leaves, with the last seq applied in each."""
+        return self.end.ended[len(self.start.ended) :]
 
     def void(self, event: Event, voided: Voided) -> None:
         """Keep a repeated credit's or refund's place in the sequence, counting nothing."""
@@ -87,6 +112,7 @@ class AccountUpdate:
 class Plan:
     updates: list[AccountUpdate] = field(default_factory=list)
     duplicates: list[Event] = field(default_factory=list)  # at or before the position
+    stranded: list[Event] = field(default_factory=list)  # of a left epoch, never counted
     problems: dict[str, str] = field(default_factory=dict)  # account -> why it is held
     held: set[str] = field(default_factory=set)  # ids of the events that must wait
 
@@ -116,7 +142,9 @@ def plan(events: list[Event], positions: dict[str, Position]) -> Plan:
             continue
         update = AccountUpdate(account, position, position)
         for index, event in enumerate(account_events):
-            if update.end.is_duplicate(event):
+            if update.end.strands(event):
+                result.stranded.append(event)
+            elif update.end.is_duplicate(event):
                 result.duplicates.append(event)
             elif update.end.is_followed_by(event):
                 update.add(event)

@@ -9,7 +9,10 @@ purged) is drift too: `behind`. After Redis lost data, old-epoch events still in
 the re-hydration read MongoDB, so the drift of a settled account is bounded by
 what was in flight: that is the overdraft the design accepts and reports here.
 An account with reused positions not yet settled is `reused` whatever its balances:
-its books are only exact again once `maas ledger settle` adopts those events.
+its books are only exact again once `maas ledger settle` adopts those events. One with
+stranded events (of an epoch it left before they were counted) is `stranded`, with
+their amount, for the same reason. Every verdict names its procedure, the runbook entry
+in docs/slos.md of the same name.
 """
 
 from __future__ import annotations
@@ -25,10 +28,26 @@ class Status(StrEnum):
     NOT_HYDRATED = "not_hydrated"
     BEHIND = "behind"
     REUSED = "reused"
+    STRANDED = "stranded"
 
     @property
     def drifts(self) -> bool:
-        return self in (Status.DRIFT, Status.BEHIND, Status.REUSED)
+        return self in (Status.DRIFT, Status.BEHIND, Status.REUSED, Status.STRANDED)
+
+    @property
+    def procedure(self) -> str:
+        return PROCEDURES[self]
+
+
+PROCEDURES = {
+    Status.OK: "none",
+    Status.PENDING: "none: its events are on their way; ask again later",
+    Status.NOT_HYDRATED: "none: Redis loads it from MongoDB on its next request",
+    Status.DRIFT: "settle once idle (runbook: Reconciliation drift)",
+    Status.BEHIND: "redrive its dead letters, or purge them and settle (runbook: Behind)",
+    Status.REUSED: "settle once idle; it adopts the held events (runbook: Reused positions)",
+    Status.STRANDED: "settle once idle; it adopts the stranded events (runbook: Stranded events)",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +69,8 @@ class Row:
     drift: int
     dead_letters: tuple[str, ...] = ()  # DLQ messages carrying this account's events
     reused: tuple[str, ...] = ()  # events held at a position another event holds
+    stranded: tuple[str, ...] = ()  # events of an epoch left before they were counted
+    stranded_tokens: int = 0  # what they would change in the balance
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -63,6 +84,9 @@ class Row:
             "mongo_position": [self.mongo.epoch, self.mongo.seq],
             "dead_letters": list(self.dead_letters),
             "reused_events": list(self.reused),
+            "stranded_events": list(self.stranded),
+            "stranded_tokens": self.stranded_tokens,
+            "procedure": self.status.procedure,
         }
 
 
@@ -73,11 +97,16 @@ def compare(
     outbox: int,
     pipeline_idle: bool,
     reused: tuple[str, ...] = (),
+    stranded: tuple[str, ...] = (),
+    stranded_tokens: int = 0,
 ) -> Row:
     """`outbox` is the signed sum of the account's events not yet sent to SQS."""
-    if reused:
+    if reused or stranded:
         drift = redis.balance - mongo.balance if redis else 0
-        return Row(account, redis, mongo, outbox, Status.REUSED, drift, reused=reused)
+        status = Status.REUSED if reused else Status.STRANDED
+        return Row(
+            account, redis, mongo, outbox, status, drift, (), reused, stranded, stranded_tokens
+        )
     if redis is None:
         return Row(account, None, mongo, outbox, Status.NOT_HYDRATED, 0)
     settled = (redis.epoch, redis.seq) == (mongo.epoch, mongo.seq) or (

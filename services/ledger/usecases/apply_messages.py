@@ -16,6 +16,7 @@ conditional single-document update is the only guard that keeps the books exact.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -44,6 +45,10 @@ VOIDED = Counter(
     "Credits repeating an idempotency key, refunds repeating a charge's refund or giving "
     "back a charge never counted: kept in the journal, out of the balance",
     ["type"],
+)
+STRANDED = Counter(
+    "maas_ledger_stranded_events_total",
+    "Events of an epoch the account had left before they were counted (held for settle)",
 )
 APPLY_LATENCY = Histogram(
     "maas_ledger_apply_duration_seconds",
@@ -144,6 +149,8 @@ class MessageHandler:
                 result = plan(pending, known)
             # Before writing: a refund may give back a charge found at a reused position.
             await self._check_duplicates(result, source)
+            if result.stranded:
+                await self._hold_reused([(e, None) for e in result.stranded], result, source)
             done.duplicates += result.duplicates
             moved = await self._write(result, source) if result.updates else set()
             done.merge_holds(result)
@@ -288,23 +295,33 @@ class MessageHandler:
             await self._hold_reused(reused, result, source)
 
     async def _hold_reused(
-        self, reused: list[tuple[Event, Holder]], result: Plan, source: dict[str, str]
+        self, reused: Sequence[tuple[Event, Holder | None]], result: Plan, source: dict[str, str]
     ) -> None:
-        """Record reused positions and hold their events, unless settle adopted them."""
+        """Record reused positions (and stranded events: no holder) and hold their events,
+        unless settle adopted them."""
         adopted = await self.store.record_reuses(reused, source)
-        by_account: dict[str, list[tuple[Event, Holder]]] = {}
+        by_account: dict[str, list[tuple[Event, Holder | None]]] = {}
         for event, holder in reused:
             if event.id not in adopted:
                 by_account.setdefault(event.account, []).append((event, holder))
         for account, found in by_account.items():
-            REUSED_POSITIONS.inc(len(found))
             (event, holder), more = found[0], len(found) - 1
+            if holder is None:
+                STRANDED.inc(len(found))
+                what = (
+                    f"stranded event for {account!r}: epoch {event.epoch} seq {event.seq} "
+                    "arrived after the account's next epoch began, and MongoDB never counted it"
+                )
+            else:
+                REUSED_POSITIONS.inc(len(found))
+                what = (
+                    f"reused position for {account!r}: epoch {event.epoch} seq {event.seq} is "
+                    f"event {holder.event_id} in the journal, not {event.id}"
+                )
             result.hold(
                 account,
                 [e for e, _ in found],
-                f"reused position for {account!r}: epoch {event.epoch} seq {event.seq} is "
-                f"event {holder.event_id} in the journal, not {event.id}"
+                what
                 + (f" (and {more} more)" if more else "")
-                + "; Redis lost events it had shipped: run "
-                f"`maas ledger settle --account {account}` once idle",
+                + f"; run `maas ledger settle --account {account}` once idle",
             )

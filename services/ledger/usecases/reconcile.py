@@ -18,7 +18,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.domain.reconcile import BalanceAt, Row, Status, compare
 from shared.accounting.accounts import AccountStore
-from shared.accounting.events import event_from_stream_entry
+from shared.accounting.events import event_from_stream_entry, signed_amount
 from shared.accounting.shapes import AccountField
 from shared.keys import Keys
 from shared.sqs import SQSClient
@@ -48,6 +48,31 @@ class Report:
         return sum(abs(row.drift) for row in self.drifting)
 
 
+@dataclass(slots=True)
+class HeldEvents:
+    """An account's events the ledger holds for settle: at reused positions, or stranded."""
+
+    reused: list[str] = field(default_factory=list)
+    stranded: list[str] = field(default_factory=list)
+    stranded_tokens: int = 0
+
+    @property
+    def verdict_args(self) -> tuple[tuple[str, ...], tuple[str, ...], int]:
+        return tuple(self.reused), tuple(self.stranded), self.stranded_tokens
+
+
+async def held_for_settle(store: LedgerStore, account: str | None) -> dict[str, HeldEvents]:
+    held: defaultdict[str, HeldEvents] = defaultdict(HeldEvents)
+    for doc in await store.unsettled_reuses(account):
+        events = held[doc["account"]]
+        if doc.get("journaled_event_id") is None:
+            events.stranded.append(doc["event"]["id"])
+            events.stranded_tokens += signed_amount(doc["event"]["type"], doc["event"]["amount"])
+        else:
+            events.reused.append(doc["event"]["id"])
+    return held
+
+
 class Reconciler:
     def __init__(
         self, redis: Redis, db: AsyncDatabase[MongoDoc], sqs: SQSClient, queue_url: str, keys: Keys
@@ -73,9 +98,7 @@ class Reconciler:
         outbox, outbox_events = await self._outbox()
         idle = queue == 0 and outbox_events == 0
         report = Report([], queue, outbox_events)
-        reused: defaultdict[str, list[str]] = defaultdict(list)
-        for doc in await self.store.unsettled_reuses(account):
-            reused[doc["account"]].append(doc["event"]["id"])
+        held = await held_for_settle(self.store, account)
         async for docs in self._pages(account, page_size):
             live = await self._live([doc["_id"] for doc in docs])
             for doc in docs:
@@ -85,7 +108,7 @@ class Reconciler:
                     BalanceAt(int(doc["balance"]), int(doc["epoch"]), int(doc["seq"])),
                     outbox.get(doc["_id"], 0),
                     idle,
-                    tuple(reused.get(doc["_id"], ())),
+                    *held.get(doc["_id"], HeldEvents()).verdict_args,
                 )
                 report.statuses[str(row.status)] += 1
                 if row.status is not Status.OK or account:

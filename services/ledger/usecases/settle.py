@@ -70,8 +70,7 @@ async def adopt_reuses(store: LedgerStore, account: str) -> list[tuple[Event, Vo
     among them may give one of them back), each exactly once."""
     reuses = [(doc, event_from_dict(doc["event"])) for doc in await store.unsettled_reuses(account)]
     reuses.sort(key=lambda found: found[1].type != "debit")
-    stored = await store.accounts.find_one({"_id": account}, {"epoch": 1, "seq": 1})
-    applied = {account: Position(stored["epoch"], stored["seq"]) if stored else Position(0, 0)}
+    applied = await store.positions([account]) or {account: Position(0, 0)}
     adopted: list[tuple[Event, Voided | None]] = []
     for doc, event in reuses:
         verdicts = await judge(store, [event], applied, {e.id for e, _ in adopted})

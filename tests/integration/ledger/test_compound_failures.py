@@ -241,3 +241,31 @@ async def test_a_refund_of_a_charge_that_never_reached_mongodb_counts_nothing(
     assert await ledger.books("never-shipped") == (10, 10, Verdict.OK)
     (entry,) = await ledger.store.history("never-shipped", 5)
     assert entry["void_reason"].startswith(f"its charge {charge.id} never reached MongoDB")
+
+
+async def test_an_old_epochs_credit_arriving_after_the_next_epoch_began_is_stranded_not_lost(
+    ledger: Ledger,
+) -> None:
+    """3: a credit's message sat in the DLQ while Redis lost the account and loaded it
+    again; the new epoch's first charge applied; then the credit was redriven."""
+    await ledger.accounts.create("stranded", 10)
+    bank = ledger.bank
+    accepted = await bank.credit("stranded", 5, "purchase", "K", "body")  # answered 202
+    held = await issued(bank, "stranded")
+    await bank.redis.delete(bank.keys.account("stranded"))
+    await charged(bank, "stranded", 1)  # a new epoch, loaded from MongoDB's 10
+    assert await deliver(ledger, await issued(bank, "stranded", held))
+
+    redriven = message(held, receive_count=1)
+    handled = (await ledger.worker().handle([redriven]))[redriven.message_id]
+    assert not handled.done
+    assert f"stranded event for 'stranded': epoch {accepted.epoch} seq 1" in handled.reason
+    redis, mongo, verdict = await ledger.books("stranded")
+    assert (redis, mongo, verdict) == (9, 9, Verdict.STRANDED)
+    assert "settle" in verdict.procedure
+
+    await settle(bank, ledger.store, "stranded", "redriven after the next epoch", "test")
+    assert await ledger.books("stranded") == (14, 14, Verdict.OK)
+    again = message(held, receive_count=2)
+    assert (await ledger.worker().handle([again]))[again.message_id].done
+    assert await ledger.books("stranded") == (14, 14, Verdict.OK)

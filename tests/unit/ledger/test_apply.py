@@ -89,7 +89,24 @@ def test_a_new_epoch_starts_at_seq_one_after_the_old_epoch_drains() -> None:
     events = [event("a", 1, 5), event("a", 3, 1), event("a", 3, 2)]
     result = plan(events, {"a": Position(1, 4)})
     assert result.held == set()
-    assert result.updates[0].end == Position(3, 2)
+    (update,) = result.updates
+    assert update.end == Position(3, 2, ended=((1, 5),))
+    assert update.epochs_left == ((1, 5),)
+
+
+def test_an_old_epochs_event_past_its_last_applied_seq_is_stranded_not_a_duplicate() -> None:
+    position = Position(3, 2, ended=((0, 0), (1, 5)))
+    result = plan([event("a", 1, 5), event("a", 1, 6), event("a", 2, 1)], {"a": position})
+    assert [e.id for e in result.duplicates] == ["a-1-5"]
+    assert [e.id for e in result.stranded] == ["a-1-6", "a-2-1"]  # epoch 2 had none applied
+    assert result.updates == []
+
+
+def test_epochs_left_before_they_were_kept_stay_duplicates() -> None:
+    position = Position(5, 2, ended=((3, 7),))
+    result = plan([event("a", 2, 9), event("a", 3, 8)], {"a": position})
+    assert [e.id for e in result.duplicates] == ["a-2-9"]
+    assert [e.id for e in result.stranded] == ["a-3-8"]
 
 
 def test_a_new_epoch_not_starting_at_one_is_a_gap() -> None:
