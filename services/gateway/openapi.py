@@ -231,21 +231,99 @@ def own_account_errors() -> dict[str, Schema]:
     return {**COMMON_ERRORS, "403": error("No account for this token")}
 
 
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+ACCOUNT_PATH = {"name": "account", "in": "path", "required": True, "schema": ACCOUNT_ID}
+TOKENS_PER_CALL = {"type": "integer", "minimum": 1, "maximum": MAX_TOKENS_PER_CALL}
+NEW_ACCOUNT_BODY = {
+    "type": "object",
+    "required": ["id", "tokens"],
+    "properties": {"id": ACCOUNT_ID, "tokens": {**TOKENS_PER_CALL, "minimum": 0}},
+}
+CREDIT_BODY = {
+    "type": "object",
+    "required": ["amount"],
+    "properties": {
+        "amount": TOKENS_PER_CALL,
+        "reason": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_CREDIT_REASON_CHARS,
+            "pattern": f"^[^{ranges_class(NOT_SQS)}]+$",
+            "description": "Any characters an SQS message can carry: no control character "
+            "but tab and newlines, no U+FFFE or U+FFFF",
+        },
+    },
+}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
+}
+INTEGER = {"type": "integer"}
+STRING = {"type": "string"}
+SCHEMAS: dict[str, Schema] = {
+    "Error": ERROR,
+    "Location": LOCATION,
+    "Meme": MEME,
+    "MemeBody": MEME_BODY,
+    "Usage": USAGE,
+    "OwnAccount": {
+        "type": "object",
+        "required": ["id", "tokens", "roles", "usage"],
+        "properties": {
+            "id": STRING,
+            "tokens": INTEGER,
+            "roles": {"type": "array", "items": STRING},
+            "usage": {"$ref": "#/components/schemas/Usage"},
+        },
+    },
+    "Tokens": {"type": "object", "required": ["tokens"], "properties": {"tokens": INTEGER}},
+    "NewAccount": {
+        "type": "object",
+        "required": ["id", "tokens"],
+        "properties": {"id": STRING, "tokens": INTEGER},
+    },
+    "Account": {
+        "type": "object",
+        "required": ["id", "tokens", "ledger", "usage"],
+        "properties": {
+            "id": STRING,
+            "tokens": INTEGER,
+            "ledger": {
+                "type": "object",
+                "required": ["balance", "epoch", "seq"],
+                "properties": {"balance": INTEGER, "epoch": INTEGER, "seq": INTEGER},
+            },
+            "usage": {"$ref": "#/components/schemas/Usage"},
+        },
+    },
+    "Credit": {
+        "type": "object",
+        "required": ["event_id", "tokens"],
+        "properties": {"event_id": STRING, "tokens": INTEGER},
+    },
+}
+
+
+def answer(description: str, schema: str) -> Schema:
+    """A JSON answer whose body is one of the document's schemas."""
+    ref = {"$ref": f"#/components/schemas/{schema}"}
+    return {"description": description, "content": {"application/json": {"schema": ref}}}
+
+
+def operation(operation_id: str, summary: str, responses: Schema, **more: Any) -> Schema:
+    """An operation that needs a bearer token."""
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "security": BEARER,
+        **more,
+        "responses": responses,
+    }
+
+
 def document() -> Schema:
-    bearer: list[dict[str, list[str]]] = [{"bearer": []}]
-    meme_get = {
-        "summary": "A meme about a topic at a place",
-        "security": bearer,
-        "parameters": MEME_PARAMETERS,
-        "responses": meme_responses(),
-    }
-    meme_post = {
-        "summary": "A meme, with the parameters in a JSON body",
-        "security": bearer,
-        "requestBody": json_body({"$ref": "#/components/schemas/MemeBody"}),
-        "responses": meme_responses(),
-    }
-    account_path = {"name": "account", "in": "path", "required": True, "schema": ACCOUNT_ID}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -253,247 +331,128 @@ def document() -> Schema:
             "version": "1.0.0",
             "description": "Metered memes: text memes cost 1 token, AI memes 2.",
         },
-        "paths": {
-            "/memes": {"get": {**meme_get, "operationId": "getMeme"}},
-            "/v1/memes": {
-                "get": {**meme_get, "operationId": "getMemeV1"},
-                "post": {**meme_post, "operationId": "postMemes"},
-            },
-            "/v1/meme": {"post": {**meme_post, "operationId": "postMeme"}},
-            "/v1/account": {
-                "get": {
-                    "operationId": "getOwnAccount",
-                    "summary": "The caller's balance, roles and usage",
-                    "security": bearer,
-                    "responses": {
-                        "200": {
-                            "description": "The account",
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/OwnAccount"}
-                                }
-                            },
-                        },
-                        **own_account_errors(),
-                    },
-                }
-            },
-            "/v1/tokens": {
-                "get": {
-                    "operationId": "getOwnTokens",
-                    "summary": "The caller's balance",
-                    "security": bearer,
-                    "responses": {
-                        "200": {
-                            "description": "The live balance",
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/Tokens"}
-                                }
-                            },
-                        },
-                        **own_account_errors(),
-                    },
-                }
-            },
-            "/v1/accounts": {
-                "post": {
-                    "operationId": "createAccount",
-                    "summary": "Create an account (admin)",
-                    "security": bearer,
-                    "requestBody": json_body(
-                        {
-                            "type": "object",
-                            "required": ["id", "tokens"],
-                            "properties": {
-                                "id": ACCOUNT_ID,
-                                "tokens": {
-                                    "type": "integer",
-                                    "minimum": 0,
-                                    "maximum": MAX_TOKENS_PER_CALL,
-                                },
-                            },
-                        }
-                    ),
-                    "responses": {
-                        "201": {
-                            "description": "Created",
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/NewAccount"}
-                                }
-                            },
-                        },
-                        "400": error("Invalid body"),
-                        "409": error("The account exists"),
-                        "413": error("Body too large"),
-                        **admin_errors(),
-                    },
-                }
-            },
-            "/v1/accounts/{account}": {
-                "get": {
-                    "operationId": "getAccount",
-                    "summary": "An account with its live and ledger balances (admin)",
-                    "security": bearer,
-                    "parameters": [account_path],
-                    "responses": {
-                        "200": {
-                            "description": "The account",
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/Account"}
-                                }
-                            },
-                        },
-                        "400": error("Not a valid account id"),
-                        "404": error("No such account"),
-                        **admin_errors(),
-                    },
-                }
-            },
-            "/v1/accounts/{account}/credits": {
-                "post": {
-                    "operationId": "creditAccount",
-                    "summary": "Credit purchased tokens, idempotently (admin)",
-                    "security": bearer,
-                    "parameters": [
-                        account_path,
-                        {
-                            "name": "Idempotency-Key",
-                            "in": "header",
-                            "required": True,
-                            "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
-                        },
-                    ],
-                    "requestBody": json_body(
-                        {
-                            "type": "object",
-                            "required": ["amount"],
-                            "properties": {
-                                "amount": {
-                                    "type": "integer",
-                                    "minimum": 1,
-                                    "maximum": MAX_TOKENS_PER_CALL,
-                                },
-                                "reason": {
-                                    "type": "string",
-                                    "minLength": 1,
-                                    "maxLength": MAX_CREDIT_REASON_CHARS,
-                                    "pattern": f"^[^{ranges_class(NOT_SQS)}]+$",
-                                    "description": "Any characters an SQS message "
-                                    "can carry: no control character but tab and "
-                                    "newlines, no U+FFFE or U+FFFF",
-                                },
-                            },
-                        }
-                    ),
-                    "responses": {
-                        "202": {
-                            "description": "Credited, or the first answer for this key",
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/Credit"}
-                                }
-                            },
-                        },
-                        "400": error("Invalid body or Idempotency-Key"),
-                        "404": error("No such account"),
-                        "409": error(
-                            "The key was used with a different body, or the credit would "
-                            "take the balance over its limit (balance_limit)"
-                        ),
-                        "413": error("Body too large"),
-                        "503": error(
-                            "Not durable yet (SQS unreachable); retry with the same key",
-                            {"Retry-After": header("Seconds to wait", "integer")},
-                        ),
-                        **admin_errors(),
-                    },
-                }
-            },
-            "/healthz": {"get": _plain("Liveness", "getHealth")},
-            "/readyz": {"get": _plain("Readiness of Redis, SQS and the meme service", "getReady")},
-            "/metrics": {
-                "get": {
-                    "operationId": "getMetrics",
-                    "summary": "Prometheus metrics",
-                    "responses": {
-                        "200": {
-                            "description": "Prometheus text format",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        }
-                    },
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "operationId": "getOpenApi",
-                    "summary": "This document",
-                    "responses": {
-                        "200": {
-                            "description": "OpenAPI 3.1",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        }
-                    },
-                }
-            },
-        },
+        "paths": {**meme_paths(), **account_paths(), **operations_paths()},
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
             },
-            "schemas": {
-                "Error": ERROR,
-                "Location": LOCATION,
-                "Meme": MEME,
-                "MemeBody": MEME_BODY,
-                "Usage": USAGE,
-                "OwnAccount": {
-                    "type": "object",
-                    "required": ["id", "tokens", "roles", "usage"],
-                    "properties": {
-                        "id": {"type": "string"},
-                        "tokens": {"type": "integer"},
-                        "roles": {"type": "array", "items": {"type": "string"}},
-                        "usage": {"$ref": "#/components/schemas/Usage"},
-                    },
-                },
-                "Tokens": {
-                    "type": "object",
-                    "required": ["tokens"],
-                    "properties": {"tokens": {"type": "integer"}},
-                },
-                "NewAccount": {
-                    "type": "object",
-                    "required": ["id", "tokens"],
-                    "properties": {"id": {"type": "string"}, "tokens": {"type": "integer"}},
-                },
-                "Account": {
-                    "type": "object",
-                    "required": ["id", "tokens", "ledger", "usage"],
-                    "properties": {
-                        "id": {"type": "string"},
-                        "tokens": {"type": "integer"},
-                        "ledger": {
-                            "type": "object",
-                            "required": ["balance", "epoch", "seq"],
-                            "properties": {
-                                "balance": {"type": "integer"},
-                                "epoch": {"type": "integer"},
-                                "seq": {"type": "integer"},
-                            },
-                        },
-                        "usage": {"$ref": "#/components/schemas/Usage"},
-                    },
-                },
-                "Credit": {
-                    "type": "object",
-                    "required": ["event_id", "tokens"],
-                    "properties": {"event_id": {"type": "string"}, "tokens": {"type": "integer"}},
-                },
-            },
+            "schemas": SCHEMAS,
         },
+    }
+
+
+def meme_paths() -> Schema:
+    def get(operation_id: str) -> Schema:
+        summary = "A meme about a topic at a place"
+        return operation(operation_id, summary, meme_responses(), parameters=MEME_PARAMETERS)
+
+    def post(operation_id: str) -> Schema:
+        summary = "A meme, with the parameters in a JSON body"
+        body = json_body({"$ref": "#/components/schemas/MemeBody"})
+        return operation(operation_id, summary, meme_responses(), requestBody=body)
+
+    return {
+        "/memes": {"get": get("getMeme")},
+        "/v1/memes": {"get": get("getMemeV1"), "post": post("postMemes")},
+        "/v1/meme": {"post": post("postMeme")},
+    }
+
+
+def account_paths() -> Schema:
+    own = own_account_errors()
+    return {
+        "/v1/account": {
+            "get": operation(
+                "getOwnAccount",
+                "The caller's balance, roles and usage",
+                {"200": answer("The account", "OwnAccount"), **own},
+            )
+        },
+        "/v1/tokens": {
+            "get": operation(
+                "getOwnTokens",
+                "The caller's balance",
+                {"200": answer("The live balance", "Tokens"), **own},
+            )
+        },
+        "/v1/accounts": {
+            "post": operation(
+                "createAccount",
+                "Create an account (admin)",
+                {
+                    "201": answer("Created", "NewAccount"),
+                    "400": error("Invalid body"),
+                    "409": error("The account exists"),
+                    "413": error("Body too large"),
+                    **admin_errors(),
+                },
+                requestBody=json_body(NEW_ACCOUNT_BODY),
+            )
+        },
+        "/v1/accounts/{account}": {
+            "get": operation(
+                "getAccount",
+                "An account with its live and ledger balances (admin)",
+                {
+                    "200": answer("The account", "Account"),
+                    "400": error("Not a valid account id"),
+                    "404": error("No such account"),
+                    **admin_errors(),
+                },
+                parameters=[ACCOUNT_PATH],
+            )
+        },
+        "/v1/accounts/{account}/credits": {
+            "post": operation(
+                "creditAccount",
+                "Credit purchased tokens, idempotently (admin)",
+                {
+                    "202": answer("Credited, or the first answer for this key", "Credit"),
+                    "400": error("Invalid body or Idempotency-Key"),
+                    "404": error("No such account"),
+                    "409": error(
+                        "The key was used with a different body, or the credit would "
+                        "take the balance over its limit (balance_limit)"
+                    ),
+                    "413": error("Body too large"),
+                    "503": error(
+                        "Not durable yet (SQS unreachable); retry with the same key",
+                        {"Retry-After": header("Seconds to wait", "integer")},
+                    ),
+                    **admin_errors(),
+                },
+                parameters=[ACCOUNT_PATH, IDEMPOTENCY_KEY],
+                requestBody=json_body(CREDIT_BODY),
+            )
+        },
+    }
+
+
+def operations_paths() -> Schema:
+    def unauthenticated(operation_id: str, summary: str, description: str, body: Schema) -> Schema:
+        return {
+            "get": {
+                "operationId": operation_id,
+                "summary": summary,
+                "responses": {"200": {"description": description, "content": body}},
+            }
+        }
+
+    return {
+        "/healthz": {"get": _plain("Liveness", "getHealth")},
+        "/readyz": {"get": _plain("Readiness of Redis, SQS and the meme service", "getReady")},
+        "/metrics": unauthenticated(
+            "getMetrics",
+            "Prometheus metrics",
+            "Prometheus text format",
+            {"text/plain": {"schema": STRING}},
+        ),
+        "/openapi.json": unauthenticated(
+            "getOpenApi",
+            "This document",
+            "OpenAPI 3.1",
+            {"application/json": {"schema": {"type": "object"}}},
+        ),
     }
 
 
