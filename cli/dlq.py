@@ -1,8 +1,8 @@
 """`maas dlq list|show|redrive|purge`: the dead-letter queue, decoded, with reasons.
 
-`list` and `show` read the ledger's index of dead letters in MongoDB, so looking never
-hides a message from anyone; `redrive` and `purge` act on the queue and keep the index
-in step.
+All four act on the ledger's index of dead letters in MongoDB, where dead letters live
+(the ledger moves what reaches the SQS DLQ into it within seconds; `redrive` and `purge`
+do so first), so looking never hides a message from anyone.
 """
 
 from __future__ import annotations
@@ -61,10 +61,10 @@ async def list_letters(_: argparse.Namespace) -> int:
             f"reason={letter.get('first_reason') or 'unknown'}"
         )
         print(safe(line))
-    if depth != len(letters):
+    if depth:
         print(
-            f"note: SQS counts about {depth} dead letters, the index {len(letters)}; "
-            "`redrive --all` and `purge --all` walk the queue itself"
+            f"note: the SQS DLQ holds about {depth} messages on their way into this list "
+            "(a few seconds; most are listed already); `redrive` and `purge` take them first"
         )
     return 0
 
@@ -100,8 +100,10 @@ async def purge(args: argparse.Namespace) -> int:
 
 
 async def total(c: Connections, args: argparse.Namespace) -> int:
-    """What a walk will go through: the whole queue (as SQS counts it), or one message."""
-    return await queue_depth(c.sqs, c.dlq_url) if args.all else 1
+    """What a walk will go through: every dead letter, or one message."""
+    if not args.all:
+        return 1
+    return max(await LedgerStore(c.db).dead_letter_count(), await queue_depth(c.sqs, c.dlq_url))
 
 
 def chosen(args: argparse.Namespace) -> set[str] | None:
@@ -114,9 +116,6 @@ def report(walk: Walk, done: str, args: argparse.Namespace) -> int:
     for message_id, reason in walk.left.items():
         print(safe(f"left {message_id}: {reason}"))
     if not args.all and not walk.done and not walk.left:
-        print(
-            f"no message {safe(args.message_id)} at the head of its group in the dead-letter queue "
-            "(`maas dlq list` shows the order)"
-        )
+        print(f"no message {safe(args.message_id)} in the dead-letter queue (`maas dlq list`)")
         return 1
     return 1 if walk.left else 0

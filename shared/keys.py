@@ -49,6 +49,11 @@ class Keys:
         return "maas:{console}:books"
 
     @staticmethod
+    def dead_letter_collector_lease() -> str:
+        """Held by the one ledger replica that moves the DLQ's messages into the index."""
+        return "maas:{console}:dead-letter-collector-lease"
+
+    @staticmethod
     def sampler_lease() -> str:
         """Held by the one ledger replica that samples the pipeline."""
         return "maas:{console}:sampler-lease"

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any, TypeAlias
 
 import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient
 
+from shared.aio import sleep_unless
 from shared.settings import Settings
 
 Redis: TypeAlias = "aioredis.Redis | aioredis.RedisCluster"
 MongoDoc: TypeAlias = dict[str, Any]
+log = logging.getLogger(__name__)
 
 
 def lua_script(name: str) -> str:
@@ -49,3 +55,27 @@ def mongo_client(settings: Settings) -> AsyncMongoClient[MongoDoc]:
     return AsyncMongoClient(
         settings.mongo_url, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000, tz_aware=True
     )
+
+
+async def while_leased(
+    redis: Redis,
+    lease_key: str,
+    interval_s: float,
+    work: Callable[[], Awaitable[object]],
+    stop: asyncio.Event,
+    failure: str,
+) -> None:
+    """Run `work` every `interval_s` in the one process that holds the lease.
+
+    The lease outlives a few intervals, so another process takes over when its holder is
+    gone; a failed round is logged and the next one runs as usual.
+    """
+    lease = redis.register_script(lua_script("lease"))
+    owner, ttl_ms = uuid.uuid4().hex, int(3 * interval_s * 1000)
+    while not stop.is_set():
+        try:
+            if await lease(keys=[lease_key], args=[owner, ttl_ms]):
+                await work()
+        except Exception:
+            log.warning(failure, exc_info=True)
+        await sleep_unless(stop, interval_s)

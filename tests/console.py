@@ -93,8 +93,8 @@ async def indexed_dead_letters(stack: ServiceStack, count: int) -> list[dict[str
         async def indexed() -> bool:
             nonlocal found
             letters = client[stack.settings.mongo_db]["dead_letters"]
-            found = [doc async for doc in letters.find()]
-            return len(found) >= count and await stack.queue_depth(dead_letters=True) >= count
+            found = [doc async for doc in letters.find({"resolved_at": None})]
+            return len(found) >= count and await stack.dead_letters() >= count
 
         await wait_for(indexed, 90, f"{count} dead letters in the index")
     finally:

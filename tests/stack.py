@@ -300,8 +300,11 @@ class ServiceStack:
         os.close(controller)
         return await process.wait(), output.decode(errors="replace")
 
-    async def send_batches(self, events: list[Event], per_message: int, copies: int = 1) -> None:
-        """Publish events straight to the queue, packed per shard like the relay does."""
+    async def send_batches(
+        self, events: list[Event], per_message: int, copies: int = 1, dead_letters: bool = False
+    ) -> None:
+        """Publish events straight to the queue (or the DLQ, as a message moved there by
+        hand would be), packed per shard like the relay does."""
         keys = Keys(self.settings.shards)
         by_shard: dict[int, list[Event]] = {}
         for event in events:
@@ -320,7 +323,8 @@ class ServiceStack:
                         }
                     )
         async with sqs_client(self.settings) as sqs:
-            url = await queue_url(sqs, self.settings.queue_name)
+            name = self.settings.dlq_name if dead_letters else self.settings.queue_name
+            url = await queue_url(sqs, name)
             for start in range(0, len(entries), 10):
                 answer = await sqs.send_message_batch(
                     QueueUrl=url, Entries=entries[start : start + 10]
@@ -348,6 +352,18 @@ class ServiceStack:
                 ],
             )
         return sum(int(v) for v in attributes["Attributes"].values())
+
+    async def dead_letters(self) -> int:
+        """Dead letters as the ledger counts them (`maas_ledger_dlq_depth`): the index's
+        count, or the SQS DLQ's if it counts more (messages not moved into the index yet)."""
+        client = mongo_client(self.settings)
+        try:
+            indexed = await client[self.settings.mongo_db]["dead_letters"].count_documents(
+                {"resolved_at": None}
+            )
+        finally:
+            await client.close()
+        return max(indexed, await self.queue_depth(dead_letters=True))
 
     async def flush_redis(self) -> None:
         """Data loss: Redis forgets every balance, outbox entry and lease."""

@@ -61,7 +61,7 @@ class Drain:
         return task.result()
 
     async def refund_leftovers(self, bank: TokenBank) -> None:
-        """Refund the charges whose handlers ended without settling or refunding them."""
+        """Refund the charges whose handlers ended without confirming or refunding them."""
         for charge in list(self._in_flight.values()):
             try:
                 await bank.refund(charge)

@@ -23,12 +23,12 @@ log = logging.getLogger(__name__)
 
 SWEPT = Counter(
     "maas_charges_swept_total",
-    "Overdue pending charges the sweeper settled, by outcome",
+    "Overdue pending charges the sweeper decided, by outcome",
     ["outcome"],
 )
 SWEEP_FAILURES = Counter(
     "maas_sweep_failures_total",
-    "Overdue charges or shards the sweeper could not settle this time (tried again next round)",
+    "Overdue charges or shards the sweeper could not refund this time (tried again next round)",
     ["step"],
 )
 
@@ -59,13 +59,13 @@ class Sweeper:
             await sleep_unless(stop, self.every_s)
 
     async def sweep_once(self) -> int:
-        """Refund the overdue charges of the held shards; returns how many were settled.
+        """Refund the overdue charges of the held shards; returns how many were decided.
 
         A failure is one charge's or one shard's: it is logged and counted, and the rest
         of the round goes on (one charge that cannot be refunded must not keep every
         later charge and shard waiting, round after round).
         """
-        settled = 0
+        decided = 0
         for shard in self.held_shards():
             try:
                 overdue = await self.bank.overdue(shard)
@@ -85,5 +85,5 @@ class Sweeper:
                     SWEEP_FAILURES.labels("refund").inc()
                     continue
                 SWEPT.labels(Status(outcome.status).name.lower()).inc()
-                settled += 1
-        return settled
+                decided += 1
+        return decided

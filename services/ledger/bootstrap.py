@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -19,15 +18,15 @@ from services.ledger.consumer import Consumer
 from services.ledger.pipeline import Sampler, Samples
 from services.ledger.usecases.apply_messages import MessageHandler
 from services.ledger.usecases.books import export_drift, reconcile_and_keep
+from services.ledger.usecases.dead_letters import collect_periodically, operator_walk
 from services.ledger.usecases.reconcile import Reconciler
 from shared.accounting.bank import TokenBank
-from shared.aio import sleep_unless
 from shared.auth import Authenticator
 from shared.keys import Keys
 from shared.metrics import http_metrics_middleware
 from shared.settings import Settings
 from shared.sqs import queue_url, sqs_client
-from shared.stores import Redis, lua_script, mongo_client, redis_client
+from shared.stores import Redis, mongo_client, redis_client, while_leased
 from shared.web import (
     Readiness,
     error_middleware,
@@ -88,7 +87,12 @@ async def run_worker(app: web.Application, settings: Settings) -> AsyncIterator[
             wait_time_s=settings.ledger_wait_time_s,
             visibility_timeout_s=settings.visibility_timeout_s,
         )
-        tasks = [asyncio.create_task(consumer.run(stop))]
+        tasks = [
+            asyncio.create_task(consumer.run(stop)),
+            asyncio.create_task(
+                collect_periodically(operator_walk(sqs, dlq_url, db, bank), redis, stop)
+            ),
+        ]
         readiness = Readiness(
             {
                 "mongo": lambda: mongo.admin.command("ping"),
@@ -123,19 +127,21 @@ async def reconcile_periodically(
     One replica at a time holds the lease and reconciles; the lease outlives a few
     intervals, so another replica takes over when its holder is gone.
     """
-    lease = redis.register_script(lua_script("lease"))
-    owner = uuid.uuid4().hex
-    ttl_ms = 3 * settings.reconcile_interval_s * 1000
-    while not stop.is_set():
-        try:
-            if await lease(keys=[Keys.reconcile_lease()], args=[owner, ttl_ms]):
-                report = await reconcile_and_keep(
-                    reconciler, redis, settings.reconcile_page_size, "periodic reconciliation"
-                )
-                export_drift(report)
-        except Exception:
-            log.warning("periodic reconciliation failed", exc_info=True)
-        await sleep_unless(stop, settings.reconcile_interval_s)
+
+    async def reconcile() -> None:
+        report = await reconcile_and_keep(
+            reconciler, redis, settings.reconcile_page_size, "periodic reconciliation"
+        )
+        export_drift(report)
+
+    await while_leased(
+        redis,
+        Keys.reconcile_lease(),
+        settings.reconcile_interval_s,
+        reconcile,
+        stop,
+        "periodic reconciliation failed",
+    )
 
 
 async def to_console(_: web.Request) -> web.Response:

@@ -27,7 +27,10 @@ from shared.sqs import SQSClient
 log = logging.getLogger(__name__)
 
 MONGO_DOWN = (ConnectionFailure, ServerSelectionTimeoutError)
-DLQ_DEPTH = Gauge("maas_ledger_dlq_depth", "Messages in the dead-letter queue")
+DLQ_DEPTH = Gauge(
+    "maas_ledger_dlq_depth",
+    "Dead letters: the index's count, or the SQS DLQ's if it counts more (some not moved in)",
+)
 IN_FLIGHT = Gauge("maas_ledger_messages_in_flight", "Messages being applied now")
 
 
@@ -167,5 +170,6 @@ class Consumer:
                 attributes = await self.sqs.get_queue_attributes(
                     QueueUrl=self.dlq_url, AttributeNames=["ApproximateNumberOfMessages"]
                 )
-                DLQ_DEPTH.set(int(attributes["Attributes"]["ApproximateNumberOfMessages"]))
+                arrived = int(attributes["Attributes"]["ApproximateNumberOfMessages"])
+                DLQ_DEPTH.set(max(arrived, await self.handler.store.dead_letter_count()))
             await sleep_unless(stop, 5.0)

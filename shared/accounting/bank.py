@@ -36,7 +36,6 @@ class Status(IntEnum):
     CONFLICT = 5
     OVER_LIMIT = 6
     NOTHING_TO_REFUND = 7
-    DROPPED = 8
     LEFT_TO_LEDGER = 9
 
 

@@ -1,13 +1,14 @@
--- Give a charge back, at most once, and only when its debit is counted. A refund in the
--- charge's own epoch also leaves the decided marker, so a handler that refunds the same
--- charge again after a settle or a re-hydration changed the epoch gets nothing.
--- The debit is counted when it is in Redis's current baseline (same epoch, record still
--- pending) or when MongoDB had applied it before the account was loaded again (its
--- position is at or before the hydration's base position). A debit lost with Redis's data
--- is never refunded by Redis: its balance never lost it. If the handler itself knows the
--- meme was not delivered (a sweeper or a drain only knows a deadline passed), the refund
--- still goes to the ledger, without tokens here: MongoDB may have counted the debit before
--- Redis lost it, and the ledger gives it back only if so (a rollback, then a failed meme).
+-- Give a charge back, at most once. A refund in the charge's own epoch also leaves the
+-- decided marker, so a handler that refunds the same charge again after a settle or a
+-- re-hydration changed the epoch gets nothing.
+-- Redis gives the tokens back when its balance holds the debit: same epoch, record still
+-- pending, or an earlier epoch's debit MongoDB had applied before the account was loaded
+-- again (at or before the hydration's base position). Otherwise its balance never lost
+-- them, and the refund goes to the ledger without tokens here: MongoDB may count the
+-- debit (applied after the hydration read it, or before a rollback lost it), and the
+-- ledger gives it back only if so. In the charge's own epoch only the handler, which
+-- knows its meme was not delivered, does that: a sweeper or a drain only knows a deadline
+-- passed, and a missing record may mean a confirmation.
 -- Every refund event names its charge, so the ledger counts one refund per charge.
 -- KEYS[1] account hash, KEYS[2] outbox stream, KEYS[3] pending charges, KEYS[4] their
 -- deadlines, KEYS[5] marker of a charge already decided
@@ -15,8 +16,8 @@
 --       marker ttl seconds for an earlier epoch's charge, and for a charge of this epoch,
 --       the charge's reference (epoch:seq:id), '1' if the meme is known undelivered
 -- Returns {status, balance, epoch, seq}; status 0 refunded, 1 not hydrated,
--- 7 nothing to refund (confirmed or refunded before), 8 dropped (the debit is not counted),
--- 9 left to the ledger (Redis lost the charge; the event carries no tokens here).
+-- 7 nothing to refund (confirmed or refunded before), 9 left to the ledger (Redis's
+-- balance does not hold the debit; the event carries no tokens here).
 local account_key, outbox, pending, deadlines = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local state = redis.call('HMGET', account_key, 'balance', 'epoch', 'base_epoch', 'base_seq')
 local balance = tonumber(state[1])
@@ -42,7 +43,7 @@ else
   end
   local base_epoch, base_seq = tonumber(state[3]) or 0, tonumber(state[4]) or 0
   if charge_epoch > base_epoch or (charge_epoch == base_epoch and charge_seq > base_seq) then
-    return {8, balance, 0, 0}
+    status = 9
   end
 end
 if status == 0 then

@@ -31,7 +31,7 @@ from shared.accounting.events import Batch, Event, rfc3339_from_ms
 from shared.aio import running
 from shared.keys import Keys
 from tests.console import indexed_dead_letters, ledger_url
-from tests.stack import PARIS, ServiceStack, debit_event
+from tests.stack import PARIS, ServiceStack, debit_event, wait_for
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 POISON = '<script>document.title = "owned"</script>'
@@ -183,7 +183,14 @@ async def test_an_operator_signs_in_sees_a_poison_message_and_redrives_a_dead_le
     gap = next(d["_id"] for d in letters if d["group_id"] == late.group_id)
     poison = next(d["_id"] for d in letters if d["group_id"] != late.group_id)
     await stack.send_batches([fresh_debit("browser-gap", 1)], per_message=1)
-    await stack.drained("browser-gap")
+
+    async def seq_one_applied() -> bool:
+        # The dead letter is indexed on its last receive and blocks its group until SQS
+        # moves it, so seq 1 applies a visibility timeout later.
+        stored = await stack.mongo_account("browser-gap")
+        return stored is not None and stored["seq"] == 1
+
+    await wait_for(seq_one_applied, 60, "the missing event to apply")
 
     shots = Screenshots(browser, tmp_path)
     token = stack.token("ops-browser", ("admin",))

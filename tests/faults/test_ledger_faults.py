@@ -76,7 +76,7 @@ async def test_messages_delivered_two_and_three_times_count_once(make_stack: Sta
     accounts = await mongo_accounts(stack)
     assert (accounts["dup-a"]["balance"], accounts["dup-b"]["balance"]) == (45, 44)
     assert accounts["dup-b"]["usage"] == {"calls": 3, "tokens_spent": 6, "by_kind": {"text": 3}}
-    assert await stack.queue_depth(dead_letters=True) == 0
+    assert await stack.dead_letters() == 0
 
 
 async def test_sigkill_ten_times_during_5000_events_leaves_exact_balances(
@@ -144,13 +144,11 @@ async def test_poison_and_gaps_reach_the_dlq_with_reasons_and_redrive_repairs(
     await applied_up_to(stack, {"fine-y": 2}, 30)
 
     async def two_dead_letters() -> bool:
-        return await stack.queue_depth(dead_letters=True) == 2
+        return await stack.dead_letters() == 2
 
     await wait_for(two_dead_letters, 60, "both bad messages to reach the DLQ")
-    code, listing = await stack.maas("dlq", "list")
-    assert code == 0, listing
-    lines = listing.strip().splitlines()
-    assert len(lines) == 2, listing
+    lines = await dead_letter_lines(stack)
+    assert len(lines) == 2, lines
     gap_line = next(line for line in lines if "gap-x" in line)
     poison_line = next(line for line in lines if "gap-x" not in line)
     assert "seq=2-2" in gap_line
@@ -177,7 +175,7 @@ async def test_poison_and_gaps_reach_the_dlq_with_reasons_and_redrive_repairs(
     assert gap_id in output
     await applied_up_to(stack, {"gap-x": 2, "fine-y": 2}, 30)
     assert (await mongo_accounts(stack))["gap-x"]["balance"] == 8
-    assert await stack.queue_depth(dead_letters=True) == 0
+    assert await stack.dead_letters() == 0
 
 
 def stack_shard(stack: ServiceStack, account: str) -> int:
@@ -247,7 +245,7 @@ async def test_mongodb_down_for_10_s_loses_nothing(
         stored = await stack.mongo_account("patient")
         assert stored is not None
         assert (stored["balance"], stored["seq"]) == (860, 140)
-        assert await stack.queue_depth(dead_letters=True) == 0
+        assert await stack.dead_letters() == 0
     finally:
         await stack.close()
 
@@ -290,7 +288,7 @@ async def test_twenty_five_dead_letters_of_one_group_are_listed_and_redriven_in_
     await stack.send_batches([event("late", n) for n in range(1, 26)], per_message=1)
 
     async def all_dead() -> bool:
-        return await stack.queue_depth(dead_letters=True) == 25
+        return await stack.dead_letters() == 25
 
     await wait_for(all_dead, 90, "25 messages of one group to reach the DLQ")
     lines = await dead_letter_lines(stack)
@@ -310,8 +308,36 @@ async def test_twenty_five_dead_letters_of_one_group_are_listed_and_redriven_in_
     assert output.count("redriven ") >= 25
     await applied_up_to(stack, {"late": 30}, 30)
     assert (await mongo_accounts(stack))["late"]["balance"] == 70
-    assert await stack.queue_depth(dead_letters=True) == 0
+    assert await stack.dead_letters() == 0
     assert await dead_letter_lines(stack) == []
+
+
+async def test_dead_letters_that_no_ledger_received_are_listed_shown_and_redriven(
+    make_stack: StackFactory,
+) -> None:
+    """Messages moved to the DLQ by hand (or by a ledger that died on the last receive):
+    FIFO shows a reader that does not delete ten of a group at most, so the ledger moves
+    them into its index, where all 25 are listed within a few seconds."""
+    stack = await make_stack()
+    await create_accounts(stack, {"moved": 100})
+    await stack.send_batches([event("moved", n) for n in range(1, 26)], 1, dead_letters=True)
+
+    async def all_listed() -> bool:
+        return len(await dead_letter_lines(stack)) == 25
+
+    await wait_for(all_listed, 30, "the 25 moved messages to be listed")
+    lines = await dead_letter_lines(stack)
+    assert all("reason=unknown (arrived without a ledger receive)" in line for line in lines)
+    assert [line.split("seq=")[1].split()[0] for line in lines] == [
+        f"{n}-{n}" for n in range(1, 26)
+    ]
+    assert await stack.queue_depth(dead_letters=True) == 0, "moved out of the DLQ"
+    code, shown = await stack.maas("dlq", "show", lines[24].split()[0])
+    assert (code, orjson.loads(shown)["events"][0]["seq"]) == (0, 25)
+    code, output = await stack.maas("dlq", "redrive", "--all")
+    assert (code, output.count("redriven ")) == (0, 25), output
+    assert (await mongo_accounts(stack))["moved"]["balance"] == 75
+    assert await stack.dead_letters() == 0
 
 
 async def test_purged_events_then_settle_make_later_events_apply_and_reconcile_clean(
@@ -346,7 +372,7 @@ async def test_purged_events_then_settle_make_later_events_apply_and_reconcile_c
     assert (row["account"], row["dead_letters"]) == ("lost", dead_ids)
 
     assert (await stack.maas("dlq", "purge", "--all", "--yes"))[0] == 0
-    assert await stack.queue_depth(dead_letters=True) == 0
+    assert await stack.dead_letters() == 0
     assert (await stack.maas("reconcile"))[0] == 1  # purged: MongoDB never catches up
     code, output = await stack.maas(
         "ledger", "settle", "--account", "lost", "--reason", "purged 5 charges", "--by", "ops"
@@ -406,7 +432,7 @@ async def test_a_redis_rollback_that_reuses_positions_is_reported_and_settle_mak
     assert "balance 14 -> 11" in output  # 20 tokens, 9 memes delivered
     code, output = await stack.maas("dlq", "redrive", "--all")
     assert code == 0, output
-    assert await stack.queue_depth(dead_letters=True) == 0
+    assert await stack.dead_letters() == 0
     assert await memes(stack, http, headers, 1) == [10]
     await stack.drained("rolled")
     code, output = await stack.maas("reconcile")

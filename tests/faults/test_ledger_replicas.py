@@ -138,4 +138,4 @@ async def test_three_ledgers_two_gateways_with_kills_keep_the_books_exact(
     )
     assert events >= CHARGES_PER_ACCOUNT * ACCOUNTS
     assert {a: live[a][2:] for a in accounts} == {a: stored[a][2:] for a in accounts}
-    assert await stack.queue_depth(dead_letters=True) == 0
+    assert await stack.dead_letters() == 0

@@ -31,8 +31,8 @@ TOKENS_CHARGED = Counter("maas_tokens_charged_total", "Tokens charged for memes"
 TOKENS_REFUNDED = Counter("maas_tokens_refunded_total", "Tokens refunded after failures", ["kind"])
 REFUNDS = Counter(
     "maas_refunds_total",
-    "Refunds of failed memes by outcome: applied, dropped (the debit was lost with Redis's "
-    "data), nothing_to_refund (refunded before), deferred (left to the sweeper)",
+    "Refunds of failed memes by outcome: applied, left_to_ledger (Redis's balance does not "
+    "hold the debit), nothing_to_refund (refunded before), deferred (left to the sweeper)",
     ["kind", "outcome"],
 )
 CONFIRM_FAILURES = Counter(

@@ -1,24 +1,31 @@
-"""The dead-letter queue as operators act on it: redrive and purge, batch by batch.
+"""Dead letters arrive in the SQS dead-letter queue and live in MongoDB's index.
 
-Listing and showing read the index of dead letters in MongoDB (see `LedgerStore`),
-never the queue: reading an SQS queue means receiving from it, which hides messages
-from everyone else. Redrive and purge have to receive, and FIFO returns no more
-messages of a group while some of its messages are in flight, so they settle each
-batch (delete what is done) before receiving the next: that way every message of a
-group is reached, and no receipt handle is kept long enough to go stale.
+A reader that does not delete sees at most the first ten messages of a FIFO group: SQS
+returns no more of a group while some of its messages are in flight, and a released
+message is the first it returns again. So no walk can show a whole DLQ and leave it as
+it was. `collect` instead moves every message it receives from the DLQ into the index
+(`dead_letters` in MongoDB, the body included) and only then deletes it from the queue:
+a crash in between leaves the message to be collected again, and the index write is an
+upsert. The index is therefore complete, whatever path brought a message to the DLQ (a
+ledger that died during the last receive, a message moved by hand, another tool), and
+`list`, `show`, `redrive` and `purge` act on it alone. One ledger replica collects
+every few seconds under a lease; redrive and purge collect first.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.ledger.adapters.mongo import LedgerStore
-from services.ledger.domain.messages import Received
+from services.ledger.domain.messages import Received, about
 from shared.sqs import SQSClient
 
-HOLD_S = 60  # a batch is settled well within this; then the handle is not used again
+HOLD_S = 60  # a collected batch is indexed and deleted well within this
+RESOLVED_KEPT = timedelta(days=15)  # longer than SQS keeps any message
+BATCH = 10  # messages redriven together, as one receive of the ledger would bring
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,11 +37,6 @@ class DeadLetter:
     sequence: str
     receive_count: int
 
-    def received(self) -> Received:
-        return Received(
-            self.message_id, self.body, self.receive_count, self.group_id, self.sequence
-        )
-
 
 @dataclass(slots=True)
 class Walk:
@@ -44,8 +46,7 @@ class Walk:
     left: dict[str, str]
 
 
-Settle = Callable[[list[DeadLetter]], Awaitable[dict[str, str]]]
-# Apply messages as the ledger would; the ones that stay in the queue, with why.
+# Apply messages as the ledger would; the ones that could not apply, with why.
 Apply = Callable[[list[Received]], Awaitable[dict[str, str]]]
 Progress = Callable[[int], object] | None
 
@@ -57,6 +58,34 @@ class DeadLetters:
         self.store = store
         self.apply = apply
 
+    async def collect(self) -> int:
+        """Move every message the DLQ holds into the index; how many were moved."""
+        moved = 0
+        while True:
+            answer = await self.sqs.receive_message(
+                QueueUrl=self.dlq_url,
+                MaxNumberOfMessages=10,
+                VisibilityTimeout=HOLD_S,
+                WaitTimeSeconds=0,
+                MessageSystemAttributeNames=["All"],
+            )
+            letters = [_letter(m) for m in answer.get("Messages", [])]
+            if not letters:
+                await self.store.forget_resolved_dead_letters(datetime.now(UTC) - RESOLVED_KEPT)
+                return moved
+            for letter in letters:
+                await self.store.index_dead_letter(
+                    letter.message_id,
+                    letter.body,
+                    letter.group_id,
+                    letter.sequence,
+                    about(letter.body),
+                    letter.receive_count,
+                    collected=True,
+                )
+            await self._delete(letters)
+            moved += len(letters)
+
     async def redrive(self, chosen: set[str] | None, progress: Progress = None) -> Walk:
         """Apply the chosen messages (None: all) in queue order, as the ledger would.
 
@@ -65,86 +94,51 @@ class DeadLetters:
         their group that are still retrying there, which then gap until they, too, are
         dead letters. Applied here, those later messages apply on their next receive.
         """
-
-        async def apply(letters: list[DeadLetter]) -> dict[str, str]:
-            return await self.apply([letter.received() for letter in letters])
-
-        return await self._walk(chosen, apply, progress)
+        pending = await self._chosen(chosen)
+        walk = Walk([], {})
+        while pending:  # a message left waiting for another one may apply in the next pass
+            walk.left = {}
+            for first in range(0, len(pending), BATCH):
+                batch = pending[first : first + BATCH]
+                left = await self.apply(
+                    [
+                        Received(d["_id"], d["body"], d.get("receive_count") or 1,
+                                 d["group_id"], d["sequence"])
+                        for d in batch
+                    ]
+                )  # fmt: skip
+                done = [d["_id"] for d in batch if d["_id"] not in left]
+                await self.store.resolve_dead_letters(done, "redriven")
+                walk.done += done
+                walk.left |= left
+                if progress is not None:
+                    progress(len(done))
+            if len(walk.left) == len(pending):
+                break
+            pending = [d for d in pending if d["_id"] in walk.left]
+        return walk
 
     async def purge(self, chosen: set[str] | None, progress: Progress = None) -> Walk:
         """Delete the chosen messages (None: all) for good."""
+        done = [d["_id"] for d in await self._chosen(chosen)]
+        await self.store.resolve_dead_letters(done, "purged")
+        if progress is not None:
+            progress(len(done))
+        return Walk(done, {})
 
-        async def drop(_: list[DeadLetter]) -> dict[str, str]:
-            return {}
-
-        return await self._walk(chosen, drop, progress)
-
-    async def _walk(self, chosen: set[str] | None, settle: Settle, progress: Progress) -> Walk:
-        """Settle batch after batch; `progress` hears how many messages each one took."""
-        walk = Walk([], {})
-        kept: list[str] = []  # receipts of messages left in the queue, released at the end
-        try:
-            async for batch in self._batches():
-                picked = [m for m in batch if chosen is None or m.message_id in chosen]
-                left = await settle(picked)
-                done = [m for m in picked if m.message_id not in left]
-                await self._delete(done)
-                await self.store.forget_dead_letters([m.message_id for m in done])
-                walk.done += [m.message_id for m in done]
-                if progress is not None:
-                    progress(len(picked))
-                walk.left.update(left)
-                kept += [m.receipt for m in batch if m not in done]
-                if chosen is not None and chosen <= {*walk.done, *walk.left}:
-                    break
-        finally:
-            await self._release(kept)
-        return walk
-
-    async def _batches(self) -> AsyncIterator[list[DeadLetter]]:
-        """Receive until the queue has nothing new to give.
-
-        Messages not deleted stay invisible until the walk ends, so FIFO moves on to the
-        rest of their group or to other groups; one seen again (the walk outlasted
-        HOLD_S) is let go at once and not walked twice.
-        """
-        seen: set[str] = set()
-        while True:
-            answer = await self.sqs.receive_message(
-                QueueUrl=self.dlq_url,
-                MaxNumberOfMessages=10,
-                VisibilityTimeout=HOLD_S,
-                WaitTimeSeconds=1,
-                MessageSystemAttributeNames=["All"],
-            )
-            batch = [_letter(m) for m in answer.get("Messages", [])]
-            fresh = [m for m in batch if m.message_id not in seen]
-            await self._release([m.receipt for m in batch if m not in fresh])
-            if not fresh:
-                return
-            seen.update(m.message_id for m in fresh)
-            yield fresh
+    async def _chosen(self, chosen: set[str] | None) -> list[dict[str, Any]]:
+        """The chosen dead letters, bodies included, in queue order, after a collection."""
+        await self.collect()
+        letters = await self.store.dead_letter_index(bodies=True)
+        return [d for d in letters if chosen is None or d["_id"] in chosen]
 
     async def _delete(self, letters: list[DeadLetter]) -> None:
-        if not letters:
-            return
         answer = await self.sqs.delete_message_batch(
             QueueUrl=self.dlq_url,
             Entries=[{"Id": str(n), "ReceiptHandle": m.receipt} for n, m in enumerate(letters)],
         )
         if answer.get("Failed"):
             raise RuntimeError(f"the DLQ refused to delete: {answer['Failed']}")
-
-    async def _release(self, receipts: list[str]) -> None:
-        """Make messages visible again at once, for the ledger's other readers."""
-        for first in range(0, len(receipts), 10):
-            await self.sqs.change_message_visibility_batch(
-                QueueUrl=self.dlq_url,
-                Entries=[
-                    {"Id": str(n), "ReceiptHandle": receipt, "VisibilityTimeout": 0}
-                    for n, receipt in enumerate(receipts[first : first + 10])
-                ],
-            )
 
 
 def _letter(message: dict[str, Any]) -> DeadLetter:

@@ -31,6 +31,7 @@ from shared.store_retry import with_retries
 from shared.stores import MongoDoc
 
 DUPLICATE_KEY = 11000
+UNKNOWN_REASON = "unknown (arrived without a ledger receive)"
 POSITION_FIELDS = {"epoch": 1, "seq": 1, "ended": 1}
 HOLDER_FIELDS = {"event_id": 1, "type": 1, "amount": 1, "request_id": 1, "charge": 1}
 
@@ -96,6 +97,8 @@ class LedgerStore:
         positions Redis gave out twice (see `journaled`).
         """
         docs = [journal_entry(e, message_of[e.id], voided.get(e.id)) for e in events]
+        if not docs:
+            return []
         try:
             await with_retries(lambda: self.journal.insert_many(docs, ordered=False))
         except BulkWriteError as error:
@@ -151,19 +154,25 @@ class LedgerStore:
         self, refunds: list[Event]
     ) -> dict[str, tuple[Holder | None, MongoDoc | None]]:
         """Where each refund's charge stands, by refund id: the journal's entry at the
-        charge's position, and the charge's reused-position record, where any."""
-        refs = {r.id: (r.account, ref) for r in refunds if (ref := r.charge_ref)}
-        at = {i: journal_id(a, ref.epoch, ref.seq) for i, (a, ref) in refs.items()}
-        as_reuse = {i: reuse_key(a, ref) for i, (a, ref) in refs.items()}
-        entries = self.journal.find({"_id": {"$in": list(at.values())}}, HOLDER_FIELDS)
-        holders = {doc["_id"]: Holder.of(doc) async for doc in entries}
-        records = {
-            doc["_id"]: doc
-            async for doc in self.reused.find(
-                {"_id": {"$in": list(as_reuse.values())}}, {"adopted_at": 1}
+        charge's position, and the charge's reused-position record, where any.
+
+        One lookup by `_id` each, side by side: a `$in` scans the collection on some
+        MongoDB-compatible stores.
+        """
+
+        async def standing(refund: Event) -> tuple[Holder | None, MongoDoc | None]:
+            charge = refund.charge_ref
+            assert charge is not None
+            entry, record = await asyncio.gather(
+                self.journal.find_one(
+                    {"_id": journal_id(refund.account, charge.epoch, charge.seq)}, HOLDER_FIELDS
+                ),
+                self.reused.find_one({"_id": reuse_key(refund.account, charge)}, {"adopted_at": 1}),
             )
-        }
-        return {i: (holders.get(at[i]), records.get(as_reuse[i])) for i in refs}
+            return (Holder.of(entry) if entry else None), record
+
+        found = await asyncio.gather(*(standing(r) for r in refunds))
+        return {r.id: answer for r, answer in zip(refunds, found, strict=True)}
 
     async def claim_refunds(self, refunds: list[Event]) -> dict[str, str]:
         """One refund per charge: the first to claim it wins; repeats map to its id.
@@ -306,40 +315,73 @@ class LedgerStore:
         return await self.failures.find_one({"_id": message_id})
 
     async def index_dead_letter(
-        self, message_id: str, body: str, group_id: str, sequence: str, about: dict[str, Any]
+        self,
+        message_id: str,
+        body: str,
+        group_id: str,
+        sequence: str,
+        about: dict[str, Any],
+        receive_count: int,
+        collected: bool = False,
     ) -> None:
-        """Note a message SQS moves to the DLQ, so operators read it here, not off the queue."""
-        failure = await self.failure(message_id) or {}
-        await self.dead_letters.update_one(
-            {"_id": message_id},
-            {
-                "$set": {
-                    "body": body,
-                    "group_id": group_id,
-                    "sequence": sequence,
-                    "first_reason": failure.get("first_reason", ""),
-                    "last_reason": failure.get("last_reason", ""),
-                    "receive_count": failure.get("receive_count", 0),
-                    "accounts": [],
-                    "seq_range": None,
-                    **about,
-                },
-                "$setOnInsert": {"dead_since": datetime.now(UTC)},
-            },
-            upsert=True,
-        )
+        """Note a message that is (or is about to be) a dead letter, body and all: the
+        index is where dead letters live (see adapters/dlq.py). The reasons are the ones
+        the ledger recorded; a message it never received has an unknown reason.
 
-    async def dead_letter_index(self) -> list[MongoDoc]:
-        """Every indexed dead letter, in queue order (by group, then sequence number)."""
-        docs = [doc async for doc in self.dead_letters.find({}, {"body": 0})]
+        `collected`: found in the DLQ, which keeps an entry the ledger wrote (its group
+        sequence number is the main queue's, the DLQ's is another) and never brings back
+        one an operator redrove or purged (SQS may move a message to the DLQ after that).
+        """
+        failure = await self.failure(message_id) or {}
+        entry = {
+            "body": body,
+            "group_id": group_id,
+            "sequence": sequence,
+            "first_reason": failure.get("first_reason", UNKNOWN_REASON),
+            "last_reason": failure.get("last_reason", UNKNOWN_REASON),
+            "receive_count": failure.get("receive_count", receive_count),
+            "accounts": [],
+            "seq_range": None,
+            **about,
+        }
+        new = {"dead_since": datetime.now(UTC), "resolved_at": None}
+        if collected:
+            change = {"$setOnInsert": entry | new}
+        else:
+            change = {"$set": entry, "$setOnInsert": new}
+        with contextlib.suppress(DuplicateKeyError):  # resolved meanwhile: leave it so
+            await with_retries(
+                lambda: self.dead_letters.update_one(
+                    {"_id": message_id, "resolved_at": None}, change, upsert=True
+                )
+            )
+
+    async def dead_letter_index(self, bodies: bool = False) -> list[MongoDoc]:
+        """Every dead letter, in queue order (by group, then sequence number)."""
+        found = self.dead_letters.find({}, None if bodies else {"body": 0})
+        docs = [doc async for doc in found if doc.get("resolved_at") is None]
         return sorted(docs, key=lambda d: (d["group_id"], int(d["sequence"] or 0)))
 
-    async def dead_letter(self, message_id: str) -> MongoDoc | None:
-        return await self.dead_letters.find_one({"_id": message_id})
+    async def dead_letter_count(self) -> int:
+        return len(await self.dead_letter_index())
 
-    async def forget_dead_letters(self, message_ids: list[str]) -> None:
+    async def dead_letter(self, message_id: str) -> MongoDoc | None:
+        doc = await self.dead_letters.find_one({"_id": message_id})
+        return doc if doc and doc.get("resolved_at") is None else None
+
+    async def resolve_dead_letters(self, message_ids: list[str], how: str) -> None:
+        """Redriven or purged: kept as a resolved entry until SQS could still hold the
+        message (its retention, 14 days at most), so collecting never brings it back."""
         if message_ids:
-            await self.dead_letters.delete_many({"_id": {"$in": message_ids}})
+            await with_retries(
+                lambda: self.dead_letters.update_many(
+                    {"_id": {"$in": message_ids}},
+                    {"$set": {"resolved_at": datetime.now(UTC), "resolution": how}},
+                )
+            )
+
+    async def forget_resolved_dead_letters(self, before: datetime) -> None:
+        await self.dead_letters.delete_many({"resolved_at": {"$lt": before}})
 
     async def journal_settlement(self, account: str, entry: dict[str, Any]) -> None:
         """An operator's settle goes into the account's journal beside its events.

@@ -24,7 +24,7 @@ from prometheus_client import Counter, Histogram
 
 from services.ledger.adapters.mongo import Holder, LedgerStore, journal_id
 from services.ledger.domain.apply import Outcome, Plan, Position, Voided, plan
-from services.ledger.domain.messages import Received
+from services.ledger.domain.messages import Received, summary
 from services.ledger.usecases.repeats import judge
 from shared.accounting.credits import FirstCredit
 from shared.accounting.events import Batch, Event, MalformedMessage, decode_batch, parse_rfc3339
@@ -77,17 +77,6 @@ class Handled:
         return self.outcome in (Outcome.APPLIED, Outcome.DUPLICATE)
 
 
-def summary(batch: Batch) -> dict[str, object]:
-    """What an operator sees of a dead-lettered message without decoding it."""
-    seqs = [e.seq for e in batch.events]
-    return {
-        "shard": batch.shard,
-        "accounts": sorted({e.account for e in batch.events}),
-        "seq_range": [min(seqs), max(seqs)],
-        "events": len(batch.events),
-    }
-
-
 class CreditRevoker(Protocol):
     async def revoke_credits(self, repeats: list[tuple[Event, FirstCredit]]) -> int: ...
 
@@ -133,7 +122,12 @@ class MessageHandler:
         await self.store.record_failure(message.message_id, reason, message.receive_count, about)
         if message.receive_count >= self.max_receive_count:
             await self.store.index_dead_letter(
-                message.message_id, message.body, message.group_id, message.sequence, about
+                message.message_id,
+                message.body,
+                message.group_id,
+                message.sequence,
+                about,
+                message.receive_count,
             )
 
     async def _apply(self, events: list[Event], source: dict[str, str]) -> Plan:

@@ -1,12 +1,14 @@
 """What operators do with dead letters, shared by `maas dlq` and the console.
 
-Both read the ledger's index of dead letters (never the queue: reading an SQS queue
-hides its messages from everyone else), decode a message's events the same way, and
-redrive or purge through the same walk.
+Both read the ledger's index of dead letters, where dead letters live (see
+adapters/dlq.py), decode a message's events the same way, and redrive or purge through
+the same walk. One ledger replica at a time collects what reached the DLQ into it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
@@ -16,8 +18,12 @@ from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.domain.messages import Received
 from services.ledger.usecases.apply_messages import CreditRevoker, MessageHandler
 from shared.accounting.events import Event, MalformedMessage, decode_batch
+from shared.keys import Keys
 from shared.sqs import SQSClient
-from shared.stores import MongoDoc
+from shared.stores import MongoDoc, Redis, while_leased
+
+COLLECT_EVERY_S = 5.0
+log = logging.getLogger(__name__)
 
 
 def decoded_events(letter: MongoDoc) -> list[Event] | None:
@@ -61,3 +67,21 @@ def operator_walk(
         return {mid: h.reason for mid, h in handled.items() if not h.done}
 
     return DeadLetters(sqs, dlq_url, store, apply)
+
+
+async def collect_periodically(letters: DeadLetters, redis: Redis, stop: asyncio.Event) -> None:
+    """Every few seconds, the one replica holding the lease moves what reached the DLQ
+    into the index, so operators see every dead letter within that period."""
+
+    async def collect() -> None:
+        if moved := await letters.collect():
+            log.info("dead letters indexed", extra={"messages": moved})
+
+    await while_leased(
+        redis,
+        Keys.dead_letter_collector_lease(),
+        COLLECT_EVERY_S,
+        collect,
+        stop,
+        "collecting dead letters failed; retrying",
+    )
