@@ -73,6 +73,8 @@ def describe(e: MongoDoc) -> str:
         note = f"  void: {e.get('void_reason') or 'repeats credit ' + e['voided_for']}"
     elif e.get("adopted"):
         note = "  adopted by settle (its position was reused)"
+    elif not e.get("counted", True):
+        note = "  not counted (yet): its worker stopped before applying it"
     change = signed_amount(e["type"], e["amount"])
     return (
         f"{when}  epoch {e['epoch']} seq {e['seq']:>6}  "

@@ -413,7 +413,25 @@ class LedgerStore:
             .sort("_id", DESCENDING)
             .limit(limit)
         )
-        return [doc async for doc in cursor]
+        entries = [doc async for doc in cursor]
+        account_doc = await self.accounts.find_one({"_id": account}, POSITION_FIELDS)
+        applied = position_of(account_doc) if account_doc else Position(0, 0)
+        return [entry | {"counted": counted(entry, applied)} for entry in entries]
+
+
+def counted(entry: MongoDoc, applied: Position) -> bool:
+    """Whether the account's balance includes a journal entry's event.
+
+    The journal is written just before the account moves, so an entry past the applied
+    position is one a worker wrote and stopped before applying (its message comes again
+    and applies it, or it was at a position Redis gave out twice); a void entry keeps
+    its place but counts nothing. Settle entries change nothing themselves.
+    """
+    if entry["type"] == "settle" or entry.get("voided_for"):
+        return False
+    if entry.get("adopted"):
+        return True
+    return applied.counts(entry["epoch"], entry["seq"])
 
 
 def position_of(doc: MongoDoc) -> Position:

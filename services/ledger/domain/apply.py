@@ -38,13 +38,20 @@ class Position:
     ended: tuple[tuple[int, int], ...] = ()
 
     def is_duplicate(self, event: Event) -> bool:
-        return self.includes(event.epoch, event.seq) and not self.strands(event)
+        return self.counts(event.epoch, event.seq)
+
+    def counts(self, epoch: int, seq: int) -> bool:
+        """Whether MongoDB counted the account's event at (epoch, seq)."""
+        return self.includes(epoch, seq) and not self._left_behind(epoch, seq)
 
     def strands(self, event: Event) -> bool:
         """Whether `event` is of an epoch this account left before the event was counted."""
-        if event.epoch >= self.epoch or not self.ended or event.epoch < self.ended[0][0]:
+        return self._left_behind(event.epoch, event.seq)
+
+    def _left_behind(self, epoch: int, seq: int) -> bool:
+        if epoch >= self.epoch or not self.ended or epoch < self.ended[0][0]:
             return False
-        return event.seq > dict(self.ended).get(event.epoch, 0)
+        return seq > dict(self.ended).get(epoch, 0)
 
     def moved_to(self, event: Event) -> Position:
         ended = self.ended

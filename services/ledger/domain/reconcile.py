@@ -1,12 +1,14 @@
 """Compare an account's live balance (Redis) with the source of truth (MongoDB). Pure.
 
 An account is settled when MongoDB has applied every event Redis assigned: the same
-(epoch, seq), or Redis starting a new epoch with nothing assigned yet while the
-pipeline is idle. A settled account whose balances differ drifts. One not settled is
-pending while events are on their way (outbox, queue, in flight); once the pipeline
-is idle nothing more will arrive, so MongoDB left behind (events dead-lettered or
-purged) is drift too: `behind`. After Redis lost data, old-epoch events still in flight apply after
-the re-hydration read MongoDB, so the drift of a settled account is bounded by
+(epoch, seq), or Redis starting a new epoch with nothing assigned yet while nothing of
+the account is on its way. A settled account whose balances differ drifts. One not
+settled is pending while its events may still be on their way; once nothing more can
+come (none of its events in the outbox, and the queue empty, or its events stuck behind
+one of its dead letters, which nothing passes) MongoDB left behind is drift too:
+`behind`. So a dead letter shows under load, not only once the whole pipeline is idle.
+After Redis lost data, old-epoch events still in flight apply after the re-hydration
+read MongoDB, so the drift of a settled account is bounded by
 what was in flight: that is the overdraft the design accepts and reports here.
 An account with reused positions not yet settled is `reused` whatever its balances:
 its books are only exact again once `maas ledger settle` adopts those events. One with
@@ -95,7 +97,7 @@ def compare(
     redis: BalanceAt | None,
     mongo: BalanceAt,
     outbox: int,
-    pipeline_idle: bool,
+    nothing_coming: bool,
     reused: tuple[str, ...] = (),
     stranded: tuple[str, ...] = (),
     stranded_tokens: int = 0,
@@ -110,11 +112,11 @@ def compare(
     if redis is None:
         return Row(account, None, mongo, outbox, Status.NOT_HYDRATED, 0)
     settled = (redis.epoch, redis.seq) == (mongo.epoch, mongo.seq) or (
-        redis.seq == 0 and pipeline_idle
+        redis.seq == 0 and nothing_coming
     )
     drift = redis.balance - mongo.balance
     if not settled:
-        if pipeline_idle:
+        if nothing_coming:
             return Row(account, redis, mongo, outbox, Status.BEHIND, drift)
         return Row(account, redis, mongo, outbox, Status.PENDING, 0)
     return Row(account, redis, mongo, outbox, Status.DRIFT if drift else Status.OK, drift)

@@ -73,6 +73,15 @@ async def held_for_settle(store: LedgerStore, account: str | None) -> dict[str, 
     return held
 
 
+def nothing_coming(
+    account: str, queue: int, outbox: Counter[str], dead: dict[str, list[str]]
+) -> bool:
+    """Whether none of the account's events can still be on their way to MongoDB: none in
+    the outbox and the queue empty, or one of its messages a dead letter (its later
+    events gap behind it until it is redriven)."""
+    return bool(dead.get(account)) or (queue == 0 and account not in outbox)
+
+
 class Reconciler:
     def __init__(
         self, redis: Redis, db: AsyncDatabase[MongoDoc], sqs: SQSClient, queue_url: str, keys: Keys
@@ -96,9 +105,9 @@ class Reconciler:
         """
         queue = await self._queue_messages()
         outbox, outbox_events = await self._outbox()
-        idle = queue == 0 and outbox_events == 0
         report = Report([], queue, outbox_events)
         held = await held_for_settle(self.store, account)
+        dead = await self._dead_letters_by_account()
         async for docs in self._pages(account, page_size):
             live = await self._live([doc["_id"] for doc in docs])
             for doc in docs:
@@ -107,7 +116,7 @@ class Reconciler:
                     live.get(doc["_id"]),
                     BalanceAt(int(doc["balance"]), int(doc["epoch"]), int(doc["seq"])),
                     outbox.get(doc["_id"], 0),
-                    idle,
+                    nothing_coming(doc["_id"], queue, outbox, dead),
                     *held.get(doc["_id"], HeldEvents()).verdict_args,
                 )
                 report.statuses[str(row.status)] += 1
@@ -116,14 +125,18 @@ class Reconciler:
             if progress is not None:
                 progress(len(docs))
         if any(row.status is Status.BEHIND for row in report.rows):
-            await self._confirm_behind(report)
-        if report.drifting:
-            report.rows = await self._with_dead_letters(report.rows)
+            await self._confirm_behind(report, dead)
+        report.rows = [
+            dataclasses.replace(row, dead_letters=tuple(dead.get(row.account, ())))
+            if row.status.drifts
+            else row
+            for row in report.rows
+        ]
         return report
 
-    async def _confirm_behind(self, report: Report) -> None:
+    async def _confirm_behind(self, report: Report, dead: dict[str, list[str]]) -> None:
         """Look again at accounts seen behind: a charge may have come in during the scan."""
-        still_idle = await self._queue_messages() == 0 and (await self._outbox())[1] == 0
+        queue, (outbox, _) = await self._queue_messages(), await self._outbox()
         rows = []
         for row in report.rows:
             doc = None
@@ -134,7 +147,8 @@ class Reconciler:
                 continue
             live = (await self._live([row.account])).get(row.account)
             mongo = BalanceAt(int(doc["balance"]), int(doc["epoch"]), int(doc["seq"]))
-            fresh = compare(row.account, live, mongo, row.outbox, still_idle)
+            coming = nothing_coming(row.account, queue, outbox, dead)
+            fresh = compare(row.account, live, mongo, row.outbox, coming)
             report.statuses[str(row.status)] -= 1
             report.statuses[str(fresh.status)] += 1
             rows.append(fresh)
@@ -149,18 +163,13 @@ class Reconciler:
         async for docs in self.accounts.pages(size):
             yield docs
 
-    async def _with_dead_letters(self, rows: list[Row]) -> list[Row]:
-        """Name the dead letters behind each drifting account, from the ledger's index."""
+    async def _dead_letters_by_account(self) -> dict[str, list[str]]:
+        """The dead letters carrying each account's events, from the ledger's index."""
         carrying: defaultdict[str, list[str]] = defaultdict(list)
         for letter in await self.store.dead_letter_index():
             for account in letter.get("accounts", []):
                 carrying[account].append(letter["_id"])
-        return [
-            dataclasses.replace(row, dead_letters=tuple(carrying[row.account]))
-            if row.status.drifts
-            else row
-            for row in rows
-        ]
+        return carrying
 
     async def _queue_messages(self) -> int:
         """Messages waiting, in flight or delayed: the pipeline is idle only at zero."""

@@ -81,7 +81,7 @@ class Books(RuleBasedStateMachine):
         self.dead: list[Message] = []
         self.charges: list[Charge] = []
         self.undecided: list[Charge] = []  # charges whose handler has not answered yet
-        self.failed: dict[str, list[str]] = {}  # charge -> the refund events its handler issued
+        self.failed: set[str] = set()  # charges whose meme failed
         self.snapshot: Snapshot | None = None
         self.run(accounts.create(self.account, INITIAL))
         self.run(self.bank.hydrate(self.account))
@@ -110,10 +110,9 @@ class Books(RuleBasedStateMachine):
             self.handler_fails(charge)
 
     def handler_fails(self, charge: Charge) -> None:
-        before = len(self.issued)
         self.run(self.bank.refund(charge, undelivered=True))
         self.read_outbox()
-        self.failed[charge.id] = [e.id for e in self.issued[before:]]
+        self.failed.add(charge.id)
 
     @precondition(lambda self: self.charges)
     @rule(data=st.data())
@@ -227,16 +226,19 @@ class Books(RuleBasedStateMachine):
 
     def oracle(self) -> int:
         """What the books must say: each credited key once, and each charge that reached
-        SQS, unless a refund of it reached SQS or its meme failed (unless Redis lost the
-        very refund event the failing handler issued: a third failure, beyond recall)."""
+        SQS, unless a refund of it reached SQS or its meme failed. A failed meme is
+        still paid for where Redis lost the refund event that recorded the decision
+        (issued, never shipped): Redis losing its data within the moment a refund takes
+        to ship is a second failure no part of the system can see past."""
         shipped = [e for e in self.issued if e.id in self.shipped]
         keys = {e.request_id for e in shipped if e.type == "credit"}
         refunded = {e.charge_ref.id for e in shipped if e.type == "refund" and e.charge_ref}
-        failed = {
-            charge_id
-            for charge_id, refunds in self.failed.items()
-            if not any(event_id in self.lost for event_id in refunds)
+        decision_lost = {
+            e.charge_ref.id
+            for e in self.issued
+            if e.type == "refund" and e.charge_ref and e.id in self.lost
         }
+        failed = self.failed - decision_lost
         paid = sum(
             c.price
             for c in self.charges
@@ -323,6 +325,6 @@ def test_random_interleavings_of_failures_keep_the_books_exact(
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
         ),
     )
-    for what in ("rollbacks", "refunds shipped", "dead letters", "settles after quiescence"):
+    for what in ("rollbacks", "refunds shipped", "settles after quiescence"):
         assert EXERCISED[what] > 0, (what, EXERCISED)
     print(dict(EXERCISED))

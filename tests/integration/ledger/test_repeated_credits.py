@@ -38,6 +38,7 @@ async def test_a_repeated_credit_is_voided_and_its_tokens_taken_back_once(
     assert await bank.balance(account) == 60
     (voided,) = [e for e in await ledger.store.history(account, 5) if e.get("voided_for")]
     assert (voided["event_id"], voided["voided_for"]) == (repeat.event_id, first.event_id)
+    assert voided["counted"] is False
 
 
 async def test_a_repeat_from_before_a_rehydration_is_not_taken_back_from_redis(

@@ -70,6 +70,8 @@ async def test_a_reused_position_found_by_the_journal_write_holds_the_account(
         True,
     )
     assert await balance_and_seq(ledger, "cut") == (9, 1)  # nothing of it applied
+    history = {e["event_id"]: e["counted"] for e in await ledger.store.history("cut", 5)}
+    assert history[lost.id] is False, "history says the balance does not include it"
 
 
 async def balance_and_seq(ledger: Ledger, account: str = "rolled") -> tuple[int, int]:
