@@ -60,6 +60,15 @@ async def issued(bank: TokenBank, account: str, after: Sequence[Event] = ()) -> 
     return [e for e in events if e.account == account and e.id not in seen]
 
 
+async def loaded(ledger: Ledger, account: str, balance: int) -> Snapshot:
+    """A new account loaded into Redis, and a snapshot of it taken there and then."""
+    await ledger.accounts.create(account, balance)
+    await ledger.bank.hydrate(account)
+    snapshot = Snapshot(ledger.bank, account)
+    await snapshot.take()
+    return snapshot
+
+
 async def charged(bank: TokenBank, account: str, price: int) -> Charge:
     _, charge = await bank.charge(account, price, None, "meme:text", "r", 60)
     assert charge is not None
@@ -124,11 +133,8 @@ async def test_a_credit_retried_after_a_rollback_ends_equal_in_both_stores(
 ) -> None:
     """1(b): billing retries a key whose credit and record the rollback lost; the retry
     takes the first credit's own number."""
-    await ledger.accounts.create("retried", 10)
+    snapshot = await loaded(ledger, "retried", 10)
     bank = ledger.bank
-    await bank.hydrate("retried")
-    snapshot = Snapshot(bank, "retried")
-    await snapshot.take()
     first = await bank.credit("retried", 5, "purchase", "K", "body")
     await snapshot.restore(idempotency_keys=("K",))
     retry = await bank.credit("retried", 5, "purchase", "K", "body")
@@ -141,11 +147,8 @@ async def test_a_credit_retried_after_a_rollback_ends_equal_in_both_stores(
 
 
 async def test_a_credit_and_its_retry_in_one_receive_count_once(ledger: Ledger) -> None:
-    await ledger.accounts.create("retried-together", 10)
+    snapshot = await loaded(ledger, "retried-together", 10)
     bank = ledger.bank
-    await bank.hydrate("retried-together")
-    snapshot = Snapshot(bank, "retried-together")
-    await snapshot.take()
     await bank.credit("retried-together", 5, "purchase", "K", "body")
     await snapshot.restore(idempotency_keys=("K",))
     await bank.credit("retried-together", 5, "purchase", "K", "body")
@@ -178,11 +181,8 @@ async def test_settle_voids_a_retried_credit_it_finds_at_a_reused_position(
     ledger: Ledger,
 ) -> None:
     """1(b) near by: the retry lands on a reused position, and settle adopts by claim."""
-    await ledger.accounts.create("adopted-retry", 10)
+    snapshot = await loaded(ledger, "adopted-retry", 10)
     bank = ledger.bank
-    await bank.hydrate("adopted-retry")
-    snapshot = Snapshot(bank, "adopted-retry")
-    await snapshot.take()
     await bank.credit("adopted-retry", 5, "purchase", "K", "body")
     await charged(bank, "adopted-retry", 1)
     shipped = await issued(bank, "adopted-retry")
@@ -205,11 +205,8 @@ async def test_a_failed_meme_whose_charge_the_rollback_lost_is_refunded_by_the_l
     ledger: Ledger,
 ) -> None:
     """1(c): MongoDB counted the charge, Redis lost it, then the meme failed."""
-    await ledger.accounts.create("lost-charge", 10)
+    snapshot = await loaded(ledger, "lost-charge", 10)
     bank = ledger.bank
-    await bank.hydrate("lost-charge")
-    snapshot = Snapshot(bank, "lost-charge")
-    await snapshot.take()
     charge = await charged(bank, "lost-charge", 2)
     shipped = await issued(bank, "lost-charge")
     assert await deliver(ledger, shipped)
@@ -227,11 +224,8 @@ async def test_a_refund_of_a_charge_that_never_reached_mongodb_counts_nothing(
     ledger: Ledger,
 ) -> None:
     """1(c), the other way: the rollback lost the charge before it was shipped."""
-    await ledger.accounts.create("never-shipped", 10)
+    snapshot = await loaded(ledger, "never-shipped", 10)
     bank = ledger.bank
-    await bank.hydrate("never-shipped")
-    snapshot = Snapshot(bank, "never-shipped")
-    await snapshot.take()
     charge = await charged(bank, "never-shipped", 2)
     lost = await issued(bank, "never-shipped")
     await snapshot.restore(lost=[charge])
