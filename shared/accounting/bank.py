@@ -269,6 +269,24 @@ class TokenBank:
                 return False
             await asyncio.sleep(SHIPPING_POLL_S)
 
+    async def holds(self, account: str, epoch: int, seq: int) -> bool:
+        """Whether Redis's balance includes the account's event at (epoch, seq): it is in
+        the current numbering and not past it, or in the balance the account was loaded
+        with. Unknown positions (0) count as held; an account Redis lacks is loaded first.
+        """
+        if not epoch:
+            return True
+        fields = [AccountField.EPOCH, AccountField.SEQ, AccountField.BASE_EPOCH,
+                  AccountField.BASE_SEQ]  # fmt: skip
+        state = await self.redis.hmget(self.keys.account(account), fields)
+        if state[0] is None:
+            await self.hydrate(account)
+            state = await self.redis.hmget(self.keys.account(account), fields)
+        live_epoch, live_seq, base_epoch, base_seq = (int(v or 0) for v in state)
+        if epoch == live_epoch:
+            return seq <= live_seq
+        return epoch < base_epoch or (epoch == base_epoch and seq <= base_seq)
+
     async def balance(self, account: str) -> int | None:
         raw = await self.redis.hget(self.keys.account(account), AccountField.BALANCE)
         return None if raw is None else int(raw)

@@ -61,6 +61,8 @@ class CreditLog:
                     "fingerprint": claim["fingerprint"],
                     "event_id": claim["event_id"],
                     "tokens": None,
+                    "epoch": claim.get("epoch", 0),
+                    "seq": claim.get("seq", 0),
                 }
         return answer
 
@@ -109,14 +111,25 @@ class CreditLog:
         return FirstCredit(str(first["event_id"]), first.get("epoch", 0), first.get("seq", 0))
 
     async def record(
-        self, account: str, key: str, fingerprint: str, event_id: str, tokens: int
+        self,
+        account: str,
+        key: str,
+        fingerprint: str,
+        event_id: str,
+        tokens: int,
+        epoch: int = 0,
+        seq: int = 0,
     ) -> None:
+        """Keep the first answer, and where its credit sits in Redis's numbering (0 0 when
+        unknown), so a retry can tell whether Redis still holds it."""
         # A concurrent repeat may have recorded the same first answer already.
         doc = {
             "_id": record_id(account, key),
             "fingerprint": fingerprint,
             "event_id": event_id,
             "tokens": tokens,
+            "epoch": epoch,
+            "seq": seq,
             "at": datetime.now(UTC),
         }
         with contextlib.suppress(DuplicateKeyError):

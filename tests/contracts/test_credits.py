@@ -43,6 +43,10 @@ class Subject:
     async def claimed(self, account: str, key: str, event_id: str) -> None:
         raise NotImplementedError
 
+    async def roll_back(self, account: str, to_seq: int, balance: int) -> None:
+        """Redis comes back from a snapshot taken at `to_seq` with `balance` (a failover)."""
+        raise NotImplementedError
+
 
 class RealSubject(Subject):
     def __init__(self, bank: TokenBank, log: CreditLog, store: AccountStore, redis: Redis):
@@ -65,6 +69,13 @@ class RealSubject(Subject):
         event = Event(event_id, "credit", account, 5, 1, 1, "purchase", key, "2026-12-06T00:00:00Z")
         assert await self.real_log.claim([event]) == {}
 
+    async def roll_back(self, account: str, to_seq: int, balance: int) -> None:
+        keys = self.real.keys
+        await self.redis.hset(keys.account(account), mapping={"seq": to_seq, "balance": balance})
+        idempotency = await self.redis.keys(keys.idempotency(account, "*"))
+        if idempotency:
+            await self.redis.delete(*idempotency)
+
 
 class MemorySubject(Subject):
     def __init__(self) -> None:
@@ -84,6 +95,9 @@ class MemorySubject(Subject):
 
     async def claimed(self, account: str, key: str, event_id: str) -> None:
         self.memory_log.claimed(account, key, FP, event_id)
+
+    async def roll_back(self, account: str, to_seq: int, balance: int) -> None:
+        self.memory.roll_back(account, to_seq, balance)
 
 
 @pytest.fixture(params=["redis", "memory"])
@@ -150,3 +164,17 @@ async def test_the_first_answer_is_kept_and_a_claim_answers_without_tokens(
     claim = await subject.log.first_answer(account, "k6")
     assert claim is not None
     assert (claim["fingerprint"], claim["event_id"], claim["tokens"]) == (FP, "event-3", None)
+
+
+async def test_redis_holds_a_credit_until_it_rolls_back_past_it(subject: Subject) -> None:
+    account = await subject.open(10)
+    credited = await subject.bank.credit(account, 5, "purchase", "k7", FP)
+    assert await subject.bank.holds(account, credited.epoch, credited.seq)
+    assert await subject.bank.holds(account, 0, 0), "an unknown position counts as held"
+    await subject.roll_back(account, credited.seq - 1, 10)
+    assert not await subject.bank.holds(account, credited.epoch, credited.seq)
+    again = await subject.bank.credit(account, 5, "purchase", "k7", FP)
+    assert (again.status, again.balance, again.seq) == (Status.APPLIED, 15, credited.seq)
+    assert await subject.bank.holds(account, credited.epoch, credited.seq)
+    replay = await subject.bank.credit(account, 5, "purchase", "k7", FP)
+    assert (replay.status, replay.epoch, replay.seq) == (Status.REPLAYED, again.epoch, again.seq)

@@ -39,6 +39,7 @@ class CreditAnswer:
     event_id: str
     balance: int
     entry: str
+    seq: int
 
 
 @dataclass
@@ -132,6 +133,17 @@ class InMemoryBank:
         )
         return [self.pending[charge_id] for _, charge_id in due[:limit]]
 
+    async def holds(self, account: str, epoch: int, seq: int) -> bool:
+        held = self.accounts.get(account)
+        return not epoch or (held is not None and epoch == EPOCH and seq <= held.seq)
+
+    def roll_back(self, account: str, to_seq: int, balance: int) -> None:
+        """Redis comes back from a snapshot taken at `to_seq` (a failover): what came after
+        is lost, idempotency records included."""
+        held = self.accounts[account]
+        held.seq, held.balance = to_seq, balance
+        self.answers = {k: a for k, a in self.answers.items() if k[0] != account}
+
     async def live(self, account: str) -> LiveAccount:
         held = self.accounts.get(account)
         if held is None:
@@ -143,9 +155,11 @@ class InMemoryBank:
     ) -> Outcome:
         seen = self.answers.get((account, idempotency_key))
         if seen is not None:
-            status = Status.REPLAYED if seen.fingerprint == fingerprint else Status.CONFLICT
-            balance = seen.balance if status == Status.REPLAYED else 0
-            return Outcome(status, balance, event_id=seen.event_id, entry_id=seen.entry)
+            if seen.fingerprint != fingerprint:
+                return Outcome(Status.CONFLICT, 0, event_id=seen.event_id, entry_id=seen.entry)
+            return Outcome(
+                Status.REPLAYED, seen.balance, EPOCH, seen.seq, 0, seen.event_id, seen.entry
+            )
         held = self.accounts.get(account)
         if held is None:
             raise UnknownAccount(account)
@@ -155,7 +169,7 @@ class InMemoryBank:
         held.seq += 1
         event_id, entry = uuid.uuid4().hex, f"{time.time_ns()}-0"
         self.answers[account, idempotency_key] = CreditAnswer(
-            fingerprint, event_id, held.balance, entry
+            fingerprint, event_id, held.balance, entry, held.seq
         )
         self.unshipped.add(entry)
         return Outcome(Status.APPLIED, held.balance, EPOCH, held.seq, 0, event_id, entry)
@@ -190,10 +204,24 @@ class InMemoryCreditLog:
         return answer
 
     async def record(
-        self, account: str, key: str, fingerprint: str, event_id: str, tokens: int
+        self,
+        account: str,
+        key: str,
+        fingerprint: str,
+        event_id: str,
+        tokens: int,
+        epoch: int = 0,
+        seq: int = 0,
     ) -> None:
         self.answers.setdefault(
-            (account, key), {"fingerprint": fingerprint, "event_id": event_id, "tokens": tokens}
+            (account, key),
+            {
+                "fingerprint": fingerprint,
+                "event_id": event_id,
+                "tokens": tokens,
+                "epoch": epoch,
+                "seq": seq,
+            },
         )
 
     def claimed(self, account: str, key: str, fingerprint: str, event_id: str) -> None:

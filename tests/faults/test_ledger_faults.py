@@ -392,6 +392,45 @@ async def test_purged_events_then_settle_make_later_events_apply_and_reconcile_c
     assert "by ops: purged 5 charges" in history
 
 
+async def test_a_credit_retried_after_a_redis_rollback_ends_equal_in_both_stores(
+    make_stack: StackFactory, http: aiohttp.ClientSession
+) -> None:
+    """1(b) as billing and a failover do it: the credit is answered and applied, Redis
+    fails over to a replica that had neither the credit nor its record, billing retries.
+    Both stores end with the credit once, and reconcile needs no operator step."""
+    stack = await make_stack()
+    await stack.create_account(http, "billed", 10)
+    async with http.get(f"{stack.gateway}/v1/tokens", headers=stack.auth("billed")) as r:
+        assert (await r.json())["tokens"] == 10  # loaded into Redis
+    replica = await stack.redis_account("billed")
+    url = f"{stack.gateway}/v1/accounts/billed/credits"
+    headers = {**stack.admin, "Idempotency-Key": "invoice-9"}
+    async with http.post(url, json={"amount": 5}, headers=headers) as r:
+        first = await r.json()
+    assert (r.status, first["tokens"]) == (202, 15)
+    await stack.drained("billed")
+    keys = Keys(stack.settings.shards)
+    redis = redis_client(stack.settings)
+    try:
+        async with redis.pipeline(transaction=True) as failover:
+            failover.delete(keys.account("billed"), keys.idempotency("billed", "invoice-9"))
+            failover.hset(
+                keys.account("billed"), items=[p for field in replica.items() for p in field]
+            )
+            await failover.execute()
+    finally:
+        await redis.aclose()
+
+    async with http.post(url, json={"amount": 5}, headers=headers) as r:
+        assert (r.status, await r.json()) == (202, first)
+    await stack.drained("billed")
+    stored = await stack.mongo_account("billed")
+    assert stored is not None
+    assert (stored["balance"], (await stack.redis_account("billed"))["balance"]) == (15, "15")
+    code, output = await stack.maas("reconcile", "--account", "billed")
+    assert code == 0, output
+
+
 async def test_a_redis_rollback_that_reuses_positions_is_reported_and_settle_makes_it_exact(
     make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:

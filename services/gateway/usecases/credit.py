@@ -37,6 +37,8 @@ class CreditBank(Protocol):
 
     async def live(self, account: str) -> LiveAccount: ...
 
+    async def holds(self, account: str, epoch: int, seq: int) -> bool: ...
+
 
 class CreditAnswers(Protocol):
     """The first answer to each key, kept beyond Redis (`CreditLog`)."""
@@ -44,7 +46,14 @@ class CreditAnswers(Protocol):
     async def first_answer(self, account: str, key: str) -> MongoDoc | None: ...
 
     async def record(
-        self, account: str, key: str, fingerprint: str, event_id: str, tokens: int
+        self,
+        account: str,
+        key: str,
+        fingerprint: str,
+        event_id: str,
+        tokens: int,
+        epoch: int = 0,
+        seq: int = 0,
     ) -> None: ...
 
 
@@ -62,6 +71,11 @@ async def credit(
         first = await apply_credit(bank, credits, account, key, amount, reason, body_fingerprint)
     if first["fingerprint"] != body_fingerprint:
         raise idempotency_conflict()
+    if not await bank.holds(account, first.get("epoch", 0), first.get("seq", 0)):
+        # Redis lost the first credit (a failover to a replica behind): issue it there
+        # again. The ledger counts it once: the same credit at its own position, or a
+        # repeat of the key that is voided (see services/ledger/usecases/repeats.py).
+        await apply_credit(bank, credits, account, key, amount, reason, body_fingerprint)
     tokens = first["tokens"]
     if tokens is None:  # applied by the ledger, its answer lost: today's balance instead
         tokens = (await bank.live(account)).balance
@@ -98,5 +112,7 @@ async def apply_credit(
             "the credit is not durable yet; retry with the same Idempotency-Key",
             headers={"Retry-After": "1"},
         )
-    await credits.record(account, key, digest, outcome.event_id, outcome.balance)
+    await credits.record(
+        account, key, digest, outcome.event_id, outcome.balance, outcome.epoch, outcome.seq
+    )
     return {"fingerprint": digest, "event_id": outcome.event_id, "tokens": outcome.balance}

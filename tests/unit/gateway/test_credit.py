@@ -38,7 +38,13 @@ async def test_a_credit_is_answered_once_durable_and_its_retries_get_the_first_a
     assert (await bank.live("acme")).balance == 15
     assert sample("maas_tokens_credited_total") == credited + 5, "counted once"
     answer = await log.first_answer("acme", "order-1")
-    assert answer == {"fingerprint": fingerprint(5, "purchase"), "event_id": event_id, "tokens": 15}
+    assert answer == {
+        "fingerprint": fingerprint(5, "purchase"),
+        "event_id": event_id,
+        "tokens": 15,
+        "epoch": 1,
+        "seq": 1,
+    }
 
 
 async def test_a_retry_after_redis_lost_the_record_gets_the_first_answer_not_a_second_credit() -> (
@@ -49,6 +55,22 @@ async def test_a_retry_after_redis_lost_the_record_gets_the_first_answer_not_a_s
     bank.forget_credit("acme", "order-2")
     assert await credit(bank, log, "acme", "order-2", 5, "purchase") == (event_id, 15)
     assert (await bank.live("acme")).balance == 15
+
+
+async def test_a_retry_after_redis_rolled_back_past_the_credit_issues_it_there_again() -> None:
+    """A failover to a replica behind lost the credit and its record: the retry gets the
+    first answer, and Redis gets the tokens back (the ledger counts the two once)."""
+    bank, log = await funded(10)
+    event_id, _ = await shipped_credit(bank, log, "order-9")
+    bank.roll_back("acme", to_seq=0, balance=10)
+    with pytest.raises(ApiError) as unshipped:
+        await credit(bank, log, "acme", "order-9", 5, "purchase")
+    assert unshipped.value.code == "upstream_unavailable"  # durable first, as every credit
+    bank.ship()
+    assert await credit(bank, log, "acme", "order-9", 5, "purchase") == (event_id, 15)
+    assert (await bank.live("acme")).balance == 15
+    assert await credit(bank, log, "acme", "order-9", 5, "purchase") == (event_id, 15)
+    assert (await bank.live("acme")).balance == 15, "held again: no third credit"
 
 
 async def test_the_same_key_with_another_body_is_a_conflict_that_changes_nothing() -> None:
