@@ -174,7 +174,8 @@ async def test_cluster_and_single_node_agree(
         exercise(on_cluster), exercise(on_single)
     )
     assert cluster_results == single_results
-    # 3 debits, a refused 4th, a refund, a credit, its replay, then a conflicting replay.
+    # 3 debits, a refused 4th, a refund, a credit, its replay (with the credit's position),
+    # then a conflicting replay.
     assert cluster_results[0] == [
         (0, 2, 1),
         (0, 1, 2),
@@ -182,7 +183,7 @@ async def test_cluster_and_single_node_agree(
         (2, 0, 0),
         (0, 1, 4),
         (0, 11, 5),
-        (4, 11, 0),
+        (4, 11, 5),
         (5, 0, 0),
     ]
     assert cluster_seqs == single_seqs
