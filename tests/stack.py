@@ -353,6 +353,17 @@ class ServiceStack:
             )
         return sum(int(v) for v in attributes["Attributes"].values())
 
+    async def credit(
+        self, http: aiohttp.ClientSession, account: str, amount: object, key: str
+    ) -> tuple[int, dict[str, Any]]:
+        """Billing credits the account with an idempotency key: the status and the answer."""
+        async with http.post(
+            f"{self.gateway}/v1/accounts/{account}/credits",
+            json={"amount": amount},
+            headers={**self.admin, "Idempotency-Key": key},
+        ) as response:
+            return response.status, await response.json()
+
     async def dead_letters(self) -> int:
         """Dead letters as the ledger counts them (`maas_ledger_dlq_depth`): the index's
         count, or the SQS DLQ's if it counts more (messages not moved into the index yet)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 import orjson
@@ -33,6 +33,18 @@ class FirstCredit:
     before positions were)."""
 
     event_id: str
+    epoch: int = 0
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FirstAnswer:
+    """What a key's first credit answered, and where the credit sits in Redis's numbering
+    (0 0 when unknown), so a retry can tell whether Redis still holds it."""
+
+    fingerprint: str
+    event_id: str
+    tokens: int
     epoch: int = 0
     seq: int = 0
 
@@ -110,27 +122,8 @@ class CreditLog:
             return None
         return FirstCredit(str(first["event_id"]), first.get("epoch", 0), first.get("seq", 0))
 
-    async def record(
-        self,
-        account: str,
-        key: str,
-        fingerprint: str,
-        event_id: str,
-        tokens: int,
-        epoch: int = 0,
-        seq: int = 0,
-    ) -> None:
-        """Keep the first answer, and where its credit sits in Redis's numbering (0 0 when
-        unknown), so a retry can tell whether Redis still holds it."""
+    async def record(self, account: str, key: str, answer: FirstAnswer) -> None:
         # A concurrent repeat may have recorded the same first answer already.
-        doc = {
-            "_id": record_id(account, key),
-            "fingerprint": fingerprint,
-            "event_id": event_id,
-            "tokens": tokens,
-            "epoch": epoch,
-            "seq": seq,
-            "at": datetime.now(UTC),
-        }
+        doc = {"_id": record_id(account, key), **asdict(answer), "at": datetime.now(UTC)}
         with contextlib.suppress(DuplicateKeyError):
             await with_retries(lambda: self.credits.insert_one(doc))

@@ -16,7 +16,7 @@ import pytest
 from services.gateway.usecases.credit import CreditAnswers, CreditBank
 from shared.accounting.accounts import AccountStore
 from shared.accounting.bank import Status, TokenBank, UnknownAccount
-from shared.accounting.credits import CreditLog, fingerprint
+from shared.accounting.credits import CreditLog, FirstAnswer, fingerprint
 from shared.accounting.events import Event
 from shared.contract import MAX_BALANCE
 from shared.stores import Redis
@@ -155,8 +155,8 @@ async def test_the_first_answer_is_kept_and_a_claim_answers_without_tokens(
 ) -> None:
     account = await subject.open(10)
     assert await subject.log.first_answer(account, "k5") is None
-    await subject.log.record(account, "k5", FP, "event-1", 15)
-    await subject.log.record(account, "k5", FP, "event-2", 20)  # a concurrent repeat
+    await subject.log.record(account, "k5", FirstAnswer(FP, "event-1", 15))
+    await subject.log.record(account, "k5", FirstAnswer(FP, "event-2", 20))  # a concurrent repeat
     answer = await subject.log.first_answer(account, "k5")
     assert answer is not None
     assert (answer["fingerprint"], answer["event_id"], answer["tokens"]) == (FP, "event-1", 15)

@@ -12,9 +12,10 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from shared.accounting.bank import Charge, LiveAccount, Outcome, Status, UnknownAccount
+from shared.accounting.credits import FirstAnswer
 from shared.contract import MAX_BALANCE
 from shared.keys import Keys
 from shared.settings import RateLimit
@@ -203,26 +204,8 @@ class InMemoryCreditLog:
             answer = {**claim, "tokens": None}
         return answer
 
-    async def record(
-        self,
-        account: str,
-        key: str,
-        fingerprint: str,
-        event_id: str,
-        tokens: int,
-        epoch: int = 0,
-        seq: int = 0,
-    ) -> None:
-        self.answers.setdefault(
-            (account, key),
-            {
-                "fingerprint": fingerprint,
-                "event_id": event_id,
-                "tokens": tokens,
-                "epoch": epoch,
-                "seq": seq,
-            },
-        )
+    async def record(self, account: str, key: str, answer: FirstAnswer) -> None:
+        self.answers.setdefault((account, key), asdict(answer))
 
     def claimed(self, account: str, key: str, fingerprint: str, event_id: str) -> None:
         """The ledger applied this credit first (its claim), before any answer was kept."""

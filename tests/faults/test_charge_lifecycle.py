@@ -103,8 +103,10 @@ async def test_sigkill_with_200_memes_in_flight_is_settled_by_the_sweeper(
         stack.kill("gateway")
         meme.send_signal(signal.SIGCONT)
 
-    delivered = await memes_in_flight(stack, headers, 200, 100, freeze_then_kill)
-    assert 100 <= len(delivered) < 200
+    # Frozen after a quarter: on a busy machine the client hears of the 100th answer
+    # late, and the rest may be answered by then.
+    delivered = await memes_in_flight(stack, headers, 200, 50, freeze_then_kill)
+    assert 50 <= len(delivered) < 200
     assert await stack.redis_pending_charges() > 0
 
     await stack.start("gateway")

@@ -403,11 +403,8 @@ async def test_a_credit_retried_after_a_redis_rollback_ends_equal_in_both_stores
     async with http.get(f"{stack.gateway}/v1/tokens", headers=stack.auth("billed")) as r:
         assert (await r.json())["tokens"] == 10  # loaded into Redis
     replica = await stack.redis_account("billed")
-    url = f"{stack.gateway}/v1/accounts/billed/credits"
-    headers = {**stack.admin, "Idempotency-Key": "invoice-9"}
-    async with http.post(url, json={"amount": 5}, headers=headers) as r:
-        first = await r.json()
-    assert (r.status, first["tokens"]) == (202, 15)
+    status, first = await stack.credit(http, "billed", 5, "invoice-9")
+    assert (status, first["tokens"]) == (202, 15)
     await stack.drained("billed")
     keys = Keys(stack.settings.shards)
     redis = redis_client(stack.settings)
@@ -421,8 +418,7 @@ async def test_a_credit_retried_after_a_redis_rollback_ends_equal_in_both_stores
     finally:
         await redis.aclose()
 
-    async with http.post(url, json={"amount": 5}, headers=headers) as r:
-        assert (r.status, await r.json()) == (202, first)
+    assert await stack.credit(http, "billed", 5, "invoice-9") == (202, first)
     await stack.drained("billed")
     stored = await stack.mongo_account("billed")
     assert stored is not None

@@ -21,7 +21,7 @@ from infra.local.stack import local_store
 from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.domain.apply import AccountUpdate, Position
 from shared.accounting.accounts import AccountStore, new_account
-from shared.accounting.credits import CreditLog
+from shared.accounting.credits import CreditLog, FirstAnswer
 from shared.stores import MongoDoc
 from tests.stack import PrivateStore, debit_event
 
@@ -116,7 +116,7 @@ async def test_every_hot_path_is_answered_from_the_id_index(explained: PrivateSt
         assert nodes["Seq Scan"] == nodes["Sort"] == 0
         assert nodes["Limit"] >= 1
 
-        await credits.record("acct-0002", "key-1", "fp", "ev", 5)
+        await credits.record("acct-0002", "key-1", FirstAnswer("fp", "ev", 5))
         assert (await credits.first_answer("acct-0002", "key-1") or {})["tokens"] == 5
         assert served_by_index(plans.since("credits"))["Seq Scan"] == 0
 

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from prometheus_client import Counter
 
 from shared.accounting.bank import LiveAccount, Outcome, Status, UnknownAccount
-from shared.accounting.credits import fingerprint
+from shared.accounting.credits import FirstAnswer, fingerprint
 from shared.contract import MAX_BALANCE
 from shared.errors import ApiError
 from shared.stores import MongoDoc
@@ -45,16 +45,7 @@ class CreditAnswers(Protocol):
 
     async def first_answer(self, account: str, key: str) -> MongoDoc | None: ...
 
-    async def record(
-        self,
-        account: str,
-        key: str,
-        fingerprint: str,
-        event_id: str,
-        tokens: int,
-        epoch: int = 0,
-        seq: int = 0,
-    ) -> None: ...
+    async def record(self, account: str, key: str, answer: FirstAnswer) -> None: ...
 
 
 def idempotency_conflict() -> ApiError:
@@ -113,6 +104,8 @@ async def apply_credit(
             headers={"Retry-After": "1"},
         )
     await credits.record(
-        account, key, digest, outcome.event_id, outcome.balance, outcome.epoch, outcome.seq
+        account,
+        key,
+        FirstAnswer(digest, outcome.event_id, outcome.balance, outcome.epoch, outcome.seq),
     )
     return {"fingerprint": digest, "event_id": outcome.event_id, "tokens": outcome.balance}

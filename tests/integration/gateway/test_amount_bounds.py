@@ -10,17 +10,6 @@ from shared.stores import mongo_client
 from tests.stack import ServiceStack
 
 
-async def credit(
-    stack: ServiceStack, http: aiohttp.ClientSession, account: str, amount: object, key: str
-) -> tuple[int, dict[str, object]]:
-    async with http.post(
-        f"{stack.gateway}/v1/accounts/{account}/credits",
-        json={"amount": amount},
-        headers={**stack.admin, "Idempotency-Key": key},
-    ) as response:
-        return response.status, await response.json()
-
-
 async def test_credits_reach_the_largest_balance_exactly_and_no_further(
     shared_stack: ServiceStack, http: aiohttp.ClientSession
 ) -> None:
@@ -31,12 +20,12 @@ async def test_credits_reach_the_largest_balance_exactly_and_no_further(
         await AccountStore(mongo[stack.settings.mongo_db]).create("bounds-top", MAX_BALANCE - room)
     finally:
         await mongo.close()
-    status, body = await credit(stack, http, "bounds-top", room + 1, "over")
-    assert (status, body["error"]["code"]) == (409, "balance_limit")  # type: ignore[index]
-    status, body = await credit(stack, http, "bounds-top", room, "to-the-top")
+    status, body = await stack.credit(http, "bounds-top", room + 1, "over")
+    assert (status, body["error"]["code"]) == (409, "balance_limit")
+    status, body = await stack.credit(http, "bounds-top", room, "to-the-top")
     assert (status, body["tokens"]) == (202, MAX_BALANCE)
-    status, body = await credit(stack, http, "bounds-top", 1, "one-more")
-    assert (status, body["error"]["code"]) == (409, "balance_limit")  # type: ignore[index]
+    status, body = await stack.credit(http, "bounds-top", 1, "one-more")
+    assert (status, body["error"]["code"]) == (409, "balance_limit")
 
     async with http.get(
         f"{stack.gateway}/memes", params={"query": "riches"}, headers=stack.auth("bounds-top")
@@ -57,8 +46,8 @@ async def test_amounts_out_of_range_are_400_and_change_nothing(
     stack = shared_stack
     await stack.create_account(http, "bounds-bad", 5)
     for amount in (0, -1, MAX_TOKENS_PER_CALL + 1, 2**53, 1.5, 1e13, "10", None, True):
-        status, body = await credit(stack, http, "bounds-bad", amount, f"bad-{amount!s}")
-        assert (status, body["error"]["code"]) == (400, "invalid_params"), amount  # type: ignore[index]
+        status, body = await stack.credit(http, "bounds-bad", amount, f"bad-{amount!s}")
+        assert (status, body["error"]["code"]) == (400, "invalid_params"), amount
     for tokens in (MAX_TOKENS_PER_CALL + 1, -1, 2**63):
         async with http.post(
             f"{stack.gateway}/v1/accounts",
@@ -75,5 +64,5 @@ async def test_an_integral_json_number_is_an_integer_amount(
 ) -> None:
     """JSON Schema's integers include 2.0, and the OpenAPI document says integer."""
     await shared_stack.create_account(http, "bounds-integral", 1)
-    status, body = await credit(shared_stack, http, "bounds-integral", 2.0, "integral-1")
+    status, body = await shared_stack.credit(http, "bounds-integral", 2.0, "integral-1")
     assert (status, body["tokens"]) == (202, 3)
