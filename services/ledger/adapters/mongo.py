@@ -363,7 +363,8 @@ class LedgerStore:
         return sorted(docs, key=lambda d: (d["group_id"], int(d["sequence"] or 0)))
 
     async def dead_letter_count(self) -> int:
-        return len(await self.dead_letter_index())
+        """Unresolved dead letters, counted by the store (the gauge asks every 5 s)."""
+        return await self.dead_letters.count_documents({"resolved_at": None})
 
     async def dead_letter(self, message_id: str) -> MongoDoc | None:
         doc = await self.dead_letters.find_one({"_id": message_id})

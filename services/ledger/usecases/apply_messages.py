@@ -202,11 +202,16 @@ class MessageHandler:
         reused = await self.store.write_journal(events, source, voided)
         if reused:
             await self._hold_reused(reused, result, source)
+            why = (
+                "an adopted event holds a position MongoDB has not reached; redrive the "
+                "event that position was first given to"
+            )
             self._take_out(
                 result,
-                {e.account for e, _ in reused},
-                "an adopted event holds a position MongoDB has not reached; redrive the "
-                "event that position was first given to",
+                {
+                    e.account: result.problems.get(e.account) or f"{e.account!r}: {why}"
+                    for e, _ in reused
+                },
             )
         moved = await self.store.apply(result.updates)
         now = time.time()
@@ -221,13 +226,12 @@ class MessageHandler:
         return moved
 
     @staticmethod
-    def _take_out(result: Plan, accounts: set[str], why: str) -> None:
-        """None of these accounts' updates may apply now: hold them whole."""
+    def _take_out(result: Plan, reasons: dict[str, str]) -> None:
+        """None of these accounts' updates may apply now: hold them whole, with why."""
         for update in result.updates:
-            if update.account in accounts:
-                reason = result.problems.get(update.account) or f"{update.account!r}: {why}"
-                result.hold(update.account, update.events, reason)
-        result.updates = [u for u in result.updates if u.account not in accounts]
+            if update.account in reasons:
+                result.hold(update.account, update.events, reasons[update.account])
+        result.updates = [u for u in result.updates if u.account not in reasons]
 
     async def _judge(self, result: Plan) -> dict[str, Voided]:
         """Void repeated credits and refunds, and refunds of charges never counted.
@@ -243,11 +247,7 @@ class MessageHandler:
             {u.account: u.start for u in result.updates},
             alongside={e.id for e in events},
         )
-        for account, why in verdicts.waiting.items():
-            result.hold(
-                account, [e for u in result.updates if u.account == account for e in u.events], why
-            )
-        result.updates = [u for u in result.updates if u.account not in verdicts.waiting]
+        self._take_out(result, verdicts.waiting)
         repeats = [
             (e, f) for e, f in verdicts.repeated_credits if e.account not in verdicts.waiting
         ]
@@ -279,12 +279,14 @@ class MessageHandler:
             if (key := journal_id(e.account, e.epoch, e.seq)) in holders
             and holders[key].event_id != e.id
         ]
-        again = [(e, holder) for e, holder in found if holder.is_issued_again(e)]
+        again: list[tuple[Event, Holder]] = []
+        reused: list[tuple[Event, Holder]] = []
+        for event, holder in found:
+            (again if holder.is_issued_again(event) else reused).append((event, holder))
         if again:
             await self.store.journal_issued_again(again, source)
             for event, _ in again:
                 VOIDED.labels(event.type).inc()
-        reused = [(e, holder) for e, holder in found if not holder.is_issued_again(e)]
         if reused:
             await self._hold_reused(reused, result, source)
 
