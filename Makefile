@@ -3,13 +3,14 @@ SHELL := bash
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
 
-.PHONY: help setup run up down status test test-unit lint fmt bench
+.PHONY: help setup run up down status test test-unit lint fmt bench chaos
 
 help:
 	@echo "make run    start everything in the foreground (Ctrl-C stops it)"
 	@echo "make test   set up, lint, type-check and run the whole suite against real servers"
 	@echo "make up     start everything in the background; make down stops it"
 	@echo "make bench  measure the pipeline (QUICK=1 for a short run)"
+	@echo "make chaos  load and random faults, then the books checked (MINUTES=10 SEED=… ROLLBACK=1)"
 
 setup:
 	@infra/local/install.sh
@@ -25,6 +26,12 @@ down:
 
 bench: setup
 	$(PY) -m bench.run $(if $(QUICK),--quick,)
+
+# Ten minutes of load and seeded faults on a private stack, then the books checked exactly.
+chaos: setup
+	@infra/local/install_infra_tools.sh
+	$(PY) -m chaos.run --minutes $(or $(MINUTES),10) $(if $(SEED),--seed $(SEED),) \
+		$(if $(ROLLBACK),--rollback,) $(if $(MUTANT),--mutant $(MUTANT),)
 
 status:
 	@$(PY) -m infra.local.stack status

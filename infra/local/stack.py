@@ -62,6 +62,7 @@ class Server:
     argv: list[str]
     ready: Callable[[], bool]
     env: dict[str, str] = field(default_factory=dict)
+    cwd: Path = ROOT  # Python services import the tree they start in
 
 
 def tcp_answers(port: int, probe: bytes = b"", expect: bytes = b"") -> bool:
@@ -351,7 +352,7 @@ def start(server: Server, run_dir: Path, timeout_s: float = 60) -> Running:
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, **server.env},
-            cwd=ROOT,
+            cwd=server.cwd,
             start_new_session=True,
         )
     running = Running(server, process, log)

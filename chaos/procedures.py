@@ -1,0 +1,124 @@
+"""After the faults: wait for the pipeline to drain, then follow the runbooks
+(docs/slos.md) with the operators' own CLI until `maas reconcile` has nothing to say;
+then read the books the checker judges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from typing import Any
+
+import orjson
+
+from chaos.checker import Observed
+from chaos.history import History
+from chaos.stack import ChaosStack
+from shared.keys import Keys
+from shared.stores import mongo_client, redis_client
+
+POLL_S = 1.0
+ROUNDS = 4  # settle and redrive, then look again
+
+
+async def pending_charges(stack: ChaosStack) -> int:
+    """Charges neither confirmed nor refunded yet: the sweeper's work still to come."""
+    keys = Keys(stack.settings.shards)
+    redis = redis_client(stack.settings)
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for shard in range(stack.settings.shards):
+                pipe.hlen(keys.pending(shard))
+            return sum(await pipe.execute())
+    finally:
+        await redis.aclose()
+
+
+async def reconcile(stack: ChaosStack) -> dict[str, Any]:
+    code, output = await asyncio.to_thread(stack.maas, "reconcile", "--json")
+    if code not in (0, 1):
+        raise RuntimeError(f"maas reconcile failed ({code}):\n{output}")
+    report: dict[str, Any] = orjson.loads(output.strip().splitlines()[-1])
+    return report
+
+
+async def drained(stack: ChaosStack, timeout_s: float) -> dict[str, Any]:
+    """Until no charge is pending and the pipeline is idle with no account `pending`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        report = await reconcile(stack)
+        quiet = report["idle"] and not report["statuses"].get("pending")
+        if quiet and await pending_charges(stack) == 0:
+            return report
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the pipeline did not drain in {timeout_s} s: {report['statuses']}")
+        await asyncio.sleep(POLL_S)
+
+
+async def follow_runbooks(stack: ChaosStack, history: History, timeout_s: float) -> Counter[str]:
+    """Settle what reconcile says to settle, redrive the dead letters, until clean."""
+    steps: Counter[str] = Counter()
+    for _ in range(ROUNDS):
+        report = await drained(stack, timeout_s)
+        drifting = [r for r in report["accounts"] if r["status"] not in ("ok", "not_hydrated")]
+        letters = await dead_letters(stack)
+        if not drifting and not letters:
+            break
+        for row in drifting:
+            if row["status"] in ("reused", "stranded", "drift"):
+                await _maas(stack, history, steps, "ledger", "settle", "--account", row["account"],
+                            "--reason", f"chaos run: {row['status']}", "--by", "chaos")  # fmt: skip
+        if letters or any(row["status"] == "behind" for row in drifting):
+            await _maas(stack, history, steps, "dlq", "redrive", "--all")
+    return steps
+
+
+async def _maas(stack: ChaosStack, history: History, steps: Counter[str], *args: str) -> None:
+    code, output = await asyncio.to_thread(stack.maas, *args)
+    step = " ".join(args[:2])
+    steps[step] += 1
+    history.write("procedure", command=list(args), exit=code, output=output[-2000:])
+
+
+async def dead_letters(stack: ChaosStack) -> list[dict[str, Any]]:
+    """What `maas dlq list` shows: every dead letter, in the index or still in the DLQ."""
+    code, output = await asyncio.to_thread(stack.maas, "dlq", "list")
+    if code == 0 and "the dead-letter queue is empty" in output and "note:" not in output:
+        return []
+    return [{"line": line} for line in output.splitlines() if line.strip()]
+
+
+async def observe(stack: ChaosStack, accounts: list[str]) -> tuple[Observed, dict[str, int]]:
+    """Both books for every account, the dead letters and reconcile's last word; and
+    what the journal says was refunded (for the report, not the verdict)."""
+    keys = Keys(stack.settings.shards)
+    redis, mongo = redis_client(stack.settings), mongo_client(stack.settings)
+    db = mongo[stack.settings.mongo_db]
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for account in accounts:
+                pipe.hget(keys.account(account), "balance")
+            live = await pipe.execute()
+        stored = {
+            doc["_id"]: int(doc["balance"])
+            async for doc in db["accounts"].find({"_id": {"$in": accounts}}, {"balance": 1})
+        }
+        refunded = 0
+        async for entry in db["ledger"].find(
+            {"type": "refund", "account": {"$in": accounts}, "voided_for": None}, {"amount": 1}
+        ):
+            refunded += int(entry["amount"])
+    finally:
+        await redis.aclose()
+        await mongo.close()
+    code, output = await asyncio.to_thread(stack.maas, "reconcile")
+    observed = Observed(
+        redis={a: None if b is None else int(b) for a, b in zip(accounts, live, strict=True)},
+        mongo={a: stored.get(a) for a in accounts},
+        dead_letters=await dead_letters(stack),
+        reconcile_exit=code,
+        reconcile_output=output,
+        left_running=[],
+    )
+    return observed, {"refunded": refunded}

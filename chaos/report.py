@@ -1,0 +1,108 @@
+"""The table a chaos run ends with, from the history and the checker's verdict."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+from chaos.checker import PRICES, Verdict, statuses
+from chaos.history import Record
+
+RECOVERY_S = 10.0  # after a fault ends, errors still count against it for this long
+
+
+def outages(records: list[Record]) -> dict[str, dict[str, float]]:
+    """Per fault kind: how many, the failed requests, and the worst client-visible outage:
+    from the first to the last failed meme sent while the fault lasted (and just after)."""
+    faults = [r for r in records if r["type"] == "fault"]
+    ends: dict[tuple[str, float], float] = {
+        (r["target"], r["began"]): r["t"] for r in records if r["type"] == "recovered"
+    }
+    failed = sorted(
+        r["sent"]
+        for r in records
+        if r["type"] == "meme" and (r["status"] is None or r["status"] >= 500)
+    )
+    by_kind: dict[str, dict[str, float]] = defaultdict(
+        lambda: {"count": 0, "failed": 0, "worst_outage_s": 0.0}
+    )
+    for fault in faults:
+        began: float = fault["t"]
+        end = ends.get((fault["target"], began), began) + RECOVERY_S
+        inside = [t for t in failed if fault["t"] <= t <= end]
+        row = by_kind[fault["kind"]]
+        row["count"] += 1
+        row["failed"] += len(inside)
+        if inside:
+            row["worst_outage_s"] = max(row["worst_outage_s"], round(inside[-1] - inside[0], 2))
+    return dict(by_kind)
+
+
+def tokens(records: list[Record]) -> dict[str, int]:
+    charged = sum(
+        PRICES.get(r.get("kind") or "", 0)
+        for r in records
+        if r["type"] == "meme" and r["status"] == 200
+    )
+    accepted = {
+        r["key"]: r["amount"] for r in records if r["type"] == "credit" and r["status"] == 202
+    }
+    return {"charged": charged, "credited": sum(accepted.values())}
+
+
+def render(records: list[Record], verdict: Verdict, facts: dict[str, Any]) -> str:
+    lines = [
+        f"# chaos run: seed {facts['seed']}, {facts['minutes']} min"
+        + (f", mutant {facts['mutant']}" if facts.get("mutant") else "")
+        + (", rollback" if facts.get("rollback") else ""),
+        "",
+        f"load {facts['rate']:.0f} requests/s (60 % of a measured {facts['saturation']:.0f}/s)"
+        f" over {facts['accounts']} accounts; drained in {facts['drain_s']:.1f} s after the "
+        f"last fault; procedures: {dict(facts['procedures']) or 'none needed'}",
+        "",
+        "| fault | count | failed memes | worst outage |",
+        "|---|---|---|---|",
+    ]
+    for kind, row in sorted(outages(records).items()):
+        lines.append(
+            f"| {kind} | {row['count']} | {row['failed']} | {row['worst_outage_s']:.2f} s |"
+        )
+    lines += ["", "| requests | answers by status |", "|---|---|"]
+    for type_ in ("meme", "credit"):
+        counts = statuses(records, type_)
+        shown = ", ".join(f"{status}: {n}" for status, n in counts.most_common())
+        lines.append(f"| {type_} ({sum(counts.values())}) | {shown} |")
+    money = tokens(records) | {"refunded": facts["refunded"]}
+    lines += [
+        "",
+        "| tokens charged | refunded | credited | lost | counted twice or free | "
+        "allowed by rollbacks |",
+        "|---|---|---|---|---|---|",
+        f"| {money['charged']} | {money['refunded']} | {money['credited']} | {verdict.lost} "
+        f"| {verdict.extra} | {verdict.allowed_by_rollbacks} |",
+        "",
+        "verdict: "
+        + ("the books are exact" if verdict.ok else f"{len(verdict.failures)} failures"),
+    ]
+    return "\n".join(lines)
+
+
+def failure_details(records: list[Record], verdict: Verdict, limit: int = 20) -> str:
+    """Each failure, and for an account's the history lines that touch it."""
+    out: list[str] = []
+    accounts_shown: Counter[str] = Counter()
+    for failure in verdict.failures[:limit]:
+        out.append(f"FAIL {failure}")
+        account = failure.split(":", 1)[0]
+        if account in verdict.expected and not accounts_shown[account]:
+            accounts_shown[account] += 1
+            mine = [r for r in records if r.get("account") == account]
+            telling = [r for r in mine if r["type"] != "meme" or r["status"] != 200]
+            out.append(
+                f"  {len(mine)} history lines touch {account}; those other than a meme "
+                f"answered 200 (up to 25):"
+            )
+            out += [f"    {r}" for r in telling[:25]]
+    if len(verdict.failures) > limit:
+        out.append(f"... and {len(verdict.failures) - limit} more")
+    return "\n".join(out)
