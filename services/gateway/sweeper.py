@@ -4,7 +4,8 @@ A gateway killed between a charge and its answer, or a refund that failed, leave
 pending-charge record in Redis. The sweeper of each shard is the relay that holds the
 shard's lease, so exactly one process sweeps a shard; the refund script is idempotent
 either way. A record past its deadline is refunded under the same rule as any refund:
-only if its debit is counted.
+only if its debit is counted; and only if it is still past its deadline when refunded,
+since its handler, frozen until then, may have held it to write the meme meanwhile.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ class OverdueCharges(Protocol):
 
     async def overdue(self, shard: int, limit: int = 100) -> list[Charge]: ...
 
-    async def refund(self, charge: Charge) -> Outcome: ...
+    async def refund(
+        self, charge: Charge, undelivered: bool = False, overdue: bool = False
+    ) -> Outcome: ...
 
 
 class Sweeper:
@@ -75,7 +78,7 @@ class Sweeper:
                 continue
             for charge in overdue:
                 try:
-                    outcome = await self.bank.refund(charge)
+                    outcome = await self.bank.refund(charge, overdue=True)
                 except Exception:
                     log.warning(
                         "refunding an overdue charge failed",

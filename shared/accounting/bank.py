@@ -37,6 +37,7 @@ class Status(IntEnum):
     OVER_LIMIT = 6
     NOTHING_TO_REFUND = 7
     LEFT_TO_LEDGER = 9
+    NOT_DUE = 10  # a sweeper's refund of a charge held for delivery since it was listed
 
 
 class UnknownAccount(Exception):
@@ -129,6 +130,7 @@ class TokenBank:
         self.idempotency_ttl_s = idempotency_ttl_s
         self._charge = redis.register_script(lua_script("charge"))
         self._confirm = redis.register_script(lua_script("confirm"))
+        self._hold = redis.register_script(lua_script("hold"))
         self._refund = redis.register_script(lua_script("refund"))
         self._credit = redis.register_script(lua_script("credit"))
         self._hydrate = redis.register_script(lua_script("hydrate"))
@@ -182,12 +184,26 @@ class TokenBank:
             keys=[self.keys.pending(shard), self.keys.deadlines(shard)], args=[charge.id]
         )
 
-    async def refund(self, charge: Charge, undelivered: bool = False) -> Outcome:
+    async def hold(self, charge: Charge, seconds: float) -> bool:
+        """About to write the meme: keep the sweeper off the charge for `seconds`, or
+        False if it refunded the charge already (the handler was frozen past its deadline)."""
+        shard = self.keys.shard_of(charge.account)
+        held = await self._hold(
+            keys=[self.keys.pending(shard), self.keys.deadlines(shard)],
+            args=[charge.id, max(1, int(seconds * 1000))],
+        )
+        return bool(held)
+
+    async def refund(
+        self, charge: Charge, undelivered: bool = False, overdue: bool = False
+    ) -> Outcome:
         """Give a charge back once, and only if its debit is counted (see refund.lua).
 
         `undelivered`: the caller knows the meme was not delivered (the handler itself,
         not a sweeper that only saw a deadline pass), so a charge Redis lost is still
         refunded where the ledger counted it (`Status.LEFT_TO_LEDGER`).
+        `overdue`: only if the charge is still past its deadline (the sweeper: the handler
+        may have held it for delivery since), else `Status.NOT_DUE`.
         """
         shard = self.keys.shard_of(charge.account)
         keys = [
@@ -200,7 +216,7 @@ class TokenBank:
         args = [
             charge.account, charge.id, charge.price, charge.epoch, charge.seq, new_event_id(),
             charge.reason, charge.request_id, DECISION_TTL_S, REFUNDED_TTL_S, str(charge.ref),
-            "1" if undelivered else "0",
+            "1" if undelivered else "0", "1" if overdue else "0",
         ]  # fmt: skip
         raw = await self._hydrated(charge.account, self._refund, keys, args)
         return Outcome(Status(raw[0]), int(raw[1]), int(raw[2]), int(raw[3]))

@@ -10,19 +10,30 @@
 -- knows its meme was not delivered, does that: a sweeper or a drain only knows a deadline
 -- passed, and a missing record may mean a confirmation.
 -- Every refund event names its charge, so the ledger counts one refund per charge.
+-- The sweeper refunds only a charge still past its deadline: between its listing and
+-- this call the handler may have held the charge to write its meme (hold.lua).
 -- KEYS[1] account hash, KEYS[2] outbox stream, KEYS[3] pending charges, KEYS[4] their
 -- deadlines, KEYS[5] marker of a charge already decided
 -- ARGV: account, charge id, amount, charge epoch, charge seq, event id, reason, request id,
 --       marker ttl seconds for an earlier epoch's charge, and for a charge of this epoch,
---       the charge's reference (epoch:seq:id), '1' if the meme is known undelivered
+--       the charge's reference (epoch:seq:id), '1' if the meme is known undelivered,
+--       '1' if only an overdue charge is to be refunded (the sweeper)
 -- Returns {status, balance, epoch, seq}; status 0 refunded, 1 not hydrated,
 -- 7 nothing to refund (confirmed or refunded before), 9 left to the ledger (Redis's
--- balance does not hold the debit; the event carries no tokens here).
+-- balance does not hold the debit; the event carries no tokens here), 10 not due (held
+-- for delivery since it was listed).
 local account_key, outbox, pending, deadlines = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local state = redis.call('HMGET', account_key, 'balance', 'epoch', 'base_epoch', 'base_seq')
 local balance = tonumber(state[1])
 if not balance then
   return {1, 0, 0, 0}
+end
+if ARGV[13] == '1' then
+  local due = redis.call('ZSCORE', deadlines, ARGV[2])
+  local now = redis.call('TIME')
+  if due and tonumber(due) > tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) then
+    return {10, balance, 0, 0}
+  end
 end
 local was_pending = redis.call('HDEL', pending, ARGV[2])
 redis.call('ZREM', deadlines, ARGV[2])

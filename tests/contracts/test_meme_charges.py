@@ -8,19 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import pytest
 
-from services.gateway.sweeper import OverdueCharges
-from services.gateway.usecases.order_meme import MemeCharges
+from services.gateway.adapters.meme_client import Meme
+from services.gateway.domain.params import MemeRequest
+from services.gateway.drain import Drain
+from services.gateway.sweeper import OverdueCharges, Sweeper
+from services.gateway.usecases.order_meme import MemeCharges, order_meme
 from shared.accounting.accounts import AccountStore
 from shared.accounting.bank import Charge, Status, TokenBank, UnknownAccount
 from shared.accounting.shapes import AccountField
+from shared.auth import Principal
+from shared.contract import Kind
+from shared.errors import ApiError
 from shared.keys import Keys
-from shared.settings import RateLimit
+from shared.settings import RateLimit, Settings
 from tests.fakes.bank import InMemoryBank
 from tests.stack import real_bank
 
@@ -188,3 +194,75 @@ async def test_only_pending_charges_past_their_deadline_are_overdue(subject: Sub
     assert [charge.id for charge in overdue] == [due.id]
     assert overdue[0] == due, "the pending record carries what a refund needs"
     assert await subject.bank.overdue((shard + 1) % 8) == []
+
+
+async def test_a_charge_held_for_delivery_is_not_overdue_until_the_hold_ends(
+    subject: Subject,
+) -> None:
+    account = await subject.open(10)
+    shard = Keys(8).shard_of(account)
+    charge = await subject.charged(account, 0.0)
+    await asyncio.sleep(0.01)
+    assert [c.id for c in await subject.bank.overdue(shard)] == [charge.id]
+    assert await subject.bank.hold(charge, 60.0)
+    assert await subject.bank.overdue(shard) == []
+    await subject.bank.confirm(charge)
+    assert await subject.bank.balance(account) == 9
+
+
+async def test_the_sweeper_refunds_only_what_is_still_overdue_and_a_swept_charge_is_not_held(
+    subject: Subject,
+) -> None:
+    """The sweeper lists a charge, its handler holds it to write the meme, the sweeper's
+    refund then leaves it; a charge the sweeper refunded first cannot be held."""
+    account = await subject.open(10)
+    listed, swept = await subject.charged(account, 0.0), await subject.charged(account, 0.0)
+    await asyncio.sleep(0.01)
+    assert await subject.bank.hold(listed, 60.0)
+    assert (await subject.bank.refund(listed, overdue=True)).status == Status.NOT_DUE
+    assert (await subject.bank.refund(swept, overdue=True)).status == Status.APPLIED
+    assert not await subject.bank.hold(swept, 60.0)
+    assert await subject.bank.balance(account) == 9
+
+
+async def test_a_meme_made_after_the_sweeper_refunded_its_charge_is_answered_504(
+    subject: Subject,
+) -> None:
+    """Found by `make chaos`: the handler froze (a paused gateway) past its charge's
+    deadline, and the sweeper refunded the charge meanwhile. The meme the handler then
+    holds is not given away: 504, nothing charged, refunded once."""
+    account = await subject.open(10)
+    instant = Settings(meme_timeout_s=0.001, charge_settle_margin_s=0.001)
+    sweeper = Sweeper(subject.bank, lambda: [Keys(8).shard_of(account)])
+    delivered: list[Meme] = []
+
+    async def made_while_frozen() -> Meme:
+        await asyncio.sleep(0.02)  # past the deadline
+        assert await sweeper.sweep_once() == 1
+        return Meme({"text": "late", "location": None})
+
+    async def deliver(meme: Meme, price: int, remaining: int) -> None:
+        delivered.append(meme)
+
+    with pytest.raises(ApiError) as raised:
+        await order_meme(
+            bank=subject.bank,
+            memes=Scripted(made_while_frozen),
+            drain=Drain(25.0),
+            settings=instant,
+            principal=Principal(account, frozenset(), 0.0),
+            params=MemeRequest("cats", None, None, None, "json"),
+            kind="text",
+            request_id="r",
+            deliver=deliver,
+        )
+    assert (raised.value.status, delivered) == (504, [])
+    assert await subject.bank.balance(account) == 10
+
+
+@dataclass
+class Scripted:
+    make: Callable[[], Awaitable[Meme]]
+
+    async def generate(self, params: MemeRequest, kind: Kind, request_id: str) -> Meme:
+        return await self.make()

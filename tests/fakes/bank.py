@@ -95,8 +95,18 @@ class InMemoryBank:
         self.deadlines[charge.id] = time.time() + refundable_after_s
         return Outcome(Status.APPLIED, held.balance, EPOCH, held.seq), charge
 
-    async def refund(self, charge: Charge, undelivered: bool = False) -> Outcome:
+    async def hold(self, charge: Charge, seconds: float) -> bool:
+        if charge.id not in self.pending:
+            return False
+        self.deadlines[charge.id] = time.time() + seconds
+        return True
+
+    async def refund(
+        self, charge: Charge, undelivered: bool = False, overdue: bool = False
+    ) -> Outcome:
         held = self.accounts[charge.account]
+        if overdue and self.deadlines.get(charge.id, 0) > time.time():
+            return Outcome(Status.NOT_DUE, held.balance)
         self.deadlines.pop(charge.id, None)
         was_pending = self.pending.pop(charge.id, None) is not None
         if not was_pending and (not undelivered or charge.id in self.decided):

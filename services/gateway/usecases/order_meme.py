@@ -3,8 +3,11 @@
 A charge stays pending until its answer is written (then it is confirmed) or its meme
 fails (then it is refunded before the error is answered). A charge whose gateway died
 in between is refunded by the sweeper, so a client is never charged for a meme it did
-not get. The route authenticates, parses and chooses the kind; `deliver` writes the
-answer, so a client that goes away while it is written is a failure like any other.
+not get. Just before the answer is written the charge is held from the sweeper; a
+handler frozen past its deadline (a paused process) finds it refunded already and
+answers 504 instead of giving the meme away. The route authenticates, parses and
+chooses the kind; `deliver` writes the answer, so a client that goes away while it is
+written is a failure like any other.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ CONFIRM_FAILURES = Counter(
     "maas_confirm_failures_total", "Delivered memes whose charge could not be confirmed"
 )
 
+CONFIRM_FIRST_RETRY_S = 0.05
+CONFIRM_LAST_RETRY_S = 0.5
+
 # The meme, its price and the balance after the charge -> the answer is written.
 Deliver = Callable[[Meme, int, int], Awaitable[None]]
 
@@ -57,9 +63,13 @@ class MemeCharges(Protocol):
         refundable_after_s: float,
     ) -> tuple[Outcome, Charge | None]: ...
 
-    async def refund(self, charge: Charge, undelivered: bool = False) -> Outcome: ...
+    async def refund(
+        self, charge: Charge, undelivered: bool = False, overdue: bool = False
+    ) -> Outcome: ...
 
     async def confirm(self, charge: Charge) -> None: ...
+
+    async def hold(self, charge: Charge, seconds: float) -> bool: ...
 
 
 class MemeSource(Protocol):
@@ -121,11 +131,16 @@ async def order_meme(
     with drain.holding(charge):
         try:
             meme = await drain.unless_closed(memes.generate(params, kind, request_id))
+            if not await bank.hold(charge, settings.charge_settle_margin_s):
+                raise ApiError(
+                    "upstream_timeout",
+                    "the meme took longer than its charge may wait; nothing was charged",
+                )
             await deliver(meme, price, charged.balance)
         except BaseException as failure:  # an upstream error, a cancelled handler, a lost client
             await asyncio.shield(refund(bank, charge, kind, failure))
             raise
-        await confirm(bank, charge)
+        await confirm(bank, charge, settings.charge_settle_margin_s)
 
 
 async def refund(bank: MemeCharges, charge: Charge, kind: str, failure: BaseException) -> None:
@@ -146,14 +161,27 @@ async def refund(bank: MemeCharges, charge: Charge, kind: str, failure: BaseExce
         failure.details["tokens_remaining"] = refunded.balance
 
 
-async def confirm(bank: MemeCharges, charge: Charge) -> None:
+async def confirm(bank: MemeCharges, charge: Charge, within_s: float) -> None:
     """The answer is written: clear the pending record.
 
-    If this fails, the record stays and the sweeper refunds a meme that was delivered:
-    the client gets it free, which is our loss, never the client's (counted).
+    Tried again until the hold on the charge runs out (`within_s`), so a Redis restart
+    or failover of a few seconds does not turn a delivered meme into a refund. If it
+    still fails, the record stays and the sweeper refunds a meme that was delivered: the
+    client gets it free, which is our loss, never the client's (counted).
     """
-    try:
-        await bank.confirm(charge)
-    except Exception:
-        log.warning("confirming a delivered meme failed; it will be refunded", exc_info=True)
-        CONFIRM_FAILURES.inc()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    pause = CONFIRM_FIRST_RETRY_S
+    while True:
+        try:
+            await bank.confirm(charge)
+            return
+        except Exception:
+            if loop.time() + pause >= deadline:
+                log.warning(
+                    "confirming a delivered meme failed; it will be refunded", exc_info=True
+                )
+                CONFIRM_FAILURES.inc()
+                return
+        await asyncio.sleep(pause)
+        pause = min(2 * pause, CONFIRM_LAST_RETRY_S)

@@ -28,6 +28,7 @@ from tests.metrics import sample
 SETTINGS = Settings(
     price_text=1, price_ai=2, rate_limits={"default": RateLimit(rate=1000, burst=1000)}
 )
+SHORT_HOLD = SETTINGS.model_copy(update={"charge_settle_margin_s": 0.2})
 MEME = Meme({"text": "a meme", "location": None})
 PARAMS = MemeRequest("cats", None, None, None, "json")
 
@@ -192,7 +193,9 @@ async def test_a_meme_that_finishes_inside_the_drain_window_is_delivered() -> No
 
 
 class RefundFails(InMemoryBank):
-    async def refund(self, charge: Charge, undelivered: bool = False) -> Outcome:
+    async def refund(
+        self, charge: Charge, undelivered: bool = False, overdue: bool = False
+    ) -> Outcome:
         raise ConnectionError("Redis is failing over")
 
 
@@ -219,10 +222,32 @@ async def test_a_confirm_that_fails_still_answers_and_is_counted() -> None:
     bank = ConfirmFails()
     await bank.open("alice", 10)
     failures = sample("maas_confirm_failures_total")
-    delivered = await order(bank, answering())
+    delivered = await order(bank, answering(), settings=SHORT_HOLD)
     assert delivered.answers == [(MEME, 1, 9)]
     assert len(bank.pending) == 1, "left for the sweeper, which refunds it: our loss"
     assert sample("maas_confirm_failures_total") == failures + 1
+
+
+class ConfirmFailsTwice(InMemoryBank):
+    """Redis restarting: the first two confirmations fail, the third goes through."""
+
+    failures = 2
+
+    async def confirm(self, charge: Charge) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("Redis is restarting")
+        await super().confirm(charge)
+
+
+async def test_a_confirm_is_tried_again_while_the_charge_is_held() -> None:
+    bank = ConfirmFailsTwice()
+    await bank.open("alice", 10)
+    failures = sample("maas_confirm_failures_total")
+    delivered = await order(bank, answering())
+    assert delivered.answers == [(MEME, 1, 9)]
+    assert bank.pending == {}, "confirmed: the sweeper has nothing to refund"
+    assert sample("maas_confirm_failures_total") == failures
 
 
 async def test_too_few_tokens_is_402_and_nothing_is_made() -> None:

@@ -48,10 +48,12 @@ class OneRefundFails(InMemoryBank):
 
     failing: str = ""
 
-    async def refund(self, charge: Charge, undelivered: bool = False) -> Outcome:
+    async def refund(
+        self, charge: Charge, undelivered: bool = False, overdue: bool = False
+    ) -> Outcome:
         if charge.id == self.failing:
             raise ConnectionError("refund refused")
-        return await super().refund(charge, undelivered)
+        return await super().refund(charge, undelivered, overdue)
 
 
 async def test_one_charge_that_cannot_be_refunded_holds_up_no_other_charge_or_shard() -> None:
