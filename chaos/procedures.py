@@ -89,9 +89,10 @@ async def dead_letters(stack: ChaosStack) -> list[dict[str, Any]]:
     return [{"line": line} for line in output.splitlines() if line.strip()]
 
 
-async def observe(stack: ChaosStack, accounts: list[str]) -> tuple[Observed, dict[str, int]]:
+async def observe(stack: ChaosStack, accounts: list[str]) -> tuple[Observed, dict[str, Any]]:
     """Both books for every account, the dead letters and reconcile's last word; and
-    what the journal says was refunded (for the report, not the verdict)."""
+    what the journal says was refunded, with the requests the refunds name (for the
+    report's diagnosis, never for the verdict)."""
     keys = Keys(stack.settings.shards)
     redis, mongo = redis_client(stack.settings), mongo_client(stack.settings)
     db = mongo[stack.settings.mongo_db]
@@ -104,11 +105,13 @@ async def observe(stack: ChaosStack, accounts: list[str]) -> tuple[Observed, dic
             doc["_id"]: int(doc["balance"])
             async for doc in db["accounts"].find({"_id": {"$in": accounts}}, {"balance": 1})
         }
-        refunded = 0
+        refunded, refunded_ids = 0, set()
         async for entry in db["ledger"].find(
-            {"type": "refund", "account": {"$in": accounts}, "voided_for": None}, {"amount": 1}
+            {"type": "refund", "account": {"$in": accounts}, "voided_for": None},
+            {"amount": 1, "request_id": 1},
         ):
             refunded += int(entry["amount"])
+            refunded_ids.add(entry["request_id"])
     finally:
         await redis.aclose()
         await mongo.close()
@@ -121,4 +124,4 @@ async def observe(stack: ChaosStack, accounts: list[str]) -> tuple[Observed, dic
         reconcile_output=output,
         left_running=[],
     )
-    return observed, {"refunded": refunded}
+    return observed, {"refunded": refunded, "refunded_ids": refunded_ids}

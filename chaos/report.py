@@ -76,14 +76,26 @@ def render(records: list[Record], verdict: Verdict, facts: dict[str, Any]) -> st
     lines += [
         "",
         "| tokens charged | refunded | credited | lost | counted twice or free | "
-        "allowed by rollbacks |",
+        "within documented bounds |",
         "|---|---|---|---|---|---|",
         f"| {money['charged']} | {money['refunded']} | {money['credited']} | {verdict.lost} "
-        f"| {verdict.extra} | {verdict.allowed_by_rollbacks} |",
+        f"| {verdict.extra} | {verdict.within_bounds} |",
         "",
         "verdict: "
         + ("the books are exact" if verdict.ok else f"{len(verdict.failures)} failures"),
     ]
+    free = [
+        r
+        for r in records
+        if r["type"] == "meme" and r["status"] == 200 and r["id"] in facts["refunded_ids"]
+    ]
+    if free:
+        lines += ["", f"memes answered 200 whose charge the journal shows refunded ({len(free)}):"]
+        lines += [
+            f"- {r['id']} {r['account']} gateway-{r['gateway']} sent {r['sent']:.2f} s, "
+            f"answered {r['t']:.2f} s"
+            for r in free[:20]
+        ]
     return "\n".join(lines)
 
 

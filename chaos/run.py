@@ -78,7 +78,7 @@ async def run(args: argparse.Namespace) -> int:
     faults = nemesis.schedule(args.seed, seconds, args.rollback, args.faults)
     history.write(
         "run", seed=args.seed, minutes=args.minutes, rollback=args.rollback, mutant=args.mutant,
-        faults=[asdict(f) for f in faults],
+        settle_margin_s=stack.settings.charge_settle_margin_s, faults=[asdict(f) for f in faults],
     )  # fmt: skip
     log(f"seed {args.seed}: {len(faults)} faults over {args.minutes} min; results in {out}")
     facts: dict[str, Any] = {"seed": args.seed, "minutes": args.minutes}

@@ -15,9 +15,8 @@ def account(name: str, tokens: int, t: float = 0.0) -> Record:
 def meme(name: str, status: int | None, kind: str = "text", t: float = 1.0, **more: Any) -> Record:
     charged = {"text": 1, "ai": 2}[kind] if status == 200 else None
     fields = {"charged": charged, "kind": kind} if status == 200 else {}
-    return (
-        {"t": t, "type": "meme", "id": f"m{t}", "account": name, "status": status} | fields | more
-    )
+    record = {"t": t, "type": "meme", "id": f"m{t}", "account": name, "status": status}
+    return record | {"gateway": 1} | fields | more
 
 
 def credit(
@@ -114,7 +113,7 @@ def test_a_rollback_forgives_only_what_was_answered_inside_its_window() -> None:
         {"t": 10.0, "type": "snapshot", "target": "redis"},
         meme("a", 200, t=11.0),
         credit("a", "k", 202, t=12.0),
-        {"t": 13.0, "type": "recovered", "kind": "redis-rollback", "target": "redis"},
+        {"t": 13.0, "type": "recovered", "kind": "redis-rollback", "target": "redis", "began": 9.0},
         meme("a", 200, t=14.0),
     ]
     assert check(history, books(a=103)).ok  # everything counted
@@ -122,3 +121,22 @@ def test_a_rollback_forgives_only_what_was_answered_inside_its_window() -> None:
     assert check(history, books(a=98)).ok  # the credit lost, the meme counted
     assert not check(history, books(a=97)).ok  # beyond what the window can explain
     assert not check(history, books(a=105)).ok
+
+
+def test_a_meme_may_be_free_only_if_its_gateway_died_or_froze_past_the_margin_as_it_answered() -> (
+    None
+):
+    def fault(kind: str, gateway: int, t: float, hold_s: float) -> Record:
+        target = f"gateway-{gateway}"
+        return {"t": t, "type": "fault", "kind": kind, "target": target, "hold_s": hold_s}
+
+    run: Record = {"t": 0.0, "type": "run", "settle_margin_s": 5.0}
+    killed = [run, account("a", 10), meme("a", 200, t=9.5, gateway=2), fault("sigkill", 2, 10, 1)]
+    assert check(killed, books(a=10)).ok  # the sweeper refunded the unconfirmed charge
+    assert check(killed, books(a=9)).ok
+    other_gateway = [*killed[:2], meme("a", 200, t=9.5, gateway=1), killed[3]]
+    assert not check(other_gateway, books(a=10)).ok
+    short_freeze = [*killed[:3], fault("sigstop", 2, 10, 4.0)]
+    assert not check(short_freeze, books(a=10)).ok
+    long_freeze = [*killed[:3], fault("sigstop", 2, 10, 8.0)]
+    assert check(long_freeze, books(a=10)).ok

@@ -131,16 +131,27 @@ async def order_meme(
     with drain.holding(charge):
         try:
             meme = await drain.unless_closed(memes.generate(params, kind, request_id))
-            if not await bank.hold(charge, settings.charge_settle_margin_s):
-                raise ApiError(
-                    "upstream_timeout",
-                    "the meme took longer than its charge may wait; nothing was charged",
-                )
+            await hold_for_delivery(bank, charge, settings.charge_settle_margin_s)
             await deliver(meme, price, charged.balance)
         except BaseException as failure:  # an upstream error, a cancelled handler, a lost client
             await asyncio.shield(refund(bank, charge, kind, failure))
             raise
         await confirm(bank, charge, settings.charge_settle_margin_s)
+
+
+async def hold_for_delivery(bank: MemeCharges, charge: Charge, margin_s: float) -> None:
+    """Keep the sweeper off the charge while the answer is written, or raise 504.
+
+    The clock is read again once the hold's answer is back, in the same step of the
+    event loop as the write that follows: a handler frozen (or starved) since it asked
+    for the hold may have let the hold lapse, and the sweeper may have the charge.
+    """
+    loop = asyncio.get_running_loop()
+    asked = loop.time()
+    if not await bank.hold(charge, margin_s) or loop.time() - asked >= margin_s:
+        raise ApiError(
+            "upstream_timeout", "the meme took longer than its charge may wait; nothing was charged"
+        )
 
 
 async def refund(bank: MemeCharges, charge: Charge, kind: str, failure: BaseException) -> None:

@@ -250,6 +250,26 @@ async def test_a_confirm_is_tried_again_while_the_charge_is_held() -> None:
     assert sample("maas_confirm_failures_total") == failures
 
 
+class HoldAnsweredLate(InMemoryBank):
+    """The handler gets the hold's answer back only after the hold has run out (a
+    process frozen, or an event loop starved, while the answer waited in its socket)."""
+
+    async def hold(self, charge: Charge, seconds: float) -> bool:
+        held = await super().hold(charge, seconds)
+        await asyncio.sleep(seconds)
+        return held
+
+
+async def test_a_hold_that_lapsed_before_the_handler_got_back_to_it_is_not_used() -> None:
+    bank = HoldAnsweredLate()
+    await bank.open("alice", 10)
+    delivered = Delivered()
+    with pytest.raises(ApiError) as raised:
+        await order(bank, answering(), deliver=delivered, settings=SHORT_HOLD)
+    assert (raised.value.status, delivered.answers) == (504, [])
+    assert await bank.balance("alice") == 10
+
+
 async def test_too_few_tokens_is_402_and_nothing_is_made() -> None:
     bank = await funded(1)
     memes = answering()
