@@ -182,6 +182,12 @@ def check(records: list[Record], observed: Observed) -> Verdict:
         redis, mongo = observed.redis.get(account), observed.mongo.get(account)
         if redis is not None and redis != mongo:
             verdict.failures.append(f"{account}: redis {redis} ≠ mongo {mongo}")
+    drift = sum(r["found"].get("drift", 0) for r in records if r["type"] == "runbooks")
+    if drift and not rollback_windows(records):
+        verdict.failures.append(
+            f"maas reconcile found {drift} accounts drifting once the pipeline was idle, "
+            "with no rollback to explain it (settled, as its runbook says)"
+        )
     for letter in observed.dead_letters:
         verdict.failures.append(f"dead letter left after the redrive: {letter}")
     if observed.reconcile_exit != 0:

@@ -27,8 +27,8 @@ MUTANTS = {
     "no-refund": Mutant(
         "services/gateway/usecases/order_meme.py",
         "await asyncio.shield(refund(bank, charge, kind, failure))",
-        "await asyncio.shield(confirm(bank, charge))",
-        "a meme that fails keeps its charge: confirmed instead of refunded",
+        "await asyncio.shield(confirm(bank, charge, 0.0))",
+        "a meme that fails keeps its charge: confirmed (final) instead of refunded",
     ),
     "no-duplicate-check": Mutant(
         "services/ledger/domain/apply.py",

@@ -20,6 +20,8 @@ from shared.stores import mongo_client, redis_client
 
 POLL_S = 1.0
 ROUNDS = 4  # settle and redrive, then look again
+SETTLES_PER_CALL = 100
+SETTLED = ("reused", "stranded", "drift")  # the statuses whose runbook says settle
 
 
 async def pending_charges(stack: ChaosStack) -> int:
@@ -56,22 +58,39 @@ async def drained(stack: ChaosStack, timeout_s: float) -> dict[str, Any]:
         await asyncio.sleep(POLL_S)
 
 
-async def follow_runbooks(stack: ChaosStack, history: History, timeout_s: float) -> Counter[str]:
-    """Settle what reconcile says to settle, redrive the dead letters, until clean."""
+async def follow_runbooks(
+    stack: ChaosStack, history: History, timeout_s: float
+) -> tuple[Counter[str], Counter[str]]:
+    """Settle what reconcile says to settle, redrive the dead letters, until clean.
+
+    Returns the commands run, and the statuses reconcile gave once the pipeline was
+    first idle (before any procedure): what the faults left for an operator."""
     steps: Counter[str] = Counter()
-    for _ in range(ROUNDS):
+    found: Counter[str] = Counter()
+    for round_ in range(ROUNDS):
         report = await drained(stack, timeout_s)
         drifting = [r for r in report["accounts"] if r["status"] not in ("ok", "not_hydrated")]
         letters = await dead_letters(stack)
+        if round_ == 0:
+            found.update(row["status"] for row in drifting)
+            found["dead letters"] += len(letters)
         if not drifting and not letters:
             break
-        for row in drifting:
-            if row["status"] in ("reused", "stranded", "drift"):
-                await _maas(stack, history, steps, "ledger", "settle", "--account", row["account"],
-                            "--reason", f"chaos run: {row['status']}", "--by", "chaos")  # fmt: skip
+        to_settle = [row["account"] for row in drifting if row["status"] in SETTLED]
+        for first in range(0, len(to_settle), SETTLES_PER_CALL):
+            accounts = to_settle[first : first + SETTLES_PER_CALL]
+            named = [arg for account in accounts for arg in ("--account", account)]
+            reason = "chaos run: " + ", ".join(sorted(found_in(drifting, accounts)))
+            await _maas(stack, history, steps, "ledger", "settle", *named, "--reason", reason,
+                        "--by", "chaos")  # fmt: skip
         if letters or any(row["status"] == "behind" for row in drifting):
             await _maas(stack, history, steps, "dlq", "redrive", "--all")
-    return steps
+    return steps, found
+
+
+def found_in(rows: list[dict[str, Any]], accounts: list[str]) -> set[str]:
+    chosen = set(accounts)
+    return {row["status"] for row in rows if row["account"] in chosen}
 
 
 async def _maas(stack: ChaosStack, history: History, steps: Counter[str], *args: str) -> None:

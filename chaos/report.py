@@ -58,7 +58,8 @@ def render(records: list[Record], verdict: Verdict, facts: dict[str, Any]) -> st
         "",
         f"load {facts['rate']:.0f} requests/s (60 % of a measured {facts['saturation']:.0f}/s)"
         f" over {facts['accounts']} accounts; drained in {facts['drain_s']:.1f} s after the "
-        f"last fault; procedures: {dict(facts['procedures']) or 'none needed'}",
+        f"last fault; reconcile once idle: {_counts(facts['found'])}; procedures: "
+        f"{_counts(facts['procedures'])}",
         "",
         "| fault | count | failed memes | worst outage |",
         "|---|---|---|---|",
@@ -118,3 +119,8 @@ def failure_details(records: list[Record], verdict: Verdict, limit: int = 20) ->
     if len(verdict.failures) > limit:
         out.append(f"... and {len(verdict.failures) - limit} more")
     return "\n".join(out)
+
+
+def _counts(counts: dict[str, int]) -> str:
+    shown = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()) if n)
+    return shown or "nothing"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -135,7 +136,9 @@ async def drive(
         quiet = time.monotonic()
         await procedures.drained(stack, DRAIN_TIMEOUT_S)
         facts["drain_s"] = time.monotonic() - quiet
-        facts["procedures"] = await procedures.follow_runbooks(stack, history, DRAIN_TIMEOUT_S)
+        steps, found = await procedures.follow_runbooks(stack, history, DRAIN_TIMEOUT_S)
+        history.write("runbooks", steps=steps, found=found)
+        facts |= {"procedures": steps, "found": found}
         observed, journal = await procedures.observe(stack, [a.id for a in workload.accounts])
     facts |= journal | {"rate": rate, "saturation": saturation, "accounts": len(workload.accounts)}
     return observed
@@ -152,6 +155,8 @@ async def wait_ai_ready(stack: ChaosStack, timeout_s: float = 60) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """SIGTERM stops a run as Ctrl-C does: the stack is stopped and its logs kept."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     return asyncio.run(run(parse(argv)))
 
 

@@ -10,7 +10,7 @@ from cli.connections import connect
 from cli.terminal import ACCOUNT, OPERATOR, REASON, argument, safe
 from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.usecases.settle import settle
-from shared.accounting.bank import AccountBusy, UnknownAccount
+from shared.accounting.bank import AccountBusy, TokenBank, UnknownAccount
 from shared.accounting.events import signed_amount
 from shared.errors import ApiError
 from shared.stores import MongoDoc
@@ -38,7 +38,13 @@ def register(commands: Any) -> None:
         "settle",
         help="re-load an account from MongoDB under a new epoch (after a purge)",
     )
-    settling.add_argument("--account", required=True, type=ACCOUNT)
+    settling.add_argument(
+        "--account",
+        required=True,
+        type=ACCOUNT,
+        action="append",
+        help="the account; repeat it to settle several in turn (after a failover, say)",
+    )
     settling.add_argument("--reason", required=True, type=REASON, help="why, for the journal")
     settling.add_argument(
         "--by", default=getpass.getuser(), type=OPERATOR, help="who (default: $USER)"
@@ -83,16 +89,26 @@ def describe(e: MongoDoc) -> str:
 
 
 async def settle_account(args: argparse.Namespace) -> int:
+    """Each `--account` in turn, on one connection; 1 if any could not be settled."""
+    failed = 0
     async with connect() as c:
         store = LedgerStore(c.db)
-        try:
-            settled = await settle(c.bank(), store, args.account, args.reason, args.by)
-        except UnknownAccount:
-            print(f"no account {args.account!r}")
-            return 1
-        except AccountBusy:
-            print(f"charges kept moving {args.account!r}; try again")
-            return 1
+        for account in args.account:
+            failed += not await settle_one(c.bank(), store, account, args.reason, args.by)
+    return 1 if failed else 0
+
+
+async def settle_one(
+    bank: TokenBank, store: LedgerStore, account: str, reason: str, by: str
+) -> bool:
+    try:
+        settled = await settle(bank, store, account, reason, by)
+    except UnknownAccount:
+        print(f"no account {account!r}")
+        return False
+    except AccountBusy:
+        print(f"charges kept moving {account!r}; try again")
+        return False
     settlement, applied = settled.settlement, settled.mongo_applied
     for event, voided in settled.adopted:
         verdict = f", void: {voided.reason}" if voided else ""
@@ -101,8 +117,8 @@ async def settle_account(args: argparse.Namespace) -> int:
             f"(event {event.id}{verdict})"
         )
     print(
-        f"settled {args.account}: balance {settlement.before_balance} -> {settlement.balance}, "
+        f"settled {account}: balance {settlement.before_balance} -> {settlement.balance}, "
         f"new epoch {settlement.epoch} (MongoDB had applied epoch {applied.get('epoch')} "
         f"seq {applied.get('seq')})"
     )
-    return 0
+    return True

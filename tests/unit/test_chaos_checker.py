@@ -140,3 +140,15 @@ def test_a_meme_may_be_free_only_if_its_gateway_died_or_froze_past_the_margin_as
     assert not check(short_freeze, books(a=10)).ok
     long_freeze = [*killed[:3], fault("sigstop", 2, 10, 8.0)]
     assert check(long_freeze, books(a=10)).ok
+
+
+def test_drift_reconcile_found_once_idle_is_a_failure_unless_a_rollback_explains_it() -> None:
+    found: Record = {"t": 5.0, "type": "runbooks", "steps": {}, "found": {"drift": 2}}
+    assert "2 accounts drifting" in check([account("a", 10), found], books(a=10)).failures[0]
+    rolled = [
+        account("a", 10),
+        {"t": 1.0, "type": "snapshot", "target": "redis"},
+        {"t": 2.0, "type": "recovered", "kind": "redis-rollback", "target": "redis", "began": 1},
+        found,
+    ]
+    assert check(rolled, books(a=10)).ok

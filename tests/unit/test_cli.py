@@ -41,7 +41,10 @@ def test_good_input_parses_to_checked_values() -> None:
     args = parser().parse_args(
         ["ledger", "settle", "--account", "auth0|64f1", "--reason", " purged ", "--by", "ops-1"]
     )
-    assert (args.account, args.reason, args.by) == ("auth0|64f1", "purged", "ops-1")
+    assert (args.account, args.reason, args.by) == (["auth0|64f1"], "purged", "ops-1")
+    several = parser().parse_args(["ledger", "settle", "--account", "a", "--account", "b",
+                                   "--reason", "failover"])  # fmt: skip
+    assert several.account == ["a", "b"]
     created = parser().parse_args(["accounts", "create", "--id", "acme", "--tokens", "1000"])
     assert (created.id, created.tokens) == ("acme", 1000)
 
