@@ -57,6 +57,7 @@ class ChaosStack:
     pgids: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir.chmod(0o755)  # the postgres user keeps its cluster under it
         ai_port = free_port()
         self.values: dict[str, Any] = {
@@ -147,11 +148,20 @@ class ChaosStack:
         shutil.copyfile(snapshot, data / "dump.rdb")
         self.start_process("redis", "--appendonly", "no")
         self.redis_cli("config", "set", "appendonly", "yes")
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while "aof_rewrite_in_progress:0" not in (
+            info := self.redis_cli("info", "persistence")
+        ) or (
+            "aof_rewrite_scheduled:0" not in info
+        ):  # until the AOF holds what was loaded, a kill would restart Redis empty
+            if time.monotonic() > deadline:
+                raise RuntimeError("Redis did not write its AOF after the rollback")
+            time.sleep(0.05)
         (data / "dump.rdb").unlink(missing_ok=True)
 
-    def redis_cli(self, *args: str) -> None:
+    def redis_cli(self, *args: str) -> str:
         argv = ["redis-cli", "-p", str(self.settings.redis_port), *args]
-        subprocess.run(argv, check=True, capture_output=True, timeout=60)
+        return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=60).stdout
 
     def maas(self, *args: str, timeout_s: float = 300) -> tuple[int, str]:
         """The operators' CLI against this stack, from the code under test."""
