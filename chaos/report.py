@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -12,29 +13,34 @@ RECOVERY_S = 10.0  # after a fault ends, errors still count against it for this 
 
 
 def outages(records: list[Record]) -> dict[str, dict[str, float]]:
-    """Per fault kind: how many, the failed requests, and the worst client-visible outage:
-    from the first to the last failed meme sent while the fault lasted (and just after)."""
-    faults = [r for r in records if r["type"] == "fault"]
+    """Per fault kind: how many, the memes sent while each lasted (and just after) that
+    failed, and the worst client-visible outage: the longest stretch in which the
+    fault's clients got no meme answered (200, or 402 for a dry account), by when the
+    answers arrived. A gateway's fault is judged by the memes sent to that gateway; any
+    other fault by all of them."""
     ends: dict[tuple[str, float], float] = {
         (r["target"], r["began"]): r["t"] for r in records if r["type"] == "recovered"
     }
-    failed = sorted(
-        r["sent"]
-        for r in records
-        if r["type"] == "meme" and (r["status"] is None or r["status"] >= 500)
-    )
+    memes = [r for r in records if r["type"] == "meme"]
     by_kind: dict[str, dict[str, float]] = defaultdict(
         lambda: {"count": 0, "failed": 0, "worst_outage_s": 0.0}
     )
-    for fault in faults:
+    for fault in (r for r in records if r["type"] == "fault"):
         began: float = fault["t"]
         end = ends.get((fault["target"], began), began) + RECOVERY_S
-        inside = [t for t in failed if fault["t"] <= t <= end]
+        target = fault["target"]
+        gateway = int(target.rsplit("-", 1)[1]) if target.startswith("gateway-") else None
+        mine = [m for m in memes if gateway in (None, m["gateway"])]
+        answered = sorted(
+            m["t"] for m in mine if m["status"] in (200, 402) and began <= m["t"] <= end
+        )
+        gaps = [b - a for a, b in itertools.pairwise([began, *answered, end])]
         row = by_kind[fault["kind"]]
         row["count"] += 1
-        row["failed"] += len(inside)
-        if inside:
-            row["worst_outage_s"] = max(row["worst_outage_s"], round(inside[-1] - inside[0], 2))
+        row["failed"] += sum(
+            1 for m in mine if began <= m["sent"] <= end and (m["status"] or 500) >= 500
+        )
+        row["worst_outage_s"] = max(row["worst_outage_s"], round(max(gaps), 2))
     return dict(by_kind)
 
 
@@ -61,7 +67,7 @@ def render(records: list[Record], verdict: Verdict, facts: dict[str, Any]) -> st
         f"last fault; reconcile once idle: {_counts(facts['found'])}; procedures: "
         f"{_counts(facts['procedures'])}",
         "",
-        "| fault | count | failed memes | worst outage |",
+        "| fault | count | memes failed meanwhile | worst client-visible outage |",
         "|---|---|---|---|",
     ]
     for kind, row in sorted(outages(records).items()):
