@@ -10,6 +10,8 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pymongo.errors
+import redis.exceptions
 from aiohttp import web
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -54,6 +56,16 @@ def error_response(error: ApiError) -> web.Response:
     return json_response(error.body(), status=error.status, headers=error.headers)
 
 
+# Redis (restarting, loading its AOF, failing over) or MongoDB (a primary stepping down, a
+# restart) out of reach: the client's answer is 503 with Retry-After, not 500, since
+# retrying is right and nothing is wrong with the request or the code.
+STORE_UNAVAILABLE = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    pymongo.errors.ConnectionFailure,
+)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every failure into a JSON error; never let a stack trace reach a client."""
@@ -73,6 +85,19 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return json_response(
             {"error": {"code": code, "message": message}}, status=exc.status, headers=headers
+        )
+    except STORE_UNAVAILABLE as error:
+        log.warning(
+            "a store is unavailable", extra={"path": request.path, "error": repr(error)[:300]}
+        )
+        return error_response(
+            ApiError(
+                "upstream_unavailable",
+                "a store behind this service is unavailable; retry shortly (nothing is "
+                "charged for a meme you did not get, and a credit's Idempotency-Key makes "
+                "its retry safe)",
+                headers={"Retry-After": "1"},
+            )
         )
     except Exception:
         log.exception("unhandled error", extra={"path": request.path})

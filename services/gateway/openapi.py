@@ -186,10 +186,12 @@ UNAUTHORIZED = error(
     "Missing, invalid or expired token",
     {"WWW-Authenticate": header("Bearer challenge")},
 )
+RETRY_AFTER = {"Retry-After": header("Seconds to wait", "integer")}
 COMMON_ERRORS: dict[str, Schema] = {
     "401": UNAUTHORIZED,
     "405": error("Method not allowed"),
     "500": error("Internal error"),
+    "503": error("A store behind the service (Redis, MongoDB) is unavailable; retry", RETRY_AFTER),
 }
 
 
@@ -216,8 +218,9 @@ def meme_responses() -> dict[str, Schema]:
         "502": error("The meme service failed; the charge was refunded"),
         "503": error(
             "AI unavailable, the meme service is down, or this gateway is shutting down "
-            "(refunded); or balances are being restored (nothing charged)",
-            {"Retry-After": header("Seconds to wait", "integer")},
+            "(refunded); or balances are being restored (nothing charged); or a store is "
+            "unavailable (not charged for a meme not delivered)",
+            RETRY_AFTER,
         ),
         "504": error("The meme service timed out; refunded"),
     }
@@ -415,11 +418,12 @@ def account_paths() -> Schema:
                         "take the balance over its limit (balance_limit)"
                     ),
                     "413": error("Body too large"),
-                    "503": error(
-                        "Not durable yet (SQS unreachable); retry with the same key",
-                        {"Retry-After": header("Seconds to wait", "integer")},
-                    ),
                     **admin_errors(),
+                    "503": error(
+                        "Not durable yet (SQS unreachable), or a store is unavailable; retry "
+                        "with the same key",
+                        RETRY_AFTER,
+                    ),
                 },
                 parameters=[ACCOUNT_PATH, IDEMPOTENCY_KEY],
                 requestBody=json_body(CREDIT_BODY),

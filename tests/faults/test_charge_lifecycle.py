@@ -224,3 +224,20 @@ async def test_a_debit_applied_before_the_data_loss_is_refunded_and_journaled(
     finally:
         await mongo.close()
     assert journal == [("debit", 1, 1), ("refund", 2, 1)]
+
+
+async def test_while_redis_is_down_clients_get_503_with_retry_after_and_no_charge(
+    make_stack: StackFactory, http: aiohttp.ClientSession
+) -> None:
+    """Found by `make chaos`: every request while Redis restarted was a 500."""
+    stack = await make_stack()
+    headers = await stack.create_account(http, "outage", 10)
+    stack.kill("redis")
+    for path, params in (("/memes", PARIS), ("/v1/tokens", {})):
+        async with http.get(f"{stack.gateway}{path}", params=params, headers=headers) as answer:
+            body = await answer.json()
+            assert (answer.status, body["error"]["code"]) == (503, "upstream_unavailable"), body
+            assert answer.headers["Retry-After"] == "1"
+    stored = await stack.mongo_account("outage")
+    assert stored is not None
+    assert stored["balance"] == 10
