@@ -22,19 +22,20 @@ def outages(records: list[Record]) -> dict[str, dict[str, float]]:
         (r["target"], r["began"]): r["t"] for r in records if r["type"] == "recovered"
     }
     memes = [r for r in records if r["type"] == "meme"]
+    last_sent = max((m["sent"] for m in memes), default=0.0)  # no clients after the load
     by_kind: dict[str, dict[str, float]] = defaultdict(
         lambda: {"count": 0, "failed": 0, "worst_outage_s": 0.0}
     )
     for fault in (r for r in records if r["type"] == "fault"):
         began: float = fault["t"]
-        end = ends.get((fault["target"], began), began) + RECOVERY_S
+        end = min(ends.get((fault["target"], began), began) + RECOVERY_S, last_sent)
         target = fault["target"]
         gateway = int(target.rsplit("-", 1)[1]) if target.startswith("gateway-") else None
         mine = [m for m in memes if gateway in (None, m["gateway"])]
         answered = sorted(
             m["t"] for m in mine if m["status"] in (200, 402) and began <= m["t"] <= end
         )
-        gaps = [b - a for a, b in itertools.pairwise([began, *answered, end])]
+        gaps = [b - a for a, b in itertools.pairwise([began, *answered, max(began, end)])]
         row = by_kind[fault["kind"]]
         row["count"] += 1
         row["failed"] += sum(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import aioboto3
@@ -42,6 +43,24 @@ async def sqs_client(settings: Settings) -> AsyncIterator[SQSClient]:
 
 async def queue_url(client: SQSClient, name: str) -> str:
     return str((await client.get_queue_url(QueueName=name))["QueueUrl"])
+
+
+@dataclass
+class QueueAddress:
+    """A queue's URL, asked of SQS when first needed, then kept.
+
+    A gateway that starts while SQS is unreachable still starts and serves memes (the
+    outbox is in Redis); its relay asks again on its next round.
+    """
+
+    client: SQSClient
+    name: str
+    known: str | None = None
+
+    async def url(self) -> str:
+        if self.known is None:
+            self.known = await queue_url(self.client, self.name)
+        return self.known
 
 
 async def provision_queues(client: SQSClient, settings: Settings) -> tuple[str, str]:

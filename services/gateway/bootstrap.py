@@ -20,7 +20,7 @@ from shared.accounting.bank import TokenBank
 from shared.accounting.credits import CreditLog
 from shared.auth import Authenticator
 from shared.settings import Settings
-from shared.sqs import queue_url, sqs_client
+from shared.sqs import QueueAddress, SQSClient, sqs_client
 from shared.stores import mongo_client, redis_client
 from shared.web import Readiness, serve_readiness
 
@@ -41,7 +41,7 @@ def build_app(settings: Settings, *, relay: bool = True) -> web.Application:
         await memes.start()
         stop = asyncio.Event()
         async with sqs_client(settings) as sqs:
-            url = await queue_url(sqs, settings.queue_name)
+            queue = QueueAddress(sqs, settings.queue_name)
             auth = Authenticator(settings)
             bank = TokenBank.for_settings(settings, redis, mongo[settings.mongo_db])
             app[DEPS] = Gateway(
@@ -52,8 +52,6 @@ def build_app(settings: Settings, *, relay: bool = True) -> web.Application:
                 credits=CreditLog(mongo[settings.mongo_db]),
                 memes=memes,
                 redis=redis,
-                sqs=sqs,
-                queue_url=url,
                 drain=drain,
             )
             await memes.ready()
@@ -62,9 +60,7 @@ def build_app(settings: Settings, *, relay: bool = True) -> web.Application:
             readiness = Readiness(
                 {
                     "redis": redis.ping,
-                    "sqs": lambda: sqs.get_queue_attributes(
-                        QueueUrl=url, AttributeNames=["QueueArn"]
-                    ),
+                    "sqs": lambda: queue_reachable(sqs, queue),
                 },
                 flags,
                 extra=lambda: {"ai_available": memes.ai_available},
@@ -74,7 +70,7 @@ def build_app(settings: Settings, *, relay: bool = True) -> web.Application:
                 relayer = Relay(
                     redis,
                     sqs,
-                    url,
+                    queue,
                     bank.keys,
                     f"{socket.gethostname()}:{os.getpid()}",
                     batch_size=settings.relay_batch_size,
@@ -101,3 +97,7 @@ def build_app(settings: Settings, *, relay: bool = True) -> web.Application:
 
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+async def queue_reachable(sqs: SQSClient, queue: QueueAddress) -> None:
+    await sqs.get_queue_attributes(QueueUrl=await queue.url(), AttributeNames=["QueueArn"])

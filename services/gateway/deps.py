@@ -13,7 +13,6 @@ from shared.accounting.bank import TokenBank
 from shared.accounting.credits import CreditLog
 from shared.auth import Authenticator
 from shared.settings import Settings
-from shared.sqs import SQSClient
 from shared.stores import Redis
 
 
@@ -26,8 +25,6 @@ class Gateway:
     credits: CreditLog
     memes: MemeClient
     redis: Redis
-    sqs: SQSClient
-    queue_url: str
     drain: Drain
 
 

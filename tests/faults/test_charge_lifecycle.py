@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from infra.local.stack import redis_server, start
+from infra.local.stack import free_port, redis_server, start
 from shared.keys import Keys
 from shared.stores import mongo_client
 from tests.fakes.openai_server import FakeOpenAI
@@ -241,3 +241,26 @@ async def test_while_redis_is_down_clients_get_503_with_retry_after_and_no_charg
     stored = await stack.mongo_account("outage")
     assert stored is not None
     assert stored["balance"] == 10
+
+
+async def test_a_gateway_started_while_sqs_is_unreachable_serves_memes(
+    make_stack: StackFactory, http: aiohttp.ClientSession
+) -> None:
+    """Found by `make chaos`: a gateway killed during an SQS outage stayed down until SQS
+    came back (it asked for the queue's URL before serving). Memes need only Redis; the
+    relay ships the outbox once SQS answers."""
+    stack = await make_stack()
+    headers = await stack.create_account(http, "no-sqs", 10)
+    reachable = stack.values["sqs_endpoint_url"]
+    stack.values["sqs_endpoint_url"] = f"http://127.0.0.1:{free_port()}"  # nothing listens
+    try:
+        gateway = await stack.start_replica("gateway", "gateway-without-sqs")
+    finally:
+        stack.values["sqs_endpoint_url"] = reachable
+    async with http.get(f"{gateway}/memes", params=PARIS, headers=headers) as answer:
+        assert answer.status == 200, await answer.text()
+        assert (await answer.json())["tokens_remaining"] == 9
+    async with http.get(f"{gateway}/readyz") as ready:
+        assert ready.status == 503
+        assert (await ready.json())["checks"]["sqs"] is False
+    assert await books(stack, "no-sqs") == (9, 9, 1, 1), "a relay that reaches SQS shipped it"

@@ -18,7 +18,7 @@ from shared.accounting.bank import Outcome, TokenBank
 from shared.accounting.events import decode_batch
 from shared.keys import Keys
 from shared.settings import RateLimit, Settings
-from shared.sqs import provision_queues, sqs_client
+from shared.sqs import QueueAddress, provision_queues, sqs_client
 from shared.stores import mongo_client, redis_client
 
 ACCOUNTS = [f"cluster-{n}" for n in range(30)]
@@ -131,7 +131,7 @@ async def exercise(settings: Settings) -> tuple[list[Any], dict[str, list[int]]]
             results.append([(o.status, o.balance, o.seq) for o in outcomes])
         async with sqs_client(settings) as sqs:
             queue, _ = await provision_queues(sqs, settings)
-            relay = Relay(redis, sqs, queue, keys, "test", 100, 5000, 0, 10)
+            relay = Relay(redis, sqs, QueueAddress(sqs, "", queue), keys, "test", 100, 5000, 0, 10)
             await relay.renew_leases()
             assert len(relay.held) == settings.shards
             assert await relay.relay_once(flush=True) == len(ACCOUNTS) * 5

@@ -19,7 +19,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from shared.accounting.events import Batch, event_from_stream_entry
 from shared.aio import sleep_unless
 from shared.keys import Keys
-from shared.sqs import SQSClient
+from shared.sqs import QueueAddress, SQSClient
 from shared.stores import Redis, lua_script
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class Pending:
 class Relay:
     redis: Redis
     sqs: SQSClient
-    queue_url: str
+    queue: QueueAddress
     keys: Keys
     owner: str
     batch_size: int
@@ -168,7 +168,9 @@ class Relay:
             for p, body in chunk
         ]
         try:
-            answer = await self.sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            answer = await self.sqs.send_message_batch(
+                QueueUrl=await self.queue.url(), Entries=entries
+            )
         except Exception:
             SQS_REQUESTS.labels("error").inc()
             raise
