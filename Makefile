@@ -29,7 +29,6 @@ bench: setup
 
 # Ten minutes of load and seeded faults on a private stack, then the books checked exactly.
 chaos: setup
-	@infra/local/install_infra_tools.sh
 	$(PY) -m chaos.run --minutes $(or $(MINUTES),10) $(if $(SEED),--seed $(SEED),) \
 		$(if $(ROLLBACK),--rollback,) $(if $(MUTANT),--mutant $(MUTANT),)
 
