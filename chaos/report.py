@@ -59,7 +59,7 @@ def tokens(records: list[Record]) -> dict[str, int]:
 
 def render(records: list[Record], verdict: Verdict, facts: dict[str, Any]) -> str:
     lines = [
-        f"# chaos run: seed {facts['seed']}, {facts['minutes']} min"
+        f"# chaos run: seed {facts['seed']}, {facts['minutes']} min, commit {facts['commit']}"
         + (f", mutant {facts['mutant']}" if facts.get("mutant") else "")
         + (", rollback" if facts.get("rollback") else ""),
         "",

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -80,9 +81,10 @@ async def run(args: argparse.Namespace) -> int:
     history.write(
         "run", seed=args.seed, minutes=args.minutes, rollback=args.rollback, mutant=args.mutant,
         settle_margin_s=stack.settings.charge_settle_margin_s, faults=[asdict(f) for f in faults],
+        commit=commit(),
     )  # fmt: skip
     log(f"seed {args.seed}: {len(faults)} faults over {args.minutes} min; results in {out}")
-    facts: dict[str, Any] = {"seed": args.seed, "minutes": args.minutes}
+    facts: dict[str, Any] = {"seed": args.seed, "minutes": args.minutes, "commit": commit()}
     facts |= {"mutant": args.mutant, "rollback": args.rollback}
     try:
         observed = await drive(stack, history, faults, args.seed, seconds, facts, out)
@@ -142,6 +144,18 @@ async def drive(
         observed, journal = await procedures.observe(stack, [a.id for a in workload.accounts])
     facts |= journal | {"rate": rate, "saturation": saturation, "accounts": len(workload.accounts)}
     return observed
+
+
+def commit() -> str:
+    """The commit the run's code is at (a mutant's is that commit, edited)."""
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip() or "unknown"
 
 
 async def wait_ai_ready(stack: ChaosStack, timeout_s: float = 60) -> None:
