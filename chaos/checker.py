@@ -9,7 +9,10 @@ Two documented bounds, each allowed only where the history shows its fault, and
 reported apart from the figures that must be 0:
 - A Redis rollback (`ROLLBACK=1`) loses what Redis acknowledged after the snapshot and
   had not shipped: memes answered 200 and credits answered 202 between the snapshot and
-  the restart may be missing from both books (a failover to a replica behind).
+  the restart may be missing from both books (a failover to a replica behind). And a
+  meme answered in that window whose charge was pending in the snapshot gets its pending
+  record back with the rollback: the sweeper refunds it (its confirmation was lost with
+  the tail), so it may be free.
 - A gateway killed, or frozen for longer than the charge settle margin, between writing
   a meme and confirming its charge leaves the charge to the sweeper, which refunds it:
   a meme answered 200 by that gateway just before (or, frozen mid-write, just after)

@@ -137,8 +137,10 @@ class Nemesis:
 
         def rolled_back() -> None:
             snapshot = self.snapshots / f"redis-{fault.at}.rdb"
-            stack.snapshot_redis(snapshot)
+            # Before asking: the dump holds the data of when Redis forks for it, which
+            # may be later (after an AOF rewrite), never earlier.
             self.history.write("snapshot", target="redis", fault_at=fault.at)
+            stack.snapshot_redis(snapshot)
             time.sleep(hold)
             stack.restart_redis_from(snapshot)
 
