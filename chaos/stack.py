@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -177,12 +178,15 @@ class ChaosStack:
         return done.returncode, done.stdout + done.stderr
 
     def stop(self) -> None:
-        """Services first, then what they use; a stopped (SIGSTOP) process is continued."""
-        order = [*SERVICES, "fake-openai", "localstack", "ferretdb", "redis", "postgres"]
-        for name in order:
-            if name in self.processes:
+        """Services first, then what they use, each group side by side; a stopped
+        (SIGSTOP) process is continued first."""
+        groups = [[*SERVICES, "fake-openai"], ["localstack", "ferretdb", "redis"], ["postgres"]]
+        for group in groups:
+            names = [name for name in group if name in self.processes]
+            for name in names:
                 self.send(name, signal.SIGCONT)
-                stop_pid(self.processes.pop(name).process.pid)
+            with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+                list(pool.map(stop_pid, [self.processes.pop(n).process.pid for n in names]))
 
     def left_running(self) -> list[int]:
         """Process groups this stack started that still have a live process."""
