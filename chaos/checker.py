@@ -82,10 +82,12 @@ class Verdict:
 
 
 def rollback_windows(records: list[Record]) -> list[tuple[float, float]]:
-    """(snapshot taken, Redis back) for each rollback in the history."""
+    """When an answer may have been undone by each rollback in the history: from just
+    before the snapshot was asked for (an answer written then may be confirmed after
+    the fork, so its pending record comes back) to just after Redis was back."""
     taken = [r["t"] for r in records if r["type"] == "snapshot"]
     back = [r["t"] for r in records if r["type"] == "recovered" and r["kind"] == "redis-rollback"]
-    return list(zip(taken, back, strict=False))
+    return [(t - BEFORE_S, b + AFTER_S) for t, b in zip(taken, back, strict=False)]
 
 
 def unconfirmed_windows(records: list[Record]) -> dict[int, list[tuple[float, float]]]:

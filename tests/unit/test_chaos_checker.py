@@ -114,7 +114,7 @@ def test_a_rollback_forgives_only_what_was_answered_inside_its_window() -> None:
         meme("a", 200, t=11.0),
         credit("a", "k", 202, t=12.0),
         {"t": 13.0, "type": "recovered", "kind": "redis-rollback", "target": "redis", "began": 9.0},
-        meme("a", 200, t=14.0),
+        meme("a", 200, t=15.0),
     ]
     assert check(history, books(a=103)).ok  # everything counted
     assert check(history, books(a=99)).ok  # the meme and the credit lost with the tail
