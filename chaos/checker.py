@@ -90,18 +90,25 @@ def rollback_windows(records: list[Record]) -> list[tuple[float, float]]:
     return [(t - BEFORE_S, b + AFTER_S) for t, b in zip(taken, back, strict=False)]
 
 
+def recoveries(records: list[Record]) -> dict[tuple[str, float], float]:
+    """When each fault's target was back, by (target, when the fault began)."""
+    return {(r["target"], r["began"]): r["t"] for r in records if r["type"] == "recovered"}
+
+
+def gateway_of(target: str) -> int | None:
+    """The gateway's number for a fault's target `gateway-N`, else None."""
+    return int(target.rsplit("-", 1)[1]) if target.startswith("gateway-") else None
+
+
 def unconfirmed_windows(records: list[Record]) -> dict[int, list[tuple[float, float]]]:
     """Per gateway, when an answer it wrote may have gone unconfirmed: around its
     SIGKILL, and around the start and the end of a freeze longer than the margin."""
     margin = next((r["settle_margin_s"] for r in records if r["type"] == "run"), 0.0)
-    back: dict[tuple[str, float], float] = {
-        (r["target"], r["began"]): r["t"] for r in records if r["type"] == "recovered"
-    }
+    back = recoveries(records)
     windows: dict[int, list[tuple[float, float]]] = defaultdict(list)
     for fault in records:
-        if fault["type"] != "fault" or not fault["target"].startswith("gateway-"):
+        if fault["type"] != "fault" or (gateway := gateway_of(fault["target"])) is None:
             continue
-        gateway = int(fault["target"].rsplit("-", 1)[1])
         if fault["kind"] == "sigkill":
             windows[gateway].append((fault["t"] - BEFORE_S, fault["t"] + AFTER_S))
         elif fault["kind"] == "sigstop" and fault["hold_s"] > margin:

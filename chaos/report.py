@@ -6,7 +6,7 @@ import itertools
 from collections import Counter, defaultdict
 from typing import Any
 
-from chaos.checker import PRICES, Verdict, statuses
+from chaos.checker import PRICES, Verdict, gateway_of, recoveries, statuses
 from chaos.history import Record
 
 RECOVERY_S = 10.0  # after a fault ends, errors still count against it for this long
@@ -18,9 +18,7 @@ def outages(records: list[Record]) -> dict[str, dict[str, float]]:
     fault's clients got no meme answered (200, or 402 for a dry account), by when the
     answers arrived. A gateway's fault is judged by the memes sent to that gateway; any
     other fault by all of them."""
-    ends: dict[tuple[str, float], float] = {
-        (r["target"], r["began"]): r["t"] for r in records if r["type"] == "recovered"
-    }
+    ends = recoveries(records)
     memes = [r for r in records if r["type"] == "meme"]
     last_sent = max((m["sent"] for m in memes), default=0.0)  # no clients after the load
     by_kind: dict[str, dict[str, float]] = defaultdict(
@@ -29,8 +27,7 @@ def outages(records: list[Record]) -> dict[str, dict[str, float]]:
     for fault in (r for r in records if r["type"] == "fault"):
         began: float = fault["t"]
         end = min(ends.get((fault["target"], began), began) + RECOVERY_S, last_sent)
-        target = fault["target"]
-        gateway = int(target.rsplit("-", 1)[1]) if target.startswith("gateway-") else None
+        gateway = gateway_of(fault["target"])
         mine = [m for m in memes if gateway in (None, m["gateway"])]
         answered = sorted(
             m["t"] for m in mine if m["status"] in (200, 402) and began <= m["t"] <= end

@@ -75,6 +75,7 @@ class Workload:
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
         self.room = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self.funded = [a.id for a in self.accounts if not a.drained]  # credits go here
         self.ids = itertools.count(1)
         self.tokens = {
             a.id: issue_dev_token(self.settings, a.id, ["ai"] if a.ai else [], TOKEN_TTL_S)
@@ -118,7 +119,7 @@ class Workload:
         async def client() -> None:
             nonlocal answered
             while time.monotonic() < deadline:
-                await self.meme(self._text_account(), "text", phase="probe")
+                await self.meme(self.rng.choice(self.funded), "text", phase="probe")
                 answered += 1
 
         started = time.monotonic()
@@ -154,14 +155,10 @@ class Workload:
 
     def _next_request(self) -> Any:
         if self.rng.random() < CREDIT_SHARE:
-            account = self.rng.choice([a for a in self.accounts if not a.drained])
-            return self.credit(account.id, self.rng.randint(1, 50))
+            return self.credit(self.rng.choice(self.funded), self.rng.randint(1, 50))
         account = self.rng.choice(self.accounts)
         kind = "ai" if account.ai and self.rng.random() < AI_SHARE else "text"
         return self.meme(account.id, kind)
-
-    def _text_account(self) -> str:
-        return self.rng.choice([a.id for a in self.accounts if not a.drained])
 
     async def meme(self, account: str, kind: str, phase: str = "load") -> None:
         request_id = f"chaos-m-{next(self.ids):07d}"
