@@ -238,7 +238,8 @@ async def test_a_meme_made_after_the_sweeper_refunded_its_charge_is_answered_504
 
     async def made_while_frozen() -> Meme:
         await asyncio.sleep(0.02)  # past the deadline
-        assert await sweeper.sweep_once() == 1
+        await sweeper.sweep_once()  # the shard may hold other tests' overdue charges too
+        assert await subject.bank.balance(account) == 10, "the sweeper refunded this charge"
         return Meme({"text": "late", "location": None})
 
     async def deliver(meme: Meme, price: int, remaining: int) -> None:
