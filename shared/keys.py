@@ -33,6 +33,11 @@ class Keys:
     def lease(self, shard: int) -> str:
         return f"maas:{self.tag(shard)}:lease"
 
+    def hurry(self, shard: int) -> str:
+        """Set by a caller waiting for the shard's newest event to reach SQS: the relay
+        sends the shard without lingering for a fuller batch."""
+        return f"maas:{self.tag(shard)}:hurry"
+
     @staticmethod
     def reconcile_lease() -> str:
         """Held by the one ledger replica that runs the periodic reconciliation."""

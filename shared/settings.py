@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     gateway_drain_s: float = Field(default=25.0, ge=0)
     # A charge still pending this long after its meme's timeout is refunded by the sweeper.
     charge_settle_margin_s: float = Field(default=5.0, gt=0)
+    # A refund is answered once SQS has it (a Redis restarted from an older snapshot would
+    # lose it), waiting at most this long; see services/gateway/usecases/refunds.py.
+    refund_durable_within_s: float = Field(default=5.0, ge=0)
     max_body_bytes: PositiveInt = 16_384
     # A client that sends its request body slower than this gets 408 (a slow sender holds
     # a handler; slow headers are the ingress's to cut, see docs/security.md).

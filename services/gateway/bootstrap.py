@@ -78,7 +78,7 @@ def build_app(settings: Settings, *, relay: bool = True) -> web.Application:
                     linger_ms=settings.relay_linger_ms,
                     idle_sleep_ms=settings.relay_idle_sleep_ms,
                 )
-                sweeper = Sweeper(bank, lambda: relayer.held)
+                sweeper = Sweeper(bank, lambda: relayer.held, settings.refund_durable_within_s)
                 tasks += [
                     asyncio.create_task(relayer.run(stop)),
                     asyncio.create_task(sweeper.run(stop)),

@@ -17,7 +17,8 @@ from typing import Protocol
 
 from prometheus_client import Counter
 
-from shared.accounting.bank import Charge, Outcome, Status
+from services.gateway.usecases.refunds import Refunds, refund_durably
+from shared.accounting.bank import Charge, Status
 from shared.aio import sleep_unless
 
 log = logging.getLogger(__name__)
@@ -34,23 +35,24 @@ SWEEP_FAILURES = Counter(
 )
 
 
-class OverdueCharges(Protocol):
+class OverdueCharges(Refunds, Protocol):
     """What sweeping needs of the bank (`TokenBank`; the in-memory bank of the unit tests
     is proven alike by tests/contracts/)."""
 
     async def overdue(self, shard: int, limit: int = 100) -> list[Charge]: ...
 
-    async def refund(
-        self, charge: Charge, undelivered: bool = False, overdue: bool = False
-    ) -> Outcome: ...
-
 
 class Sweeper:
     def __init__(
-        self, bank: OverdueCharges, held_shards: Callable[[], list[int]], every_s: float = 1.0
+        self,
+        bank: OverdueCharges,
+        held_shards: Callable[[], list[int]],
+        refund_within_s: float,
+        every_s: float = 1.0,
     ) -> None:
         self.bank = bank
         self.held_shards = held_shards
+        self.refund_within_s = refund_within_s
         self.every_s = every_s
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -66,7 +68,8 @@ class Sweeper:
 
         A failure is one charge's or one shard's: it is logged and counted, and the rest
         of the round goes on (one charge that cannot be refunded must not keep every
-        later charge and shard waiting, round after round).
+        later charge and shard waiting, round after round). A shard's charges are
+        refunded together, each refund waiting until SQS has it (refunds.py).
         """
         decided = 0
         for shard in self.held_shards():
@@ -76,17 +79,22 @@ class Sweeper:
                 log.warning("listing overdue charges failed", extra={"shard": shard}, exc_info=True)
                 SWEEP_FAILURES.labels("list").inc()
                 continue
-            for charge in overdue:
-                try:
-                    outcome = await self.bank.refund(charge, overdue=True)
-                except Exception:
-                    log.warning(
-                        "refunding an overdue charge failed",
-                        extra={"charge": charge.id, "account": charge.account, "shard": shard},
-                        exc_info=True,
-                    )
-                    SWEEP_FAILURES.labels("refund").inc()
-                    continue
-                SWEPT.labels(Status(outcome.status).name.lower()).inc()
-                decided += 1
+            outcomes = await asyncio.gather(*(self._refund(shard, c) for c in overdue))
+            decided += sum(outcomes)
         return decided
+
+    async def _refund(self, shard: int, charge: Charge) -> bool:
+        try:
+            outcome = await refund_durably(
+                self.bank, charge, sweeper=True, within_s=self.refund_within_s
+            )
+        except Exception:
+            log.warning(
+                "refunding an overdue charge failed",
+                extra={"charge": charge.id, "account": charge.account, "shard": shard},
+                exc_info=True,
+            )
+            SWEEP_FAILURES.labels("refund").inc()
+            return False
+        SWEPT.labels(Status(outcome.status).name.lower()).inc()
+        return True

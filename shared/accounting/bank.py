@@ -11,11 +11,12 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass
-from enum import IntEnum
+from enum import Enum, IntEnum
 from typing import Any
 
 import orjson
 from pymongo.asynchronous.database import AsyncDatabase
+from redis.exceptions import RedisError
 
 from shared.accounting.accounts import AccountStore
 from shared.accounting.credits import FirstCredit
@@ -38,6 +39,14 @@ class Status(IntEnum):
     NOTHING_TO_REFUND = 7
     LEFT_TO_LEDGER = 9
     NOT_DUE = 10  # a sweeper's refund of a charge held for delivery since it was listed
+
+
+class Shipping(Enum):
+    """Where an event Redis acknowledged stands once a caller waited for it."""
+
+    SHIPPED = "shipped"  # SQS accepted it: durable beyond Redis
+    WAITING = "waiting"  # still in the outbox when the wait ran out
+    LOST = "lost"  # gone from the outbox together with its record: Redis lost it
 
 
 class UnknownAccount(Exception):
@@ -108,6 +117,7 @@ class LiveAccount:
 
 
 SHIPPING_POLL_S = 0.02
+HURRY_TTL_MS = 1000
 # Longer than SQS keeps any message (14 days), so a late redelivery still finds the mark.
 DECISION_TTL_S = 15 * 24 * 3600
 # A refund in the charge's own epoch is marked too, for as long as a handler could still
@@ -219,7 +229,8 @@ class TokenBank:
             "1" if undelivered else "0", "1" if overdue else "0",
         ]  # fmt: skip
         raw = await self._hydrated(charge.account, self._refund, keys, args)
-        return Outcome(Status(raw[0]), int(raw[1]), int(raw[2]), int(raw[3]))
+        entry_id = str(raw[4]) if len(raw) > 4 else ""
+        return Outcome(Status(raw[0]), int(raw[1]), int(raw[2]), int(raw[3]), entry_id=entry_id)
 
     async def overdue(self, shard: int, limit: int = 100) -> list[Charge]:
         """Pending charges of a shard past their deadline, oldest first."""
@@ -265,24 +276,42 @@ class TokenBank:
             entry_id=str(raw[5]),
         )
 
-    async def wait_shipped(
+    async def credit_shipped(
         self, account: str, idempotency_key: str, entry_id: str, timeout_s: float
-    ) -> bool:
-        """Wait until the relay has handed a credit's event to SQS, where it is durable.
+    ) -> Shipping:
+        """Wait until the relay has handed a credit's event to SQS, where it is durable."""
+        record = self.keys.idempotency(account, idempotency_key)
+        return await self._shipped(account, record, entry_id, timeout_s)
 
-        Shipped means: its outbox entry is gone while its idempotency record is still
-        there (both gone is Redis losing its data, and the credit with it).
+    async def refund_shipped(self, charge: Charge, entry_id: str, timeout_s: float) -> Shipping:
+        """Wait until the relay has handed a refund's event to SQS, where it is durable."""
+        record = self.keys.refund_decided(charge.account, charge.id)
+        return await self._shipped(charge.account, record, entry_id, timeout_s)
+
+    async def _shipped(
+        self, account: str, record: str, entry_id: str, timeout_s: float
+    ) -> Shipping:
+        """Shipped means: the outbox entry is gone while the record the same script wrote
+        is still there; both gone is Redis losing its data (a restart from an older
+        snapshot, a failover to a replica behind), and the event with it. Polls, since
+        the relay may be another process; asks that relay not to linger over the shard.
+        A poll that fails (Redis restarting) is tried again until the wait runs out.
         """
+        shard = self.keys.shard_of(account)
         deadline = time.monotonic() + timeout_s
         while True:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.xrange(self.keys.outbox_of(account), entry_id, entry_id, count=1)
-                pipe.exists(self.keys.idempotency(account, idempotency_key))
-                pending, recorded = await pipe.execute()
-            if not pending:
-                return bool(recorded)
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.xrange(self.keys.outbox(shard), entry_id, entry_id, count=1)
+                    pipe.exists(record)
+                    pipe.set(self.keys.hurry(shard), 1, px=HURRY_TTL_MS)
+                    unshipped, recorded, _ = await pipe.execute()
+            except (RedisError, OSError):
+                unshipped, recorded = True, True
+            if not unshipped:
+                return Shipping.SHIPPED if recorded else Shipping.LOST
             if time.monotonic() > deadline:
-                return False
+                return Shipping.WAITING
             await asyncio.sleep(SHIPPING_POLL_S)
 
     async def holds(self, account: str, epoch: int, seq: int) -> bool:

@@ -15,7 +15,7 @@ import pytest
 
 from services.gateway.usecases.credit import CreditAnswers, CreditBank
 from shared.accounting.accounts import AccountStore
-from shared.accounting.bank import Status, TokenBank, UnknownAccount
+from shared.accounting.bank import Shipping, Status, TokenBank, UnknownAccount
 from shared.accounting.credits import CreditLog, FirstAnswer, fingerprint
 from shared.accounting.events import Event
 from shared.contract import MAX_BALANCE
@@ -131,11 +131,12 @@ async def test_a_credit_is_durable_once_shipped_and_not_after_its_record_is_lost
 ) -> None:
     account = await subject.open(10)
     credited = await subject.bank.credit(account, 5, "purchase", "k2", FP)
-    assert not await subject.bank.wait_shipped(account, "k2", credited.entry_id, 0.05)
+    shipped = subject.bank.credit_shipped
+    assert await shipped(account, "k2", credited.entry_id, 0.05) == Shipping.WAITING
     await subject.ship(account)
-    assert await subject.bank.wait_shipped(account, "k2", credited.entry_id, 0.05)
+    assert await shipped(account, "k2", credited.entry_id, 0.05) == Shipping.SHIPPED
     await subject.forget_credit(account, "k2")
-    assert not await subject.bank.wait_shipped(account, "k2", credited.entry_id, 0.05)
+    assert await shipped(account, "k2", credited.entry_id, 0.05) == Shipping.LOST
 
 
 async def test_a_credit_over_the_balance_limit_changes_nothing(subject: Subject) -> None:

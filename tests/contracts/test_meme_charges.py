@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+import orjson
 import pytest
 
 from services.gateway.adapters.meme_client import Meme
@@ -20,7 +21,7 @@ from services.gateway.drain import Drain
 from services.gateway.sweeper import OverdueCharges, Sweeper
 from services.gateway.usecases.order_meme import MemeCharges, order_meme
 from shared.accounting.accounts import AccountStore
-from shared.accounting.bank import Charge, Status, TokenBank, UnknownAccount
+from shared.accounting.bank import Charge, Shipping, Status, TokenBank, UnknownAccount
 from shared.accounting.shapes import AccountField
 from shared.auth import Principal
 from shared.contract import Kind
@@ -49,6 +50,16 @@ class Subject:
 
     async def lose(self, charge: Charge) -> None:
         """Redis comes back from a snapshot taken just before the charge (a failover)."""
+        raise NotImplementedError
+
+    async def ship(self, account: str, entry_id: str) -> None:
+        """What the relay does with an outbox entry once SQS has it."""
+        raise NotImplementedError
+
+    async def lose_refund(self, charge: Charge, entry_id: str) -> None:
+        """Redis comes back from a snapshot taken after the charge and before its refund
+        (a failover to a replica behind): the charge pending and overdue again, the refund
+        and its marker gone."""
         raise NotImplementedError
 
     async def charge(
@@ -83,6 +94,27 @@ class RealSubject(Subject):
             pipe.zrem(keys.deadlines(shard), charge.id)
             await pipe.execute()
 
+    async def ship(self, account: str, entry_id: str) -> None:
+        await self.real.redis.xdel(self.real.keys.outbox_of(account), entry_id)
+
+    async def lose_refund(self, charge: Charge, entry_id: str) -> None:
+        keys, redis = self.real.keys, self.real.redis
+        shard = keys.shard_of(charge.account)
+        record = orjson.dumps(
+            [charge.account, charge.price, charge.epoch, charge.seq, charge.reason,
+             charge.request_id]
+        )  # fmt: skip
+        seconds, _ = await redis.time()
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.hincrby(keys.account(charge.account), AccountField.BALANCE, -charge.price)
+            pipe.hincrby(keys.account(charge.account), AccountField.CALLS, 1)
+            pipe.hincrby(keys.account(charge.account), AccountField.SPENT, charge.price)
+            pipe.hset(keys.pending(shard), charge.id, record)
+            pipe.zadd(keys.deadlines(shard), {charge.id: seconds * 1000})
+            pipe.delete(keys.refund_decided(charge.account, charge.id))
+            pipe.xdel(keys.outbox(shard), entry_id)
+            await pipe.execute()
+
 
 class MemorySubject(Subject):
     def __init__(self) -> None:
@@ -94,6 +126,12 @@ class MemorySubject(Subject):
 
     async def lose(self, charge: Charge) -> None:
         self.memory.lose_charge(charge)
+
+    async def ship(self, account: str, entry_id: str) -> None:
+        self.memory.unshipped.discard(entry_id)
+
+    async def lose_refund(self, charge: Charge, entry_id: str) -> None:
+        self.memory.lose_refund(charge, entry_id)
 
 
 @pytest.fixture(params=["redis", "memory"])
@@ -232,8 +270,10 @@ async def test_a_meme_made_after_the_sweeper_refunded_its_charge_is_answered_504
     deadline, and the sweeper refunded the charge meanwhile. The meme the handler then
     holds is not given away: 504, nothing charged, refunded once."""
     account = await subject.open(10)
-    instant = Settings(meme_timeout_s=0.001, charge_settle_margin_s=0.001)
-    sweeper = Sweeper(subject.bank, lambda: [Keys(8).shard_of(account)])
+    instant = Settings(
+        meme_timeout_s=0.001, charge_settle_margin_s=0.001, refund_durable_within_s=0.05
+    )
+    sweeper = Sweeper(subject.bank, lambda: [Keys(8).shard_of(account)], refund_within_s=0.05)
     delivered: list[Meme] = []
 
     async def made_while_frozen() -> Meme:
@@ -267,3 +307,20 @@ class Scripted:
 
     async def generate(self, params: MemeRequest, kind: Kind, request_id: str) -> Meme:
         return await self.make()
+
+
+async def test_a_refund_is_durable_once_shipped_and_lost_if_redis_rolls_back_before(
+    subject: Subject,
+) -> None:
+    account = await subject.open(10)
+    charge = await subject.charged(account, due_s=5.0)
+    refunded = await subject.bank.refund(charge, undelivered=True)
+    assert (refunded.status, refunded.balance) == (Status.APPLIED, 10)
+    assert await subject.bank.refund_shipped(charge, refunded.entry_id, 0.05) == Shipping.WAITING
+    await subject.lose_refund(charge, refunded.entry_id)
+    assert await subject.bank.balance(account) == 9
+    assert await subject.bank.refund_shipped(charge, refunded.entry_id, 0.05) == Shipping.LOST
+    again = await subject.bank.refund(charge, undelivered=True)
+    assert (again.status, again.balance) == (Status.APPLIED, 10)
+    await subject.ship(account, again.entry_id)
+    assert await subject.bank.refund_shipped(charge, again.entry_id, 0.05) == Shipping.SHIPPED

@@ -14,7 +14,14 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 
-from shared.accounting.bank import Charge, LiveAccount, Outcome, Status, UnknownAccount
+from shared.accounting.bank import (
+    Charge,
+    LiveAccount,
+    Outcome,
+    Shipping,
+    Status,
+    UnknownAccount,
+)
 from shared.accounting.credits import FirstAnswer
 from shared.contract import MAX_BALANCE
 from shared.keys import Keys
@@ -53,6 +60,8 @@ class InMemoryBank:
     unshipped: set[str] = field(default_factory=set)  # outbox entries the relay still holds
     decided: set[str] = field(default_factory=set)  # charges refunded (refund.lua's marker)
     refunds: list[tuple[str, int]] = field(default_factory=list)  # (charge id, tokens given)
+    # Refunds lost to a rollback (`lose_refund`) as their sender starts waiting for them.
+    refunds_to_lose: int = 0
 
     async def open(self, account: str, balance: int) -> None:
         self.accounts[account] = Account(balance)
@@ -113,14 +122,39 @@ class InMemoryBank:
             return Outcome(Status.NOTHING_TO_REFUND, held.balance)
         self.decided.add(charge.id)
         held.seq += 1
+        entry = self._outbox_entry()
         if not was_pending:  # Redis lost the charge: the refund is the ledger's to decide
             self.refunds.append((charge.id, 0))
-            return Outcome(Status.LEFT_TO_LEDGER, held.balance, EPOCH, held.seq)
+            return Outcome(Status.LEFT_TO_LEDGER, held.balance, EPOCH, held.seq, entry_id=entry)
         held.balance += charge.price
         held.calls -= 1
         held.spent -= charge.price
         self.refunds.append((charge.id, charge.price))
-        return Outcome(Status.APPLIED, held.balance, EPOCH, held.seq)
+        return Outcome(Status.APPLIED, held.balance, EPOCH, held.seq, entry_id=entry)
+
+    def _outbox_entry(self) -> str:
+        entry = f"{time.time_ns()}-0"
+        self.unshipped.add(entry)
+        return entry
+
+    async def refund_shipped(self, charge: Charge, entry_id: str, timeout_s: float) -> Shipping:
+        if self.refunds_to_lose:
+            self.refunds_to_lose -= 1
+            self.lose_refund(charge, entry_id)
+        return self._shipped(entry_id, charge.id in self.decided)
+
+    def lose_refund(self, charge: Charge, entry_id: str) -> None:
+        """Redis comes back from a snapshot taken after the charge and before its refund:
+        the charge is pending (and past its deadline) again, the refund and its marker are
+        gone."""
+        held = self.accounts[charge.account]
+        held.balance -= charge.price
+        held.calls += 1
+        held.spent += charge.price
+        self.pending[charge.id] = charge
+        self.deadlines[charge.id] = time.time()
+        self.decided.discard(charge.id)
+        self.unshipped.discard(entry_id)
 
     def lose_charge(self, charge: Charge) -> None:
         """Redis comes back from a snapshot taken before the charge (a failover)."""
@@ -178,19 +212,21 @@ class InMemoryBank:
             return Outcome(Status.OVER_LIMIT, held.balance)
         held.balance += amount
         held.seq += 1
-        event_id, entry = uuid.uuid4().hex, f"{time.time_ns()}-0"
+        event_id, entry = uuid.uuid4().hex, self._outbox_entry()
         self.answers[account, idempotency_key] = CreditAnswer(
             fingerprint, event_id, held.balance, entry, held.seq
         )
-        self.unshipped.add(entry)
         return Outcome(Status.APPLIED, held.balance, EPOCH, held.seq, 0, event_id, entry)
 
-    async def wait_shipped(
+    async def credit_shipped(
         self, account: str, idempotency_key: str, entry_id: str, timeout_s: float
-    ) -> bool:
+    ) -> Shipping:
+        return self._shipped(entry_id, (account, idempotency_key) in self.answers)
+
+    def _shipped(self, entry_id: str, recorded: bool) -> Shipping:
         if entry_id in self.unshipped:
-            return False  # nothing ships while a unit test waits: as if past the deadline
-        return (account, idempotency_key) in self.answers
+            return Shipping.WAITING  # nothing ships while a unit test waits
+        return Shipping.SHIPPED if recorded else Shipping.LOST
 
     def ship(self) -> None:
         """What the relay does: every outbox entry goes to SQS."""

@@ -3,7 +3,9 @@
 One relay holds a shard at a time (a lease in Redis, renewed while alive, taken over
 when a gateway dies), so an account's events reach SQS in seq order. Events of one
 shard are packed into one message; up to ten shards' messages go in one
-SendMessageBatch. Entries leave the stream only after SQS accepted them; a resend
+SendMessageBatch. A shard waits up to the linger time for a fuller batch, unless someone
+waits on it (a refund or a credit answered only once SQS has it sets the shard's hurry
+key). Entries leave the stream only after SQS accepted them; a resend
 after a crash carries the same deduplication id, and the ledger skips duplicates.
 """
 
@@ -48,6 +50,10 @@ SHARDS_HELD = Gauge(
     "Outbox shards whose lease a gateway process holds",
     multiprocess_mode="livesum",
 )
+
+
+# An outbox shard's entries as XRANGE gives them: (entry id, fields).
+Entries = list[tuple[str, dict[str, str]]]
 
 
 @dataclass(slots=True)
@@ -145,17 +151,35 @@ class Relay:
                 pipe.xrange(self.keys.outbox(shard), count=self.batch_size)
             results = await pipe.execute()
         now_ms = time.time() * 1000
-        pending = []
+        ready: list[tuple[int, Entries]] = []
+        lingering: list[tuple[int, Entries]] = []
         for shard, entries in zip(shards, results, strict=True):
             if not entries:
                 continue
             oldest_ms = int(entries[0][0].partition("-")[0])
             full = len(entries) >= self.batch_size
-            if not (flush or full or now_ms - oldest_ms >= self.linger_ms):
-                continue
-            events = [event_from_stream_entry(entry_id, fields) for entry_id, fields in entries]
-            pending.append(Pending(shard, [e[0] for e in entries], Batch(shard, events), oldest_ms))
-        return pending
+            due = flush or full or now_ms - oldest_ms >= self.linger_ms
+            (ready if due else lingering).append((shard, entries))
+        ready += await self._hurried(lingering)
+        return [
+            Pending(
+                shard,
+                [entry_id for entry_id, _ in entries],
+                Batch(shard, [event_from_stream_entry(i, fields) for i, fields in entries]),
+                int(entries[0][0].partition("-")[0]),
+            )
+            for shard, entries in ready
+        ]
+
+    async def _hurried(self, lingering: list[tuple[int, Entries]]) -> list[tuple[int, Entries]]:
+        """The lingering shards someone waits on (a refund or a credit to be answered)."""
+        if not lingering:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard, _ in lingering:
+                pipe.delete(self.keys.hurry(shard))
+            asked = await pipe.execute()
+        return [waiting for waiting, hurry in zip(lingering, asked, strict=True) if hurry]
 
     async def _send(self, chunk: list[tuple[Pending, str]]) -> int:
         entries = [

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from prometheus_client import Counter
 
-from shared.accounting.bank import LiveAccount, Outcome, Status, UnknownAccount
+from shared.accounting.bank import LiveAccount, Outcome, Shipping, Status, UnknownAccount
 from shared.accounting.credits import FirstAnswer, fingerprint
 from shared.contract import MAX_BALANCE
 from shared.errors import ApiError
@@ -31,9 +31,9 @@ class CreditBank(Protocol):
         self, account: str, amount: int, reason: str, idempotency_key: str, fingerprint: str
     ) -> Outcome: ...
 
-    async def wait_shipped(
+    async def credit_shipped(
         self, account: str, idempotency_key: str, entry_id: str, timeout_s: float
-    ) -> bool: ...
+    ) -> Shipping: ...
 
     async def live(self, account: str) -> LiveAccount: ...
 
@@ -97,7 +97,8 @@ async def apply_credit(
         )
     if outcome.status == Status.APPLIED:
         TOKENS_CREDITED.inc(amount)
-    if not await bank.wait_shipped(account, key, outcome.entry_id, CREDIT_DURABLE_WITHIN_S):
+    shipping = await bank.credit_shipped(account, key, outcome.entry_id, CREDIT_DURABLE_WITHIN_S)
+    if shipping != Shipping.SHIPPED:
         raise ApiError(
             "upstream_unavailable",
             "the credit is not durable yet; retry with the same Idempotency-Key",

@@ -1,13 +1,13 @@
 """Ordering a meme: charge, generate, deliver, then confirm, or refund whatever failed.
 
 A charge stays pending until its answer is written (then it is confirmed) or its meme
-fails (then it is refunded before the error is answered). A charge whose gateway died
-in between is refunded by the sweeper, so a client is never charged for a meme it did
-not get. Just before the answer is written the charge is held from the sweeper; a
-handler frozen past its deadline (a paused process) finds it refunded already and
-answers 504 instead of giving the meme away. The route authenticates, parses and
-chooses the kind; `deliver` writes the answer, so a client that goes away while it is
-written is a failure like any other.
+fails (then it is refunded, and the refund shipped to SQS, before the error is
+answered). A charge whose gateway died in between is refunded by the sweeper, so a
+client is never charged for a meme it did not get. Just before the answer is written
+the charge is held from the sweeper; a handler frozen past its deadline (a paused
+process) finds it refunded already and answers 504 instead of giving the meme away.
+The route authenticates, parses and chooses the kind; `deliver` writes the answer, so
+a client that goes away while it is written is a failure like any other.
 """
 
 from __future__ import annotations
@@ -23,7 +23,15 @@ from prometheus_client import Counter
 from services.gateway.adapters.meme_client import Meme
 from services.gateway.domain.params import MemeRequest
 from services.gateway.drain import Drain
-from shared.accounting.bank import Charge, NotHydrated, Outcome, Status, UnknownAccount
+from services.gateway.usecases.refunds import refund_durably
+from shared.accounting.bank import (
+    Charge,
+    NotHydrated,
+    Outcome,
+    Shipping,
+    Status,
+    UnknownAccount,
+)
 from shared.accounting.prices import price_of, rate_limit_for
 from shared.auth import Principal
 from shared.contract import Kind
@@ -66,6 +74,8 @@ class MemeCharges(Protocol):
     async def refund(
         self, charge: Charge, undelivered: bool = False, overdue: bool = False
     ) -> Outcome: ...
+
+    async def refund_shipped(self, charge: Charge, entry_id: str, timeout_s: float) -> Shipping: ...
 
     async def confirm(self, charge: Charge) -> None: ...
 
@@ -134,7 +144,9 @@ async def order_meme(
             await hold_for_delivery(bank, charge, settings.charge_settle_margin_s)
             await deliver(meme, price, charged.balance)
         except BaseException as failure:  # an upstream error, a cancelled handler, a lost client
-            await asyncio.shield(refund(bank, charge, kind, failure))
+            await asyncio.shield(
+                refund(bank, charge, kind, failure, settings.refund_durable_within_s)
+            )
             raise
         await confirm(bank, charge, settings.charge_settle_margin_s)
 
@@ -154,10 +166,13 @@ async def hold_for_delivery(bank: MemeCharges, charge: Charge, margin_s: float) 
         )
 
 
-async def refund(bank: MemeCharges, charge: Charge, kind: str, failure: BaseException) -> None:
-    """Give the charge back; a refund that fails stays pending for the sweeper."""
+async def refund(
+    bank: MemeCharges, charge: Charge, kind: str, failure: BaseException, within_s: float
+) -> None:
+    """Give the charge back before the error is answered (durably: see refunds.py); a
+    refund that fails stays pending for the sweeper."""
     try:
-        refunded = await bank.refund(charge, undelivered=True)
+        refunded = await refund_durably(bank, charge, sweeper=False, within_s=within_s)
     except Exception:
         log.warning("refund failed; the sweeper will refund it", exc_info=True)
         REFUNDS.labels(kind, "deferred").inc()

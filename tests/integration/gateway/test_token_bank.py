@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,11 +11,13 @@ import pytest
 from prometheus_client import REGISTRY
 
 from infra.local.stack import free_port, redis_server, start, stop_pid
+from services.gateway.adapters.relay import Relay
 from services.gateway.sweeper import Sweeper
 from shared.accounting.accounts import AccountStore
-from shared.accounting.bank import NotHydrated, Status, TokenBank
+from shared.accounting.bank import NotHydrated, Shipping, Status, TokenBank
 from shared.keys import Keys
 from shared.settings import Settings
+from shared.sqs import QueueAddress, provision_queues, sqs_client
 from shared.stores import Redis, mongo_client, redis_client
 
 
@@ -65,7 +68,7 @@ async def test_a_delivered_meme_left_unconfirmed_is_refunded_by_the_sweeper(
     assert charge is not None
     assert charged.balance == 4
     shard = bank.keys.shard_of("unlucky")
-    sweeper = Sweeper(bank, lambda: [shard])
+    sweeper = Sweeper(bank, lambda: [shard], refund_within_s=0.05)
     before = REGISTRY.get_sample_value("maas_charges_swept_total", {"outcome": "applied"}) or 0
     await asyncio.sleep(0.1)  # past the charge's deadline; the confirmation never came
     assert await sweeper.sweep_once() == 1
@@ -97,3 +100,32 @@ async def test_a_charge_refunded_before_an_epoch_change_is_not_refunded_again_af
     again = await bank.refund(charge)  # the handler's, after its client went away
     assert (again.status, again.balance) == (Status.NOTHING_TO_REFUND, 10)
     assert await bank.balance("stuck") == 10
+
+
+async def test_a_shard_someone_waits_on_is_sent_without_lingering(
+    backends: tuple[Redis, AccountStore], sqs_endpoint: str
+) -> None:
+    """An error or a credit is answered once SQS has its event: the relay does not keep
+    that caller waiting for a fuller batch (a minute's linger here)."""
+    redis, store = backends
+    bank = TokenBank(redis, Keys(8), store, 60)
+    credited = await bank.credit("unlucky", 5, "purchase", "hurry", "fp")
+    run = uuid.uuid4().hex[:8]
+    settings = Settings(
+        sqs_endpoint_url=sqs_endpoint,
+        queue_name=f"hurry-{run}.fifo",
+        dlq_name=f"hurry-{run}-dlq.fifo",
+    )
+    async with sqs_client(settings) as sqs:
+        queue, _ = await provision_queues(sqs, settings)
+        relay = Relay(
+            redis, sqs, QueueAddress(sqs, "", queue), bank.keys, "test", 100, 5000, 60_000, 10
+        )
+        await relay.renew_leases()
+        assert await relay.relay_once(flush=False) == 0, "lingering for a fuller batch"
+        waited = await bank.credit_shipped("unlucky", "hurry", credited.entry_id, 0)
+        assert waited == Shipping.WAITING
+        assert await relay.relay_once(flush=False) == 1
+        assert (
+            await bank.credit_shipped("unlucky", "hurry", credited.entry_id, 0) == Shipping.SHIPPED
+        )

@@ -324,3 +324,19 @@ async def test_a_meme_that_fails_after_redis_lost_its_charge_leaves_the_refund_t
     assert [tokens for _, tokens in bank.refunds] == [0]
     assert raised.value.details["tokens_remaining"] == 10
     assert sample("maas_refunds_total", kind="text", outcome="left_to_ledger") == left + 1
+
+
+async def test_a_refund_redis_lost_before_sqs_had_it_is_issued_again_before_the_error() -> None:
+    """Found by `make chaos ROLLBACK=1`: Redis acknowledged the refund, then came back
+    from a snapshot taken before it (a failover to a replica behind) while the charge had
+    reached MongoDB already: the client paid for a failed meme. The handler waits for the
+    refund to reach SQS and, finding it lost, refunds again."""
+    bank = await funded(10)
+    bank.refunds_to_lose = 1
+    reissued = sample("maas_refunds_reissued_total")
+    with pytest.raises(ApiError) as raised:
+        await order(bank, failing(ApiError("upstream_error", "the meme service answered 500")))
+    assert await bank.balance("alice") == 10
+    assert [tokens for _, tokens in bank.refunds] == [1, 1], "the first was lost with Redis"
+    assert raised.value.details["tokens_remaining"] == 10
+    assert sample("maas_refunds_reissued_total") == reissued + 1

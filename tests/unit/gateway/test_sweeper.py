@@ -34,7 +34,7 @@ async def test_overdue_charges_of_held_shards_are_refunded_and_nothing_else() ->
     delivered = await charged(bank, mine, 0.0)
     await bank.confirm(delivered)
     elsewhere = await charged(bank, other, 0.0)
-    sweeper = Sweeper(bank, lambda: [bank.keys.shard_of(mine)])
+    sweeper = Sweeper(bank, lambda: [bank.keys.shard_of(mine)], refund_within_s=0)
     assert await sweeper.sweep_once() == 1
     assert overdue.id not in bank.pending
     assert not_yet.id in bank.pending
@@ -64,10 +64,23 @@ async def test_one_charge_that_cannot_be_refunded_holds_up_no_other_charge_or_sh
     other_shard = await charged(bank, second, 0.0)
     bank.failing = stuck.id
     failures = sample("maas_sweep_failures_total", step="refund")
-    sweeper = Sweeper(bank, lambda: [bank.keys.shard_of(first), bank.keys.shard_of(second)])
+    sweeper = Sweeper(
+        bank, lambda: [bank.keys.shard_of(first), bank.keys.shard_of(second)], refund_within_s=0
+    )
     for _ in range(2):  # round after round
         await sweeper.sweep_once()
     assert same_shard.id not in bank.pending
     assert other_shard.id not in bank.pending
     assert stuck.id in bank.pending, "kept for the next round"
     assert sample("maas_sweep_failures_total", step="refund") == failures + 2
+
+
+async def test_a_sweeper_refund_redis_lost_before_sqs_had_it_is_issued_again() -> None:
+    bank = InMemoryBank()
+    (mine,) = accounts_in_distinct_shards(bank, 1)
+    await charged(bank, mine, 0.0)
+    bank.refunds_to_lose = 1
+    assert await Sweeper(bank, lambda: [bank.keys.shard_of(mine)], refund_within_s=0).sweep_once()
+    assert await bank.balance(mine) == 10
+    assert [tokens for _, tokens in bank.refunds] == [1, 1], "the first was lost with Redis"
+    assert bank.pending == {}

@@ -1,0 +1,65 @@
+"""Refunds that outlive Redis: a refund counts for the client once SQS has it.
+
+Redis acknowledges a refund before the relay ships it. If Redis then comes back from an
+older snapshot (a failover to a replica behind), the refund is gone while its charge may
+already be in MongoDB: the client would pay for a meme it never got. So whoever refunds
+waits until the relay has shipped the refund, as a credit is answered only once shipped;
+if Redis lost it meanwhile, the refund is issued again. The charge was decided refunded
+(its handler failed, or the sweeper found it overdue and not held), so the new refund
+says so: Redis gives the tokens back if the snapshot still holds the charge, and
+otherwise leaves the refund to the ledger, which grants it only where MongoDB counts the
+debit (refund.lua).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from prometheus_client import Counter
+
+from shared.accounting.bank import Charge, Outcome, Shipping, Status
+
+REISSUES = 3
+
+REFUNDS_REISSUED = Counter(
+    "maas_refunds_reissued_total",
+    "Refunds Redis lost before SQS had them (a restart from an older snapshot), issued again",
+)
+
+log = logging.getLogger(__name__)
+
+
+class Refunds(Protocol):
+    """What a durable refund needs of the bank (`TokenBank`; the in-memory bank of the
+    unit tests is proven alike by tests/contracts/)."""
+
+    async def refund(
+        self, charge: Charge, undelivered: bool = False, overdue: bool = False
+    ) -> Outcome: ...
+
+    async def refund_shipped(self, charge: Charge, entry_id: str, timeout_s: float) -> Shipping: ...
+
+
+async def refund_durably(
+    bank: Refunds, charge: Charge, *, sweeper: bool, within_s: float
+) -> Outcome:
+    """Refund `charge` and return once SQS has the refund, or the wait ran out.
+
+    `sweeper`: the refund of an overdue charge (only if still overdue), not a handler's
+    refund of a meme it knows failed. A wait that runs out (SQS or Redis out of reach for
+    longer) leaves the refund in the outbox, where it is as safe as anything Redis holds.
+    """
+    outcome = await bank.refund(charge, undelivered=not sweeper, overdue=sweeper)
+    for _ in range(REISSUES):
+        if outcome.status not in (Status.APPLIED, Status.LEFT_TO_LEDGER):
+            return outcome
+        if await bank.refund_shipped(charge, outcome.entry_id, within_s) != Shipping.LOST:
+            return outcome
+        REFUNDS_REISSUED.inc()
+        log.warning(
+            "Redis lost a refund before SQS had it; refunding again",
+            extra={"charge": charge.id, "account": charge.account, "tokens": charge.price},
+        )
+        outcome = await bank.refund(charge, undelivered=True, overdue=sweeper)
+    return outcome
