@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -108,10 +109,13 @@ async def dead_letters(stack: ChaosStack) -> list[dict[str, Any]]:
     return [{"line": line} for line in output.splitlines() if line.strip()]
 
 
-async def observe(stack: ChaosStack, accounts: list[str]) -> tuple[Observed, dict[str, Any]]:
+async def observe(
+    stack: ChaosStack, accounts: list[str], journal_file: Path
+) -> tuple[Observed, dict[str, Any]]:
     """Both books for every account, the dead letters and reconcile's last word; and
     what the journal says was refunded, with the requests the refunds name (for the
-    report's diagnosis, never for the verdict)."""
+    report's diagnosis, never for the verdict). The accounts' journal is written to
+    `journal_file`, to trace a failure to its events."""
     keys = Keys(stack.settings.shards)
     redis, mongo = redis_client(stack.settings), mongo_client(stack.settings)
     db = mongo[stack.settings.mongo_db]
@@ -125,12 +129,16 @@ async def observe(stack: ChaosStack, accounts: list[str]) -> tuple[Observed, dic
             async for doc in db["accounts"].find({"_id": {"$in": accounts}}, {"balance": 1})
         }
         refunded, refunded_ids = 0, set()
-        async for entry in db["ledger"].find(
-            {"type": "refund", "account": {"$in": accounts}, "voided_for": None},
-            {"amount": 1, "request_id": 1},
-        ):
-            refunded += int(entry["amount"])
-            refunded_ids.add(entry["request_id"])
+        with journal_file.open("wb") as out:
+            async for entry in (
+                db["ledger"]
+                .find({"account": {"$in": accounts}})
+                .sort([("account", 1), ("epoch", 1), ("seq", 1)])
+            ):
+                out.write(orjson.dumps(entry, default=str) + b"\n")
+                if entry["type"] == "refund" and entry.get("voided_for") is None:
+                    refunded += int(entry["amount"])
+                    refunded_ids.add(entry["request_id"])
     finally:
         await redis.aclose()
         await mongo.close()

@@ -104,8 +104,11 @@ def render(records: list[Record], verdict: Verdict, facts: dict[str, Any]) -> st
     return "\n".join(lines)
 
 
-def failure_details(records: list[Record], verdict: Verdict, limit: int = 20) -> str:
-    """Each failure, and for an account's the history lines that touch it."""
+def failure_details(
+    records: list[Record], verdict: Verdict, journal: list[Record], limit: int = 20
+) -> str:
+    """Each failure, and for an account's the history lines that touch it, and the
+    journal's debits of requests not answered 200 that no counted refund gives back."""
     out: list[str] = []
     accounts_shown: Counter[str] = Counter()
     for failure in verdict.failures[:limit]:
@@ -120,9 +123,26 @@ def failure_details(records: list[Record], verdict: Verdict, limit: int = 20) ->
                 f"answered 200 (up to 25):"
             )
             out += [f"    {r}" for r in telling[:25]]
+            out += [f"    journal: {line}" for line in unrefunded(records, journal, account)]
     if len(verdict.failures) > limit:
         out.append(f"... and {len(verdict.failures) - limit} more")
     return "\n".join(out)
+
+
+def unrefunded(records: list[Record], journal: list[Record], account: str) -> list[str]:
+    """The account's debits (journal) whose request was answered other than 200 and
+    that no refund counted in the journal gives back: where a client paid for nothing."""
+    answers = {r["id"]: r.get("status") or r.get("error") for r in records if r["type"] == "meme"}
+    mine = [e for e in journal if e["account"] == account and e.get("voided_for") is None]
+    refunded = {e["request_id"] for e in mine if e["type"] == "refund"}
+    return [
+        f"debit {e['amount']} at {e['epoch']}:{e['seq']} for {e['request_id']}, answered "
+        f"{answers.get(e['request_id'])}, no refund counted"
+        for e in mine
+        if e["type"] == "debit"
+        and answers.get(e["request_id"]) != 200
+        and e["request_id"] not in refunded
+    ]
 
 
 def _counts(counts: dict[str, int]) -> str:

@@ -98,7 +98,9 @@ async def run(args: argparse.Namespace) -> int:
     records = history_file.read(out / "history.jsonl")
     verdict = check(records, observed)
     table = report.render(records, verdict, facts)
-    details = report.failure_details(records, verdict)
+    journal_file = out / "journal.jsonl"
+    journal = history_file.read(journal_file) if journal_file.exists() else []
+    details = report.failure_details(records, verdict, journal)
     (out / "report.md").write_text(table + ("\n\n```\n" + details + "\n```\n" if details else "\n"))
     print(table)
     if details:
@@ -141,7 +143,9 @@ async def drive(
         steps, found = await procedures.follow_runbooks(stack, history, DRAIN_TIMEOUT_S)
         history.write("runbooks", steps=steps, found=found)
         facts |= {"procedures": steps, "found": found}
-        observed, journal = await procedures.observe(stack, [a.id for a in workload.accounts])
+        observed, journal = await procedures.observe(
+            stack, [a.id for a in workload.accounts], out / "journal.jsonl"
+        )
     facts |= journal | {"rate": rate, "saturation": saturation, "accounts": len(workload.accounts)}
     return observed
 

@@ -5,6 +5,13 @@ time, so receivers run in parallel without breaking any account's order. A messa
 is deleted only after MongoDB acknowledged it. While MongoDB is unreachable the
 receiver keeps the message, extends its visibility and retries, so an outage costs
 no receive count and sends nothing to the DLQ.
+
+A message the ledger cannot apply yet (a gap, a reused position) comes back after 1, 2,
+4, 8 s rather than a whole visibility timeout each time: waiting does not resolve
+either (a group's messages arrive in order), so it reaches the dead letters, where an
+operator can act, within seconds instead of minutes, and its group moves on. A message
+left unfinished by a stopping ledger is given back at once (visibility 0), so a rolling
+deploy does not stall its group for a visibility timeout.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from shared.sqs import SQSClient
 log = logging.getLogger(__name__)
 
 MONGO_DOWN = (ConnectionFailure, ServerSelectionTimeoutError)
+RETRY_FIRST_S = 1
 DLQ_DEPTH = Gauge(
     "maas_ledger_dlq_depth",
     "Dead letters: the index's count, or the SQS DLQ's if it counts more (some not moved in)",
@@ -109,6 +117,13 @@ class Consumer:
                     # The visibility ran out before the heartbeat renewed it: another worker
                     # got the message and will find its events applied (duplicates).
                     log.warning("applied messages not deleted", extra={"failed": answer["Failed"]})
+            await self._show_again(
+                [
+                    (receipts[m.message_id], self._back_in_s(m, handled.get(m.message_id)))
+                    for m in received
+                    if m.message_id not in handled or not handled[m.message_id].done
+                ]
+            )
             for message in received:
                 outcome = handled.get(message.message_id)
                 if outcome is not None and not outcome.done:
@@ -125,6 +140,30 @@ class Consumer:
             log.exception("message handling failed", extra={"messages": list(receipts)})
         finally:
             IN_FLIGHT.dec(len(messages))
+
+    def _back_in_s(self, message: Received, handled: Handled | None) -> int:
+        """When a message not deleted is received again: at once if this ledger stopped
+        before finishing it, else after a backoff that doubles with each receive."""
+        if handled is None:
+            return 0
+        backoff: int = RETRY_FIRST_S * 2 ** (message.receive_count - 1)
+        return min(self.visibility_timeout_s, backoff)
+
+    async def _show_again(self, messages: list[tuple[str, int]]) -> None:
+        """Set each (receipt, seconds) message's visibility; on failure they come back
+        after the visibility timeout, as before."""
+        if not messages:
+            return
+        try:
+            await self.sqs.change_message_visibility_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(n), "ReceiptHandle": receipt, "VisibilityTimeout": seconds}
+                    for n, (receipt, seconds) in enumerate(messages)
+                ],
+            )
+        except Exception:
+            log.warning("could not shorten the visibility of messages left", exc_info=True)
 
     async def _apply(self, received: list[Received], stop: asyncio.Event) -> dict[str, Handled]:
         """Apply, waiting out a MongoDB outage; nothing is handled if stopped meanwhile."""
