@@ -6,6 +6,7 @@ then read the books the checker judges.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import Counter
 from pathlib import Path
@@ -20,9 +21,11 @@ from shared.keys import Keys
 from shared.stores import mongo_client, redis_client
 
 POLL_S = 1.0
-ROUNDS = 4  # settle and redrive, then look again
+ROUNDS = 6  # settle and redrive, then look again
 SETTLES_PER_CALL = 100
 SETTLED = ("reused", "stranded", "drift")  # the statuses whose runbook says settle
+# What `maas dlq redrive` prints for a message it leaves until an account is settled.
+SETTLE_ADVICE = re.compile(r"run `maas ledger settle --account (\S+)`")
 
 
 async def pending_charges(stack: ChaosStack) -> int:
@@ -62,12 +65,14 @@ async def drained(stack: ChaosStack, timeout_s: float) -> dict[str, Any]:
 async def follow_runbooks(
     stack: ChaosStack, history: History, timeout_s: float
 ) -> tuple[Counter[str], Counter[str]]:
-    """Settle what reconcile says to settle, redrive the dead letters, until clean.
+    """Settle what reconcile says to settle (and what a redrive says to), redrive the
+    dead letters, until clean.
 
     Returns the commands run, and the statuses reconcile gave once the pipeline was
     first idle (before any procedure): what the faults left for an operator."""
     steps: Counter[str] = Counter()
     found: Counter[str] = Counter()
+    advised: set[str] = set()  # accounts a redrive said to settle
     for round_ in range(ROUNDS):
         report = await drained(stack, timeout_s)
         drifting = [r for r in report["accounts"] if r["status"] not in ("ok", "not_hydrated")]
@@ -77,7 +82,10 @@ async def follow_runbooks(
             found["dead letters"] += len(letters)
         if not drifting and not letters:
             break
-        to_settle = [row["account"] for row in drifting if row["status"] in SETTLED]
+        to_settle = sorted(
+            {row["account"] for row in drifting if row["status"] in SETTLED} | advised
+        )
+        advised = set()
         for first in range(0, len(to_settle), SETTLES_PER_CALL):
             accounts = to_settle[first : first + SETTLES_PER_CALL]
             named = [arg for account in accounts for arg in ("--account", account)]
@@ -85,7 +93,8 @@ async def follow_runbooks(
             await _maas(stack, history, steps, "ledger", "settle", *named, "--reason", reason,
                         "--by", "chaos")  # fmt: skip
         if letters or any(row["status"] == "behind" for row in drifting):
-            await _maas(stack, history, steps, "dlq", "redrive", "--all")
+            output = await _maas(stack, history, steps, "dlq", "redrive", "--all")
+            advised = set(SETTLE_ADVICE.findall(output))
     return steps, found
 
 
@@ -94,11 +103,12 @@ def found_in(rows: list[dict[str, Any]], accounts: list[str]) -> set[str]:
     return {row["status"] for row in rows if row["account"] in chosen}
 
 
-async def _maas(stack: ChaosStack, history: History, steps: Counter[str], *args: str) -> None:
+async def _maas(stack: ChaosStack, history: History, steps: Counter[str], *args: str) -> str:
     code, output = await asyncio.to_thread(stack.maas, *args)
     step = " ".join(args[:2])
     steps[step] += 1
     history.write("procedure", command=list(args), exit=code, output=output[-2000:])
+    return output
 
 
 async def dead_letters(stack: ChaosStack) -> list[dict[str, Any]]:

@@ -104,13 +104,17 @@ class ChaosStack:
         return to_environment(self.values)
 
     async def start(self) -> None:
-        """Backends first, then the queues, then the services that need them."""
-        for name in ("redis", "postgres", "ferretdb", "localstack"):
-            self.start_process(name)
+        """Backends first, then the queues, then the services that need them; what does
+        not depend on another starts side by side."""
+        self.start_together("redis", "postgres", "localstack")
+        self.start_process("ferretdb")
         async with sqs_client(self.settings) as sqs:
             await provision_queues(sqs, self.settings)
-        for name in ("fake-openai", "meme", *LEDGERS, *GATEWAYS):
-            self.start_process(name)
+        self.start_together("fake-openai", "meme", *LEDGERS, *GATEWAYS)
+
+    def start_together(self, *names: str) -> None:
+        with ThreadPoolExecutor(max_workers=len(names)) as pool:
+            list(pool.map(self.start_process, names))
 
     def start_process(self, name: str, *extra_argv: str) -> None:
         server = self.servers[name]

@@ -1,5 +1,9 @@
 """Refunds that outlive Redis: a refund counts for the client once SQS has it.
 
+A refund Redis cannot take right now (it is restarting, or failing over) is tried again
+for a while: if Redis comes back from a snapshot taken before the charge, no pending
+record is left for the sweeper to find, and only this caller knows the meme failed.
+
 Redis acknowledges a refund before the relay ships it. If Redis then comes back from an
 older snapshot (a failover to a replica behind), the refund is gone while its charge may
 already be in MongoDB: the client would pay for a meme it never got. So whoever refunds
@@ -13,6 +17,7 @@ debit (refund.lua).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Protocol
 
@@ -21,6 +26,8 @@ from prometheus_client import Counter
 from shared.accounting.bank import Charge, Outcome, Shipping, Status
 
 REISSUES = 3
+RETRY_FIRST_S = 0.05
+RETRY_LAST_S = 0.5
 
 REFUNDS_REISSUED = Counter(
     "maas_refunds_reissued_total",
@@ -47,10 +54,12 @@ async def refund_durably(
     """Refund `charge` and return once SQS has the refund, or the wait ran out.
 
     `sweeper`: the refund of an overdue charge (only if still overdue), not a handler's
-    refund of a meme it knows failed. A wait that runs out (SQS or Redis out of reach for
-    longer) leaves the refund in the outbox, where it is as safe as anything Redis holds.
+    refund of a meme it knows failed. Redis out of reach is waited out for `within_s`
+    (then the error is raised: the pending record is the sweeper's), and so is the
+    shipping; a shipping wait that runs out (SQS out of reach for longer) leaves the
+    refund in the outbox, where it is as safe as anything Redis holds.
     """
-    outcome = await bank.refund(charge, undelivered=not sweeper, overdue=sweeper)
+    outcome = await _refund(bank, charge, not sweeper, sweeper, within_s)
     for _ in range(REISSUES):
         if outcome.status not in (Status.APPLIED, Status.LEFT_TO_LEDGER):
             return outcome
@@ -61,5 +70,23 @@ async def refund_durably(
             "Redis lost a refund before SQS had it; refunding again",
             extra={"charge": charge.id, "account": charge.account, "tokens": charge.price},
         )
-        outcome = await bank.refund(charge, undelivered=True, overdue=sweeper)
+        outcome = await _refund(bank, charge, True, sweeper, within_s)
     return outcome
+
+
+async def _refund(
+    bank: Refunds, charge: Charge, undelivered: bool, overdue: bool, within_s: float
+) -> Outcome:
+    """One refund, tried again while Redis is out of reach (a second try of a refund
+    that did land is answered `NOTHING_TO_REFUND`: refund.lua decides a charge once)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    pause = RETRY_FIRST_S
+    while True:
+        try:
+            return await bank.refund(charge, undelivered=undelivered, overdue=overdue)
+        except Exception:
+            if loop.time() + pause >= deadline:
+                raise
+        await asyncio.sleep(pause)
+        pause = min(2 * pause, RETRY_LAST_S)
