@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     queue_name: str = "maas-token-events.fifo"
     dlq_name: str = "maas-token-events-dlq.fifo"
     max_receive_count: PositiveInt = 5
+    # The share of requests written to the access log (JSON lines); 0 writes none.
+    access_log_sample: float = Field(default=0.0, ge=0, le=1)
+    # A ledger writes one summary line (applied, held, redelivered, lag) this often.
+    ledger_summary_every_s: float = Field(default=60.0, gt=0)
     visibility_timeout_s: PositiveInt = 30
     message_retention_s: PositiveInt = 345_600
     dlq_retention_s: PositiveInt = 1_209_600

@@ -72,9 +72,14 @@ async def while_leased(
     """
     lease = redis.register_script(lua_script("lease"))
     owner, ttl_ms = uuid.uuid4().hex, int(3 * interval_s * 1000)
+    held = False
     while not stop.is_set():
         try:
-            if await lease(keys=[lease_key], args=[owner, ttl_ms]):
+            now_held = bool(await lease(keys=[lease_key], args=[owner, ttl_ms]))
+            if now_held != held:
+                log.info("lease taken" if now_held else "lease lost", extra={"lease": lease_key})
+                held = now_held
+            if held:
                 await work()
         except Exception:
             log.warning(failure, exc_info=True)

@@ -23,6 +23,7 @@ from prometheus_client import (
 
 from shared.aio import sleep_unless
 from shared.errors import ApiError
+from shared.tally import Tally
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,9 @@ STORE_UNAVAILABLE = (
 )
 
 
+STORE_TROUBLE = Tally(log, "a store was unavailable; requests answered 503 (by error)")
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every failure into a JSON error; never let a stack trace reach a client."""
@@ -87,9 +91,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             {"error": {"code": code, "message": message}}, status=exc.status, headers=headers
         )
     except STORE_UNAVAILABLE as error:
-        log.warning(
-            "a store is unavailable", extra={"path": request.path, "error": repr(error)[:300]}
-        )
+        STORE_TROUBLE.add(type(error).__name__)
         return error_response(
             ApiError(
                 "upstream_unavailable",

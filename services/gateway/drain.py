@@ -31,6 +31,9 @@ class Drain:
 
     def begin(self) -> None:
         """Stop waiting for memes `window_s` from now."""
+        log.info(
+            "drain begun", extra={"window_s": self.window_s, "in_flight": len(self._in_flight)}
+        )
         asyncio.get_running_loop().call_later(self.window_s, self.closed.set)
 
     @contextlib.contextmanager
@@ -62,9 +65,19 @@ class Drain:
 
     async def refund_leftovers(self, bank: TokenBank) -> None:
         """Refund the charges whose handlers ended without confirming or refunding them."""
-        for charge in list(self._in_flight.values()):
+        leftovers, refunded = list(self._in_flight.values()), 0
+        for charge in leftovers:
             try:
-                await bank.refund(charge)
+                outcome = await bank.refund(charge)
             except Exception:
                 log.warning("refund on shutdown failed; the sweeper will refund it",
                             exc_info=True, extra={"charge": charge.id})  # fmt: skip
+                continue
+            log.info(
+                "refunded",
+                extra={"account": charge.account, "charge": str(charge.ref),
+                       "tokens": charge.price, "reason": "drain_window",
+                       "outcome": outcome.status.name.lower()},
+            )  # fmt: skip
+            refunded += 1
+        log.info("drain ended", extra={"left_in_flight": len(leftovers), "refunded": refunded})

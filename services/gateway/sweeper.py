@@ -97,4 +97,14 @@ class Sweeper:
             SWEEP_FAILURES.labels("refund").inc()
             return False
         SWEPT.labels(Status(outcome.status).name.lower()).inc()
+        log.info(
+            "swept an overdue charge",
+            extra={
+                "account": charge.account,
+                "charge": str(charge.ref),
+                "tokens": charge.price,
+                "request_id": charge.request_id,
+                "outcome": Status(outcome.status).name.lower(),
+            },
+        )
         return True

@@ -27,7 +27,7 @@ from prometheus_client import Gauge
 from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
 
 from services.ledger.domain.messages import Received
-from services.ledger.usecases.apply_messages import Handled, MessageHandler
+from services.ledger.usecases.apply_messages import Handled, MessageHandler, Summary
 from shared.aio import running, sleep_unless
 from shared.sqs import SQSClient
 
@@ -51,12 +51,35 @@ class Consumer:
     receivers: int
     wait_time_s: int
     visibility_timeout_s: int
+    summary_every_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        self._messages = 0
+        self._redelivered = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Receive until `stop`; messages already held are finished before returning."""
         await asyncio.gather(
-            *(self._receive_loop(stop) for _ in range(self.receivers)), self._watch_dlq(stop)
+            *(self._receive_loop(stop) for _ in range(self.receivers)),
+            self._watch_dlq(stop),
+            self._summarize(stop),
         )
+        log.info("receivers stopped; nothing held any more")
+
+    async def _summarize(self, stop: asyncio.Event) -> None:
+        """One line a minute while there is traffic: what was applied, held, redelivered."""
+        while not stop.is_set():
+            await sleep_unless(stop, self.summary_every_s)
+            done, self.handler.summary = self.handler.summary, Summary()
+            messages, self._messages = self._messages, 0
+            redelivered, self._redelivered = self._redelivered, 0
+            if messages:
+                log.info(
+                    "ledger summary",
+                    extra={"interval_s": self.summary_every_s, "messages": messages,
+                           "events_applied": done.applied_events, "held": done.held_messages,
+                           "redelivered": redelivered, "lag_max_s": round(done.lag_max_s, 3)},
+                )  # fmt: skip
 
     async def _receive_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -103,6 +126,7 @@ class Consumer:
             for m in messages
         ]
         receipts = {m["MessageId"]: m["ReceiptHandle"] for m in messages}
+        self._messages += len(received)
         IN_FLIGHT.inc(len(messages))
         try:
             async with self._keep_invisible(list(receipts.values())):
@@ -126,6 +150,14 @@ class Consumer:
             )
             for message in received:
                 outcome = handled.get(message.message_id)
+                if message.receive_count > 1 and outcome is not None:
+                    self._redelivered += 1
+                    log.info(
+                        "redelivered message",
+                        extra={"message_id": message.message_id, "group": message.group_id,
+                               "receive_count": message.receive_count,
+                               "outcome": str(outcome.outcome)},
+                    )  # fmt: skip
                 if outcome is not None and not outcome.done:
                     log.warning(
                         "message not applied; left for redelivery",

@@ -15,8 +15,10 @@ from services.gateway.domain.params import MemeRequest
 from shared.aio import sleep_unless
 from shared.contract import Kind
 from shared.errors import ApiError
+from shared.tally import Tally
 
 log = logging.getLogger(__name__)
+TROUBLE = Tally(log, "the meme service failed requests (by kind:error; each refunded)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +57,15 @@ class MemeClient:
         return self._session
 
     async def generate(self, params: MemeRequest, kind: Kind, request_id: str) -> Meme:
-        """The meme, or an `ApiError` with a 502/503/504 that the caller refunds."""
+        """The meme, or an `ApiError` with a 502/503/504 that the caller refunds (and
+        counted in the interval's trouble line)."""
+        try:
+            return await self._generate(params, kind, request_id)
+        except ApiError as error:
+            TROUBLE.add(f"{kind}:{error.code}")
+            raise
+
+    async def _generate(self, params: MemeRequest, kind: Kind, request_id: str) -> Meme:
         payload = {
             "query": params.query,
             "lat": params.lat,

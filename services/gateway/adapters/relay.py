@@ -113,7 +113,14 @@ class Relay:
                 for s in range(self.keys.shards)
             )
         )
-        self.held = [s for s, held in enumerate(results) if held]
+        held = [s for s, held in enumerate(results) if held]
+        if held != self.held:
+            log.info(
+                "outbox shards held changed",
+                extra={"taken": sorted(set(held) - set(self.held)),
+                       "lost": sorted(set(self.held) - set(held)), "held": len(held)},
+            )  # fmt: skip
+        self.held = held
         self._leases_renewed_at = time.monotonic()
         SHARDS_HELD.set(len(self.held))
         await self._measure_depth()

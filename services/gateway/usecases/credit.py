@@ -8,6 +8,7 @@ never lost with Redis's data.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Protocol
 
 from prometheus_client import Counter
@@ -19,6 +20,8 @@ from shared.errors import ApiError
 from shared.stores import MongoDoc
 
 CREDIT_DURABLE_WITHIN_S = 5.0
+
+log = logging.getLogger(__name__)
 
 TOKENS_CREDITED = Counter("maas_tokens_credited_total", "Tokens credited by the admin API")
 
@@ -58,8 +61,10 @@ async def credit(
     """(the credit's event id, the balance it left) for this key's first request."""
     body_fingerprint = fingerprint(amount, reason)
     first = await credits.first_answer(account, key)
+    answered = "replayed"
     if first is None:
         first = await apply_credit(bank, credits, account, key, amount, reason, body_fingerprint)
+        answered = "new" if first.pop("applied") else "replayed"
     if first["fingerprint"] != body_fingerprint:
         raise idempotency_conflict()
     if not await bank.holds(account, first.get("epoch", 0), first.get("seq", 0)):
@@ -67,6 +72,12 @@ async def credit(
         # again. The ledger counts it once: the same credit at its own position, or a
         # repeat of the key that is voided (see services/ledger/usecases/repeats.py).
         await apply_credit(bank, credits, account, key, amount, reason, body_fingerprint)
+        answered = "issued_again"
+    log.info(
+        "credit",
+        extra={"account": account, "key": key, "event_id": first["event_id"],
+               "tokens": amount, "answer": answered},
+    )  # fmt: skip
     tokens = first["tokens"]
     if tokens is None:  # applied by the ledger, its answer lost: today's balance instead
         tokens = (await bank.live(account)).balance
@@ -109,4 +120,9 @@ async def apply_credit(
         key,
         FirstAnswer(digest, outcome.event_id, outcome.balance, outcome.epoch, outcome.seq),
     )
-    return {"fingerprint": digest, "event_id": outcome.event_id, "tokens": outcome.balance}
+    return {
+        "fingerprint": digest,
+        "event_id": outcome.event_id,
+        "tokens": outcome.balance,
+        "applied": outcome.status == Status.APPLIED,
+    }

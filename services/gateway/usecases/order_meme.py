@@ -182,9 +182,36 @@ async def refund(
     REFUNDS.labels(kind, refunded.status.name.lower()).inc()
     if refunded.status == Status.APPLIED:
         TOKENS_REFUNDED.labels(kind).inc(charge.price)
+    log.info(
+        "refunded",
+        extra={
+            "account": charge.account,
+            "charge": str(charge.ref),
+            "tokens": charge.price,
+            "reason": refund_reason(failure),
+            "outcome": refunded.status.name.lower(),
+        },
+    )
     if isinstance(failure, ApiError):
         failure.headers["X-Tokens-Remaining"] = str(refunded.balance)
         failure.details["tokens_remaining"] = refunded.balance
+
+
+# What failed, as a refund line names it.
+REFUND_REASONS = {
+    "upstream_timeout": "upstream_timeout",
+    "upstream_error": "meme_service_5xx",
+    "upstream_unavailable": "ai_unavailable",
+    "shutting_down": "drain_window",
+}
+
+
+def refund_reason(failure: BaseException) -> str:
+    if isinstance(failure, ApiError):
+        return REFUND_REASONS.get(failure.code, failure.code)
+    if isinstance(failure, ConnectionError | asyncio.CancelledError):
+        return "client_gone"  # the answer could not be written, or the handler was cancelled
+    return type(failure).__name__
 
 
 async def confirm(bank: MemeCharges, charge: Charge, within_s: float) -> None:

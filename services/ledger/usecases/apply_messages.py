@@ -15,6 +15,7 @@ conditional single-document update is the only guard that keeps the books exact.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from services.ledger.usecases.repeats import judge
 from shared.accounting.credits import FirstCredit
 from shared.accounting.events import Batch, Event, MalformedMessage, decode_batch, parse_rfc3339
 from shared.metrics import LATENCY_BUCKETS
+
+log = logging.getLogger(__name__)
 
 EVENTS_APPLIED = Counter("maas_ledger_events_applied_total", "Events applied to MongoDB", ["type"])
 MESSAGES = Counter("maas_ledger_messages_total", "Messages handled, by outcome", ["outcome"])
@@ -81,12 +84,22 @@ class CreditRevoker(Protocol):
     async def revoke_credits(self, repeats: list[tuple[Event, FirstCredit]]) -> int: ...
 
 
+@dataclass
+class Summary:
+    """What the handler did since the last summary line."""
+
+    applied_events: int = 0
+    held_messages: int = 0
+    lag_max_s: float = 0.0
+
+
 class MessageHandler:
     def __init__(self, store: LedgerStore, max_receive_count: int, bank: CreditRevoker) -> None:
         self.store = store
         self.max_receive_count = max_receive_count
         self.bank = bank
         self.positions: dict[str, Position] = {}
+        self.summary = Summary()
 
     async def handle(self, messages: list[Received]) -> dict[str, Handled]:
         started = time.perf_counter()
@@ -108,6 +121,7 @@ class MessageHandler:
                 reason = "; ".join(result.problems[account] for account in waiting)
                 await self._failed(message, reason, summary(batch))
                 handled[message.message_id] = Handled(Outcome.GAP, reason)
+                self.summary.held_messages += 1
             elif any(e.id in applied for e in batch.events):
                 handled[message.message_id] = Handled(Outcome.APPLIED)
             else:
@@ -121,6 +135,11 @@ class MessageHandler:
         """Record why; on the last receive SQS allows, index the message as a dead letter."""
         await self.store.record_failure(message.message_id, reason, message.receive_count, about)
         if message.receive_count >= self.max_receive_count:
+            log.warning(
+                "message dead-lettered",
+                extra={"message_id": message.message_id, "group": message.group_id,
+                       "receive_count": message.receive_count, "reason": reason},
+            )  # fmt: skip
             await self.store.index_dead_letter(
                 message.message_id,
                 message.body,
@@ -222,7 +241,10 @@ class MessageHandler:
             self.positions[update.account] = update.end
             for event in update.events:
                 EVENTS_APPLIED.labels(event.type).inc()
-            LAG.observe(max(0.0, now - parse_rfc3339(update.events[-1].at).timestamp()))
+            lag = max(0.0, now - parse_rfc3339(update.events[-1].at).timestamp())
+            LAG.observe(lag)
+            self.summary.applied_events += len(update.events)
+            self.summary.lag_max_s = max(self.summary.lag_max_s, lag)
         return moved
 
     @staticmethod
@@ -258,6 +280,12 @@ class MessageHandler:
                 if voided := verdicts.voided.get(event.id):
                     update.void(event, voided)
                     VOIDED.labels(event.type).inc()
+                    log.info(
+                        "voided a repeat",
+                        extra={"account": event.account, "event_id": event.id,
+                               "type": event.type, "tokens": event.amount, "of": voided.of,
+                               "reason": voided.reason},
+                    )  # fmt: skip
         return verdicts.voided
 
     async def _check_duplicates(self, result: Plan, source: dict[str, str]) -> None:
@@ -285,8 +313,13 @@ class MessageHandler:
             (again if holder.is_issued_again(event) else reused).append((event, holder))
         if again:
             await self.store.journal_issued_again(again, source)
-            for event, _ in again:
+            for event, holder in again:
                 VOIDED.labels(event.type).inc()
+                log.info(
+                    "voided an event issued again at its own position",
+                    extra={"account": event.account, "event_id": event.id, "type": event.type,
+                           "position": f"{event.epoch}:{event.seq}", "of": holder.event_id},
+                )  # fmt: skip
         if reused:
             await self._hold_reused(reused, result, source)
 
@@ -314,10 +347,11 @@ class MessageHandler:
                     f"reused position for {account!r}: epoch {event.epoch} seq {event.seq} is "
                     f"event {holder.event_id} in the journal, not {event.id}"
                 )
-            result.hold(
-                account,
-                [e for e, _ in found],
+            why = (
                 what
                 + (f" (and {more} more)" if more else "")
-                + f"; run `maas ledger settle --account {account}` once idle",
+                + f"; run `maas ledger settle --account {account}` once idle"
             )
+            log.warning("held for settle", extra={"account": account, "events": len(found),
+                                                  "reason": why})  # fmt: skip
+            result.hold(account, [e for e, _ in found], why)

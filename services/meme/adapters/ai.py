@@ -10,6 +10,7 @@ themselves and never in front of text memes.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import httpx2
@@ -20,6 +21,10 @@ from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 from services.meme.domain.formats import clean_text
 from services.meme.domain.places import Place
 from shared.errors import ApiError
+from shared.tally import Tally
+
+log = logging.getLogger(__name__)
+TROUBLE = Tally(log, "the AI endpoint failed captions (by error)")
 
 MAX_CAPTION_CHARS = 280
 MAX_ANSWER_BYTES = 256 * 1024  # a caption's completion is well under 4 KiB
@@ -133,6 +138,14 @@ class AiCaptioner:
         return self._model
 
     async def caption(self, query: str, place: Place | None) -> str:
+        """The caption, or an `ApiError` (counted in the interval's trouble line)."""
+        try:
+            return await self._caption(query, place)
+        except ApiError as error:
+            TROUBLE.add(error.code)
+            raise
+
+    async def _caption(self, query: str, place: Place | None) -> str:
         try:
             async with asyncio.timeout(self._deadline_s), self._limit:
                 completion = await self._client.chat.completions.create(

@@ -24,9 +24,11 @@ from redis.exceptions import RedisError
 from services.meme.domain.places import Match, Place, geohash
 from shared.keys import Keys
 from shared.metrics import LATENCY_BUCKETS
+from shared.tally import Tally
 from shared.web import read_bounded
 
 log = logging.getLogger(__name__)
+TROUBLE = Tally(log, "the geocoder failed; answered offline (by provider:error)")
 
 NOMINATIM_URL = "https://nominatim.openstreetmap.org"
 GOOGLE_URL = "https://maps.googleapis.com"
@@ -164,10 +166,7 @@ class RemoteGeocoder(ABC):
                 match = await self._fetch(lat, lon)
         except _PROVIDER_FAILURES as exc:
             GEOCODER_ERRORS.labels(self.provider).inc()
-            log.warning(
-                "geocoder failed, answering offline",
-                extra={"provider": self.provider, "error": repr(exc)},
-            )
+            TROUBLE.add(f"{self.provider}:{type(exc).__name__}")
             return self._fallback.lookup(lat, lon, source="offline-fallback")
         finally:
             GEOCODER_DURATION.labels(self.provider).observe(time.perf_counter() - started)
