@@ -99,6 +99,7 @@ def pipeline(scenarios: list[dict[str, Any]]) -> str:
                 f"{p['apply_rate_eps']:.0f}",
                 "n/a" if lag is None else f"≤ {lag:g}",
                 "n/a" if sqs is None else f"{sqs:.2f}",
+                _log_rate(p.get("log_lines_per_1000_memes")),
             ]
         )
     header = [
@@ -111,8 +112,13 @@ def pipeline(scenarios: list[dict[str, Any]]) -> str:
         "ledger events/s",
         "ledger lag p99 s",
         "SQS req / 1000 memes",
+        "log lines / 1000 memes",
     ]
     return table(header, rows)
+
+
+def _log_rate(rate: float | None) -> str:
+    return "n/a" if rate is None else f"{rate:.3f}"
 
 
 def ledger_scaling(result: dict[str, Any]) -> str:

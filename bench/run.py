@@ -237,6 +237,7 @@ class Bench:
         """
         start_books = await self.auditor.books()
         gateway0, ledger0 = self.scrape("gateway"), self.scrape("ledger")
+        lines0 = log_lines(self.stack.logs())
 
         def load() -> list[WrkResult]:
             for run in runs:
@@ -247,6 +248,7 @@ class Bench:
         results, usage, load_s = await asyncio.to_thread(self.measured, load)
         drain_s, end_books = await self.auditor.wait_drained(self.profile.drain_timeout_s)
         gateway1, ledger1 = self.scrape("gateway"), self.scrape("ledger")
+        lines = {n: c - lines0.get(n, 0) for n, c in log_lines(self.stack.logs()).items()}
         charged = sum(r.charged for r in results)
         self.charged_total += charged
         memes = sum(r.ok for r in results)
@@ -275,6 +277,10 @@ class Bench:
             "sqs_requests": sqs_requests,
             "sqs_requests_per_1000_memes": (
                 round(1000 * sqs_requests / memes, 2) if memes else None
+            ),
+            "log_lines": lines,
+            "log_lines_per_1000_memes": (
+                round(1000 * sum(lines.values()) / memes, 3) if memes else None
             ),
         }
         for index, result in enumerate(results):
@@ -434,6 +440,15 @@ class Bench:
                     x["machine"] = s["machine"]
 
 
+def log_lines(logs: Path) -> dict[str, int]:
+    """Lines each service has logged so far (the access log is off in the bench)."""
+    counts = {}
+    for name in ("gateway", "meme", "ledger"):
+        path = logs / f"{name}.log"
+        counts[name] = path.read_bytes().count(b"\n") if path.exists() else 0
+    return counts
+
+
 def find(scenarios: list[dict[str, Any]], name: str) -> dict[str, Any]:
     return next(s for s in scenarios if s["name"] == name)
 
@@ -459,6 +474,7 @@ def targets(
         if "gateway" in s["processes"]
     )
     sqs = full["pipeline"]["sqs_requests_per_1000_memes"]
+    log_rate = full["pipeline"]["log_lines_per_1000_memes"]
     lag = full["pipeline"]["ledger_lag_p99_s_le"]
     achieved = fixed["rps"] / 3000
     rows = [
@@ -505,6 +521,12 @@ def targets(
             "n/a" if sqs is None else f"{sqs:.2f}",
             "<= 20",
             sqs is not None and sqs <= 20,
+        ),
+        (
+            "log lines per 1000 memes (full path, no access log)",
+            "n/a" if log_rate is None else f"{log_rate:.3f}",
+            "< 1",
+            log_rate is not None and log_rate < 1,
         ),
         ("gateway peak RSS", f"{gateway_rss:.0f} MB", "<= 150 MB", gateway_rss <= 150),
         (

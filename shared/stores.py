@@ -9,11 +9,21 @@ from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any, TypeAlias
 
+import pymongo.errors
 import redis.asyncio as aioredis
+import redis.exceptions
 from pymongo import AsyncMongoClient
 
 from shared.aio import sleep_unless
 from shared.settings import Settings
+
+# Redis (restarting, loading its AOF, failing over) or MongoDB (a primary stepping down, a
+# restart) out of reach: worth retrying, nothing wrong with the request or the code.
+STORE_UNAVAILABLE = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    pymongo.errors.ConnectionFailure,
+)
 
 Redis: TypeAlias = "aioredis.Redis | aioredis.RedisCluster"
 MongoDoc: TypeAlias = dict[str, Any]

@@ -10,6 +10,7 @@ rate limiting and the libraries that add it drop lines rather than count them.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections import Counter
 
@@ -25,8 +26,10 @@ class Tally:
     def add(self, kind: str) -> None:
         """Count one occurrence; the line for this interval comes at its end."""
         self.counts[kind] += 1
-        if self._flush is None:
-            self._flush = asyncio.get_running_loop().call_later(self.every_s, self.flush)
+        if self._flush is None:  # in a context of its own: no one request's id on the line
+            self._flush = asyncio.get_running_loop().call_later(
+                self.every_s, self.flush, context=contextvars.Context()
+            )
 
     def flush(self) -> None:
         self._flush = None

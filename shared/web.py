@@ -10,8 +10,6 @@ from typing import Any
 
 import aiohttp
 import orjson
-import pymongo.errors
-import redis.exceptions
 from aiohttp import web
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -23,6 +21,7 @@ from prometheus_client import (
 
 from shared.aio import sleep_unless
 from shared.errors import ApiError
+from shared.stores import STORE_UNAVAILABLE
 from shared.tally import Tally
 
 log = logging.getLogger(__name__)
@@ -57,16 +56,6 @@ def error_response(error: ApiError) -> web.Response:
     return json_response(error.body(), status=error.status, headers=error.headers)
 
 
-# Redis (restarting, loading its AOF, failing over) or MongoDB (a primary stepping down, a
-# restart) out of reach: the client's answer is 503 with Retry-After, not 500, since
-# retrying is right and nothing is wrong with the request or the code.
-STORE_UNAVAILABLE = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    pymongo.errors.ConnectionFailure,
-)
-
-
 STORE_TROUBLE = Tally(log, "a store was unavailable; requests answered 503 (by error)")
 
 
@@ -90,6 +79,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return json_response(
             {"error": {"code": code, "message": message}}, status=exc.status, headers=headers
         )
+    # The client's answer is 503 with Retry-After, not 500: retrying is right and nothing
+    # is wrong with the request or the code.
     except STORE_UNAVAILABLE as error:
         STORE_TROUBLE.add(type(error).__name__)
         return error_response(

@@ -529,6 +529,7 @@ def banner(settings: Settings, run_dir: Path, tokens: dict[str, str]) -> str:
             f"MaaS is up: gateway {base}, meme :{settings.meme_port}, "
             f"ledger :{settings.ledger_port}",
             f"Logs: {run_dir / 'logs'}/   Stop: make down (or Ctrl-C under make run)",
+            f"Follow them: tail -qF {run_dir / 'logs'}/{{gateway,ledger,meme}}.log | jq -c .",
             "",
             "A meme about food in Long Island City (demo starts with 100 tokens):",
             f"  curl -s '{base}/memes?lat=40.730610&lon=-73.935242&query=food' \\",

@@ -37,6 +37,7 @@ from shared.auth import Principal
 from shared.contract import Kind
 from shared.errors import ApiError
 from shared.settings import RateLimit, Settings
+from shared.stores import STORE_UNAVAILABLE
 
 TOKENS_CHARGED = Counter("maas_tokens_charged_total", "Tokens charged for memes", ["kind"])
 TOKENS_REFUNDED = Counter("maas_tokens_refunded_total", "Tokens refunded after failures", ["kind"])
@@ -209,6 +210,8 @@ REFUND_REASONS = {
 def refund_reason(failure: BaseException) -> str:
     if isinstance(failure, ApiError):
         return REFUND_REASONS.get(failure.code, failure.code)
+    if isinstance(failure, STORE_UNAVAILABLE):
+        return "store_unavailable"  # Redis out of reach between the charge and the answer
     if isinstance(failure, ConnectionError | asyncio.CancelledError):
         return "client_gone"  # the answer could not be written, or the handler was cancelled
     return type(failure).__name__

@@ -12,11 +12,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import pytest
+import redis.exceptions
 
 from services.gateway.adapters.meme_client import Meme
 from services.gateway.domain.params import MemeRequest
 from services.gateway.drain import Drain
-from services.gateway.usecases.order_meme import order_meme
+from services.gateway.usecases.order_meme import order_meme, refund_reason
 from shared.accounting.bank import Charge, Outcome
 from shared.auth import Principal
 from shared.contract import Kind
@@ -367,3 +368,18 @@ async def test_a_refund_redis_lost_before_sqs_had_it_is_issued_again_before_the_
     assert [tokens for _, tokens in bank.refunds] == [1, 1], "the first was lost with Redis"
     assert raised.value.details["tokens_remaining"] == 10
     assert sample("maas_refunds_reissued_total") == reissued + 1
+
+
+@pytest.mark.parametrize(
+    ("failure", "reason"),
+    [
+        (ApiError("upstream_timeout", "the meme service timed out"), "upstream_timeout"),
+        (ApiError("upstream_error", "the meme service answered 500"), "meme_service_5xx"),
+        (ApiError("shutting_down", "this gateway is shutting down"), "drain_window"),
+        (ConnectionResetError("the client went away"), "client_gone"),
+        (asyncio.CancelledError(), "client_gone"),
+        (redis.exceptions.ConnectionError("Redis restarting"), "store_unavailable"),
+    ],
+)
+def test_a_refund_line_names_what_failed(failure: BaseException, reason: str) -> None:
+    assert refund_reason(failure) == reason
