@@ -73,8 +73,6 @@ class Settlement:
     before_seq: int | None
     balance: int
     epoch: int
-    applied_epoch: int = 0  # MongoDB's applied position the balance was read at
-    applied_seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,8 +378,6 @@ class TokenBank:
                     int(seq) if seq else None,
                     hydration.balance,
                     hydration.epoch,
-                    hydration.applied_epoch,
-                    hydration.applied_seq,
                 )
         raise AccountBusy(account)
 

@@ -92,7 +92,8 @@ async def test_a_gateway_says_when_it_starts_refunds_credits_drains_and_stops(
 async def test_a_burst_of_meme_service_failures_is_one_line_with_counts(
     make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
-    stack = await make_stack()
+    """And with the access log on (every request sampled), each request has its line."""
+    stack = await make_stack(access_log_sample=1.0)
     headers = await stack.create_account(http, "burst", 100)
     await stack.stop("meme")
     for _ in range(20):
@@ -105,6 +106,9 @@ async def test_a_burst_of_meme_service_failures_is_one_line_with_counts(
     )
     assert trouble["counts"] == {"text:upstream_error": 20}
     assert trouble["total"] == 20
+    assert "request_id" not in trouble, "the line is about the interval, not one request"
+    memes = [a for a in lines(log_of(stack, "gateway"), "access") if "/memes" in a["request"]]
+    assert [a["status"] for a in memes] == [502] * 20
 
 
 async def test_a_ledger_says_what_it_redelivers_holds_dead_letters_and_summarizes(

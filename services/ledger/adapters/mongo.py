@@ -384,21 +384,6 @@ class LedgerStore:
     async def forget_resolved_dead_letters(self, before: datetime) -> None:
         await self.dead_letters.delete_many({"resolved_at": {"$lt": before}})
 
-    async def leave_epoch(self, account: str, epoch: int, seq: int, new_epoch: int) -> bool:
-        """A settle loaded Redis under `new_epoch` from MongoDB at (epoch, seq): the
-        account leaves that epoch now, not at the new epoch's first event. An event of
-        the old epoch past `seq` that arrives later (a dead letter redriven) is then
-        stranded, for the next settle to adopt, instead of a gap that nothing fills.
-        Only from that position: if an event moved the account since, nothing changes.
-        """
-        if new_epoch <= epoch:
-            return False
-        moved = await self.accounts.update_one(
-            {"_id": account, "epoch": epoch, "seq": seq},
-            {"$set": {"epoch": new_epoch, "seq": 0, f"ended.{epoch}": seq}},
-        )
-        return moved.modified_count == 1
-
     async def journal_settlement(self, account: str, entry: dict[str, Any]) -> None:
         """An operator's settle goes into the account's journal beside its events.
 

@@ -34,9 +34,6 @@ async def settle(
 ) -> Settled:
     adopted = await adopt_reuses(store, account)
     settlement = await bank.settle(account)
-    await store.leave_epoch(
-        account, settlement.applied_epoch, settlement.applied_seq, settlement.epoch
-    )
     stored = await store.accounts.find_one({"_id": account}, {"epoch": 1, "seq": 1})
     applied = {"epoch": stored["epoch"], "seq": stored["seq"]} if stored else {}
     await store.journal_settlement(

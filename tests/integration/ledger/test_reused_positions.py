@@ -78,26 +78,3 @@ async def balance_and_seq(ledger: Ledger, account: str = "rolled") -> tuple[int,
     doc = await ledger.accounts.get(account)
     assert doc is not None
     return doc["balance"], doc["seq"]
-
-
-async def test_after_a_settle_an_old_epoch_event_redriven_is_stranded_not_a_gap(
-    ledger: Ledger,
-) -> None:
-    """Found by `make chaos ROLLBACK=1`: after a settle, with no new charge yet, a dead
-    letter of the old epoch beyond a gap waited for events that could never come (reported
-    nowhere, adopted by no settle). The settle now moves MongoDB into the new epoch."""
-    await ledger.accounts.create("moved-on", 10)
-    worker = ledger.worker()
-    await worker.handle([message([debit_event("moved-on", 1), debit_event("moved-on", 2)])])
-    assert await ledger.store.leave_epoch("moved-on", 1, 2, 3)
-    assert not await ledger.store.leave_epoch("moved-on", 1, 2, 4), "only from that position"
-    late = message([debit_event("moved-on", 7)])
-
-    handled = (await worker.handle([late]))[late.message_id]
-
-    assert handled.outcome is Outcome.GAP
-    assert "stranded event for 'moved-on': epoch 1 seq 7" in handled.reason
-    assert [doc["event"]["seq"] for doc in await ledger.store.unsettled_reuses("moved-on")] == [7]
-    first = message([debit_event("moved-on", 1, epoch=3)])
-    assert (await worker.handle([first]))[first.message_id].done
-    assert await balance_and_seq(ledger, "moved-on") == (7, 1)
