@@ -65,6 +65,19 @@ async def settle(
     return Settled(settlement, applied, adopted)
 
 
+def charge_may_still_come(event: Event, applied: Position) -> bool:
+    """A refund Redis numbered before its own charge (it renumbered after a rollback, and
+    the handler's refund of a charge it lost took an earlier position), whose charge
+    MongoDB has not reached: the charge may be a dead letter still to redrive, so the
+    refund is neither adopted nor voided yet."""
+    charge = event.charge_ref if event.type == "refund" else None
+    return (
+        charge is not None
+        and (charge.epoch, charge.seq) > (event.epoch, event.seq)
+        and not applied.includes(charge.epoch, charge.seq)
+    )
+
+
 async def adopt_reuses(store: LedgerStore, account: str) -> list[tuple[Event, Voided | None]]:
     """Judge and adopt the account's reused-position events, debits first (a refund
     among them may give one of them back), each exactly once."""
@@ -73,6 +86,8 @@ async def adopt_reuses(store: LedgerStore, account: str) -> list[tuple[Event, Vo
     applied = await store.positions([account]) or {account: Position(0, 0)}
     adopted: list[tuple[Event, Voided | None]] = []
     for doc, event in reuses:
+        if charge_may_still_come(event, applied[account]):
+            continue  # judged by a later settle, once the charge had its chance to apply
         verdicts = await judge(store, [event], applied, {e.id for e, _ in adopted})
         if account in verdicts.waiting:
             continue  # its charge is not adopted yet: the next settle takes it
