@@ -26,8 +26,8 @@ class Mutant:
 MUTANTS = {
     "no-refund": Mutant(
         "services/gateway/usecases/order_meme.py",
-        "await asyncio.shield(refund(bank, charge, kind, failure))",
-        "await asyncio.shield(confirm(bank, charge, 0.0))",
+        "refund(bank, charge, kind, failure, settings.refund_durable_within_s)",
+        "confirm(bank, charge, 0.0)",
         "a meme that fails keeps its charge: confirmed (final) instead of refunded",
     ),
     "no-duplicate-check": Mutant(

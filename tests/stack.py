@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
+import orjson
 import pytest
 from pymongo import AsyncMongoClient
 
@@ -126,6 +127,19 @@ class StackFactory(Protocol):
 
 def make_settings(values: dict[str, Any]) -> Settings:
     return Settings(**values)
+
+
+def log_lines(log: Path, msg: str | None = None) -> list[dict[str, Any]]:
+    """A service's JSON log lines (with this `msg`), as the process wrote them."""
+    found = []
+    for raw in log.read_bytes().splitlines():
+        try:
+            entry = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(entry, dict) and (msg is None or entry.get("msg") == msg):
+            found.append(entry)
+    return found
 
 
 async def wait_for(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 
 from shared.stores import mongo_client
-from tests.stack import StackFactory, memes_in_flight, wait_for
+from tests.stack import StackFactory, log_lines, memes_in_flight, wait_for
 
 GENEROUS = {"default": {"rate": 100_000, "burst": 100_000}}
 
@@ -33,6 +33,7 @@ async def test_sigkill_with_1000_requests_in_flight_loses_and_doubles_nothing(
             doc["request_id"]
             async for doc in db["ledger"].find({"account": "busy", "type": "debit"})
         ]
+        refunds = await db["ledger"].count_documents({"account": "busy", "type": "refund"})
     finally:
         await mongo.close()
     assert stored is not None
@@ -42,6 +43,8 @@ async def test_sigkill_with_1000_requests_in_flight_loses_and_doubles_nothing(
     assert len(set(debits)) == len(debits)
     missing = set(delivered) - set(debits)
     assert not missing, f"{len(missing)} delivered memes were never charged in MongoDB"
+    swept = log_lines(stack.processes["gateway"].log, "swept an overdue charge")
+    assert len([s for s in swept if s["outcome"] == "applied"]) == refunds, "a line per sweep"
 
     async def relayed() -> bool:
         return not await stack.redis_outbox_entries()

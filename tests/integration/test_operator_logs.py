@@ -9,22 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import orjson
 
 from tests.faults.test_ledger_faults import create_accounts, event
 from tests.stack import PARIS, ServiceStack, StackFactory, wait_for
-
-
-def lines(log: Path, msg: str | None = None) -> list[dict[str, Any]]:
-    found = []
-    for raw in log.read_bytes().splitlines():
-        try:
-            entry = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(entry, dict) and (msg is None or entry.get("msg") == msg):
-            found.append(entry)
-    return found
+from tests.stack import log_lines as lines
 
 
 async def logged(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -313,6 +314,14 @@ class LedgerStore:
 
     async def failure(self, message_id: str) -> MongoDoc | None:
         return await self.failures.find_one({"_id": message_id})
+
+    async def dead_letter_holds(self, account: str, event_id: str) -> bool:
+        """Whether an unresolved dead letter of `account` carries the event `event_id`."""
+        found = await self.dead_letters.find_one(
+            {"resolved_at": None, "accounts": account, "body": {"$regex": re.escape(event_id)}},
+            {"_id": 1},
+        )
+        return found is not None
 
     async def index_dead_letter(
         self,

@@ -68,8 +68,8 @@ async def settle(
 def charge_may_still_come(event: Event, applied: Position) -> bool:
     """A refund Redis numbered before its own charge (it renumbered after a rollback, and
     the handler's refund of a charge it lost took an earlier position), whose charge
-    MongoDB has not reached: the charge may be a dead letter still to redrive, so the
-    refund is neither adopted nor voided yet."""
+    MongoDB has not reached: if the charge is a dead letter still to redrive, the refund
+    is neither adopted nor voided yet (if the rollback lost it unshipped, it is voided)."""
     charge = event.charge_ref if event.type == "refund" else None
     return (
         charge is not None
@@ -86,8 +86,13 @@ async def adopt_reuses(store: LedgerStore, account: str) -> list[tuple[Event, Vo
     applied = await store.positions([account]) or {account: Position(0, 0)}
     adopted: list[tuple[Event, Voided | None]] = []
     for doc, event in reuses:
-        if charge_may_still_come(event, applied[account]):
-            continue  # judged by a later settle, once the charge had its chance to apply
+        charge = event.charge_ref
+        if (
+            charge is not None
+            and charge_may_still_come(event, applied[account])
+            and await store.dead_letter_holds(account, charge.id)
+        ):
+            continue  # judged by a later settle, once the redrive applied its charge
         verdicts = await judge(store, [event], applied, {e.id for e, _ in adopted})
         if account in verdicts.waiting:
             continue  # its charge is not adopted yet: the next settle takes it
