@@ -316,9 +316,11 @@ class LedgerStore:
         return await self.failures.find_one({"_id": message_id})
 
     async def dead_letter_holds(self, account: str, event_id: str) -> bool:
-        """Whether an unresolved dead letter of `account` carries the event `event_id`."""
+        """Whether an unresolved dead letter of `account` carries the event `event_id` (as
+        an event, not as the charge a refund in it names)."""
+        carries = f'"id": ?"{re.escape(event_id)}"'
         found = await self.dead_letters.find_one(
-            {"resolved_at": None, "accounts": account, "body": {"$regex": re.escape(event_id)}},
+            {"resolved_at": None, "accounts": account, "body": {"$regex": carries}},
             {"_id": 1},
         )
         return found is not None
