@@ -1,9 +1,5 @@
 """Refunds that outlive Redis: a refund counts for the client once SQS has it.
 
-A refund Redis cannot take right now (it is restarting, or failing over) is tried again
-for a while: if Redis comes back from a snapshot taken before the charge, no pending
-record is left for the sweeper to find, and only this caller knows the meme failed.
-
 Redis acknowledges a refund before the relay ships it. If Redis then comes back from an
 older snapshot (a failover to a replica behind), the refund is gone while its charge may
 already be in MongoDB: the client would pay for a meme it never got. So whoever refunds
@@ -13,6 +9,10 @@ if Redis lost it meanwhile, the refund is issued again. The charge was decided r
 says so: Redis gives the tokens back if the snapshot still holds the charge, and
 otherwise leaves the refund to the ledger, which grants it only where MongoDB counts the
 debit (refund.lua).
+
+A refund Redis cannot take right now (it is restarting, or failing over) is tried again
+for a while: if Redis comes back from a snapshot taken before the charge, no pending
+record is left for the sweeper to find, and only this caller knows the meme failed.
 """
 
 from __future__ import annotations
