@@ -43,5 +43,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    for noisy in ("botocore", "aiobotocore", "urllib3", "pymongo"):
+    # Libraries that log every request they make at INFO (the AI client's "HTTP Request"
+    # lines): our own lines say what an operator needs, once per event or interval.
+    for noisy in ("botocore", "aiobotocore", "urllib3", "pymongo", "httpx", "httpx2", "openai"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
