@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Iterator
 from typing import TypeVar
 
+from services.gateway.usecases.refunds import log_refund
 from shared.accounting.bank import Charge, TokenBank
 from shared.errors import ApiError
 
@@ -73,11 +74,6 @@ class Drain:
                 log.warning("refund on shutdown failed; the sweeper will refund it",
                             exc_info=True, extra={"charge": charge.id})  # fmt: skip
                 continue
-            log.info(
-                "refunded",
-                extra={"account": charge.account, "charge": str(charge.ref),
-                       "tokens": charge.price, "reason": "drain_window",
-                       "outcome": outcome.status.name.lower()},
-            )  # fmt: skip
+            log_refund(charge, "drain_window", outcome)
             refunded += 1
         log.info("drain ended", extra={"left_in_flight": len(leftovers), "refunded": refunded})

@@ -18,7 +18,7 @@ from typing import Protocol
 from prometheus_client import Counter
 
 from services.gateway.usecases.refunds import Refunds, refund_durably
-from shared.accounting.bank import Charge, Status
+from shared.accounting.bank import Charge
 from shared.aio import sleep_unless
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,8 @@ class Sweeper:
             )
             SWEEP_FAILURES.labels("refund").inc()
             return False
-        SWEPT.labels(Status(outcome.status).name.lower()).inc()
+        decision = outcome.status.name.lower()
+        SWEPT.labels(decision).inc()
         log.info(
             "swept an overdue charge",
             extra={
@@ -104,7 +105,7 @@ class Sweeper:
                 "charge": str(charge.ref),
                 "tokens": charge.price,
                 "request_id": charge.request_id,
-                "outcome": Status(outcome.status).name.lower(),
+                "outcome": decision,
             },
         )
         return True

@@ -23,7 +23,7 @@ from prometheus_client import Counter
 from services.gateway.adapters.meme_client import Meme
 from services.gateway.domain.params import MemeRequest
 from services.gateway.drain import Drain
-from services.gateway.usecases.refunds import refund_durably
+from services.gateway.usecases.refunds import log_refund, refund_durably
 from shared.accounting.bank import (
     Charge,
     NotHydrated,
@@ -183,16 +183,7 @@ async def refund(
     REFUNDS.labels(kind, refunded.status.name.lower()).inc()
     if refunded.status == Status.APPLIED:
         TOKENS_REFUNDED.labels(kind).inc(charge.price)
-    log.info(
-        "refunded",
-        extra={
-            "account": charge.account,
-            "charge": str(charge.ref),
-            "tokens": charge.price,
-            "reason": refund_reason(failure),
-            "outcome": refunded.status.name.lower(),
-        },
-    )
+    log_refund(charge, refund_reason(failure), refunded)
     if isinstance(failure, ApiError):
         failure.headers["X-Tokens-Remaining"] = str(refunded.balance)
         failure.details["tokens_remaining"] = refunded.balance

@@ -48,6 +48,20 @@ class Refunds(Protocol):
     async def refund_shipped(self, charge: Charge, entry_id: str, timeout_s: float) -> Shipping: ...
 
 
+def log_refund(charge: Charge, reason: str, outcome: Outcome) -> None:
+    """The operator's line for a refund a handler or a drain decided (docs/logs.md)."""
+    log.info(
+        "refunded",
+        extra={
+            "account": charge.account,
+            "charge": str(charge.ref),
+            "tokens": charge.price,
+            "reason": reason,
+            "outcome": outcome.status.name.lower(),
+        },
+    )
+
+
 async def refund_durably(
     bank: Refunds, charge: Charge, *, sweeper: bool, within_s: float
 ) -> Outcome:
