@@ -293,8 +293,15 @@ class LedgerStore:
         return {u.account for u, ok in zip(updates, moved, strict=True) if not ok}
 
     async def record_failure(
-        self, message_id: str, reason: str, receive_count: int, summary: dict[str, Any]
+        self,
+        message_id: str,
+        reason: str,
+        receive_count: int,
+        summary: dict[str, Any],
+        sequence: str = "",
     ) -> None:
+        """Why the message waits; with its main queue's sequence number, which places it
+        among the others when it is collected from the DLQ (see `index_dead_letter`)."""
         now = datetime.now(UTC)
         await with_retries(
             lambda: self.failures.update_one(
@@ -306,7 +313,11 @@ class LedgerStore:
                         "receive_count": receive_count,
                         **summary,
                     },
-                    "$setOnInsert": {"first_reason": reason, "first_seen": now},
+                    "$setOnInsert": {
+                        "first_reason": reason,
+                        "first_seen": now,
+                        "sequence": sequence,
+                    },
                 },
                 upsert=True,
             )
@@ -339,15 +350,17 @@ class LedgerStore:
         index is where dead letters live (see adapters/dlq.py). The reasons are the ones
         the ledger recorded; a message it never received has an unknown reason.
 
-        `collected`: found in the DLQ, which keeps an entry the ledger wrote (its group
-        sequence number is the main queue's, the DLQ's is another) and never brings back
-        one an operator redrove or purged (SQS may move a message to the DLQ after that).
+        `collected`: found in the DLQ, which keeps an entry the ledger wrote and never
+        brings back one an operator redrove or purged (SQS may move a message to the DLQ
+        after that). The DLQ numbers its messages anew, so a collected message is placed
+        by the main queue's sequence number its failures recorded, when a ledger received
+        it: redrive applies in that order.
         """
         failure = await self.failure(message_id) or {}
         entry = {
             "body": body,
             "group_id": group_id,
-            "sequence": sequence,
+            "sequence": failure.get("sequence") or sequence,
             "first_reason": failure.get("first_reason", UNKNOWN_REASON),
             "last_reason": failure.get("last_reason", UNKNOWN_REASON),
             "receive_count": failure.get("receive_count", receive_count),

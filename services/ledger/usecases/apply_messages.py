@@ -133,7 +133,9 @@ class MessageHandler:
 
     async def _failed(self, message: Received, reason: str, about: dict[str, object]) -> None:
         """Record why; on the last receive SQS allows, index the message as a dead letter."""
-        await self.store.record_failure(message.message_id, reason, message.receive_count, about)
+        await self.store.record_failure(
+            message.message_id, reason, message.receive_count, about, message.sequence
+        )
         if message.receive_count >= self.max_receive_count:
             log.warning(
                 "message dead-lettered",
