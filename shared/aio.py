@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import Counter
 
@@ -16,11 +16,29 @@ RESTARTS = Counter(
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 async def sleep_unless(stop: asyncio.Event, seconds: float) -> None:
     """Sleep, but wake at once when `stop` is set, so shutdowns never wait out a pause."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+async def unless_stopped(stop: asyncio.Event, work: Awaitable[T]) -> T | None:
+    """`work`'s result, or None when `stop` is set first (`work` is then cancelled): one
+    round of background work never holds a shutdown up."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return None if task.cancelled() else task.result()
 
 
 @contextlib.asynccontextmanager

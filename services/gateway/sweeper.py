@@ -19,7 +19,7 @@ from prometheus_client import Counter
 
 from services.gateway.usecases.refunds import Refunds, refund_durably
 from shared.accounting.bank import Charge
-from shared.aio import sleep_unless
+from shared.aio import sleep_unless, unless_stopped
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +56,12 @@ class Sweeper:
         self.every_s = every_s
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Sweep every `every_s` until `stop`. A round still going then is left at once:
+        its refunds wait for a relay that stops too (each up to `refund_within_s`, shard
+        after shard), and what it did not decide stays pending for the next sweeper."""
         while not stop.is_set():
             try:
-                await self.sweep_once()
+                await unless_stopped(stop, self.sweep_once())
             except Exception:
                 log.warning("sweep failed; retrying", exc_info=True)
             await sleep_unless(stop, self.every_s)

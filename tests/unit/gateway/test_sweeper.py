@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass, field
+
 from services.gateway.sweeper import Sweeper
-from shared.accounting.bank import Charge, Outcome
+from shared.accounting.bank import Charge, Outcome, Shipping
 from tests.fakes.bank import InMemoryBank
 from tests.metrics import sample
 
@@ -84,3 +87,31 @@ async def test_a_sweeper_refund_redis_lost_before_sqs_had_it_is_issued_again() -
     assert await bank.balance(mine) == 10
     assert [tokens for _, tokens in bank.refunds] == [1, 1], "the first was lost with Redis"
     assert bank.pending == {}
+
+
+@dataclass
+class RelayStopped(InMemoryBank):
+    """Nothing ships: every refund waits its whole `timeout_s` for the relay."""
+
+    waiting: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def refund_shipped(self, charge: Charge, entry_id: str, timeout_s: float) -> Shipping:
+        self.waiting.set()
+        await asyncio.sleep(timeout_s)
+        return Shipping.WAITING
+
+
+async def test_a_sweep_in_progress_does_not_hold_up_the_gateways_stop() -> None:
+    """On SIGTERM the relay stops with the sweeper: a round over 64 shards whose refunds
+    each wait 5 s for shipping would keep the process alive for minutes."""
+    bank = RelayStopped()
+    accounts = accounts_in_distinct_shards(bank, 4)
+    for account in accounts:
+        await charged(bank, account, 0.0)
+    sweeper = Sweeper(bank, lambda: [bank.keys.shard_of(a) for a in accounts], refund_within_s=5)
+    stop = asyncio.Event()
+    running = asyncio.create_task(sweeper.run(stop))
+    await bank.waiting.wait()
+    stop.set()
+    await asyncio.wait_for(running, timeout=1)
+    assert len(bank.pending) >= 2, "the shards the round had not reached wait for the next one"
