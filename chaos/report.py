@@ -60,10 +60,10 @@ def render(records: list[Record], verdict: Verdict, facts: dict[str, Any]) -> st
         + (f", mutant {facts['mutant']}" if facts.get("mutant") else "")
         + (", rollback" if facts.get("rollback") else ""),
         "",
-        f"load {facts['rate']:.0f} requests/s (60 % of a measured {facts['saturation']:.0f}/s)"
-        f" over {facts['accounts']} accounts; drained in {facts['drain_s']:.1f} s after the "
-        f"last fault; reconcile once idle: {_counts(facts['found'])}; procedures: "
-        f"{_counts(facts['procedures'])}",
+        f"load {facts['rate']:.0f} requests/s ({facts['rate'] / facts['saturation']:.0%} of a "
+        f"measured {facts['saturation']:.0f}/s) over {facts['accounts']} accounts; drained in "
+        f"{facts['drain_s']:.1f} s after the last fault; reconcile once idle: "
+        f"{_counts(facts['found'])}; procedures: {_counts(facts['procedures'])}",
         "",
         "| fault | count | memes failed meanwhile | worst client-visible outage |",
         "|---|---|---|---|",

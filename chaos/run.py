@@ -1,11 +1,11 @@
 """`make chaos`: load and seeded random faults on a private stack, then the books checked.
 
     python -m chaos.run [--minutes 10] [--seed N] [--rollback] [--mutant NAME]
-                        [--faults KIND,...]
+                        [--faults KIND,...] [--load-share 0.6]
 
 Starts two gateways, two ledgers and the meme service over Redis (AOF), the store and
 LocalStack on free loopback ports; measures saturation, then runs the workload at 60 %
-of it while the nemesis injects the seed's faults; waits for the answers and the
+of it (`--load-share`) while the nemesis injects the seed's faults; waits for the answers and the
 pipeline, follows the runbooks with `maas`, and checks every balance against the
 history (chaos/checker.py). Writes the history, the report and the services' logs under
 chaos/results/, prints the report, and exits 1 if the checker finds anything.
@@ -59,6 +59,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help=f"only these kinds ({', '.join(sorted(nemesis.KINDS))})",
     )
+    parser.add_argument(
+        "--load-share",
+        type=float,
+        default=LOAD_SHARE,
+        help=f"the load as a share of the measured saturation (default {LOAD_SHARE})",
+    )
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.seed is None:
@@ -66,6 +72,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(args.faults or ()) - set(nemesis.KINDS)
     if unknown:
         parser.error(f"unknown fault kinds: {', '.join(sorted(unknown))}")
+    if not 0 < args.load_share <= 1:
+        parser.error("--load-share must be above 0 and at most 1")
     return args
 
 
@@ -87,7 +95,9 @@ async def run(args: argparse.Namespace) -> int:
     facts: dict[str, Any] = {"seed": args.seed, "minutes": args.minutes, "commit": commit()}
     facts |= {"mutant": args.mutant, "rollback": args.rollback}
     try:
-        observed = await drive(stack, history, faults, args.seed, seconds, facts, out)
+        observed = await drive(
+            stack, history, faults, args.seed, seconds, args.load_share, facts, out
+        )
     finally:
         history.close()
         await asyncio.to_thread(stack.stop)
@@ -115,6 +125,7 @@ async def drive(
     faults: list[nemesis.Fault],
     seed: int,
     seconds: float,
+    load_share: float,
     facts: dict[str, Any],
     out: Path,
 ) -> Observed:
@@ -128,7 +139,7 @@ async def drive(
         await workload.open_accounts()
         await wait_ai_ready(stack)
         saturation = await workload.saturate(PROBE_S)
-        rate = LOAD_SHARE * saturation
+        rate = load_share * saturation
         history.write("load", saturation=saturation, rate=rate)
         log(f"saturation {saturation:.0f}/s; load at {rate:.0f}/s with the nemesis")
         load = asyncio.create_task(workload.run(rate, seconds))

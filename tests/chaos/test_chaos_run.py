@@ -13,9 +13,10 @@ import pytest
 SEED = 20261206
 
 
-def chaos(results: Path, *args: str) -> tuple[int, str]:
+def chaos(results: Path, *args: str, minutes: float = 1) -> tuple[int, str]:
+    command = [sys.executable, "-m", "chaos.run", "--minutes", str(minutes)]
     done = subprocess.run(
-        [sys.executable, "-m", "chaos.run", "--minutes", "1", "--results", str(results), *args],
+        [*command, "--results", str(results), *args],
         capture_output=True,
         text=True,
         timeout=900,
