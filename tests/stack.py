@@ -210,10 +210,27 @@ class ServiceStack:
                 self.processes["redis-cache"] = await asyncio.to_thread(start, cache, self.run_dir)
             async with sqs_client(self.settings) as sqs:
                 await provision_queues(sqs, self.settings)
-        for name in names or SERVICES:
+        await self._start_services(list(names or SERVICES))
+
+    async def _start_services(self, names: list[str]) -> None:
+        """Side by side, but the gateway after the meme service: it asks the meme service,
+        as it starts, whether AI memes can be made."""
+
+        async def one(name: str) -> None:
             port = getattr(self.settings, f"{name}_port")
             server = service(name, port, to_environment(self.values))
             self.processes[name] = await asyncio.to_thread(start, server, self.run_dir)
+
+        async def in_order(*chain: str) -> None:
+            for name in chain:
+                await one(name)
+
+        chains = [[name] for name in names if name not in ("meme", "gateway")]
+        chains.append([name for name in ("meme", "gateway") if name in names])
+        results = await asyncio.gather(*(in_order(*c) for c in chains), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def start_replica(self, kind: str, name: str) -> str:
         """One more `kind` process (ledger, gateway) on a port of its own; its base URL."""
