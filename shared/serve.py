@@ -19,6 +19,7 @@ import uvloop
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from shared import tracing
 from shared.logging import configure_logging
 from shared.production import Service
 from shared.settings import Settings
@@ -95,12 +96,14 @@ def serve(
     The service listens on its own `<service>_host` and `<service>_port` settings.
     """
     configure_logging(service, settings.log_level)
+    traced = tracing.configure(service)
     log.info(
         "starting",
         extra={
             "version": maas_version(),
             "pid": os.getpid(),
             "settings": settings_summary(settings),
+            "tracing": traced,
         },
     )
     uvloop.install()
@@ -125,4 +128,5 @@ def serve(
         reuse_port=reuse_port,
         shutdown_timeout=shutdown_timeout_s,
     )
+    tracing.shutdown()
     log.info("stopped")

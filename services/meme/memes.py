@@ -16,6 +16,7 @@ from services.meme.adapters.geocoders import Geocoder
 from services.meme.domain.formats import text_meme
 from services.meme.domain.places import Place
 from services.meme.domain.request import MemeRequest
+from shared import tracing
 from shared.errors import ApiError
 from shared.metrics import LATENCY_BUCKETS
 
@@ -62,7 +63,8 @@ class MemeMaker:
         started = time.perf_counter()
         outcome = "ok"
         try:
-            return await self._make(request)
+            with tracing.span("meme generate", {"maas.generator": generator}):
+                return await self._make(request)
         except ApiError as error:
             outcome = error.code
             raise
@@ -79,9 +81,11 @@ class MemeMaker:
             raise ApiError("ai_unavailable", "no AI endpoint is configured")
         place = None
         if request.lat is not None and request.lon is not None:
-            place = await self._geocoder.reverse(request.lat, request.lon)
+            with tracing.span("geocode"):
+                place = await self._geocoder.reverse(request.lat, request.lon)
         if captioner is not None:
-            caption = await captioner.caption(request.query, place)
+            with tracing.span("ai caption", {"gen_ai.request.model": captioner.model}):
+                caption = await captioner.caption(request.query, place)
             return Meme(caption, "ai", f"ai/{captioner.model}", place)
         meme = text_meme(request.query, place.name if place else None, request.request_id)
         return Meme(meme.text, "text", f"template/{meme.format}", place)

@@ -18,6 +18,7 @@ import orjson
 from pymongo.asynchronous.database import AsyncDatabase
 from redis.exceptions import RedisError
 
+from shared import tracing
 from shared.accounting.accounts import AccountStore
 from shared.accounting.credits import FirstCredit
 from shared.accounting.events import ChargeRef, Event
@@ -178,7 +179,7 @@ class TokenBank:
         charge_id = new_event_id()
         args = [
             account, price, rate, burst, charge_id, reason, request_id,
-            int(refundable_after_s * 1000),
+            int(refundable_after_s * 1000), tracing.traceparent(),
         ]  # fmt: skip
         raw = await self._hydrated(account, self._charge, keys, args)
         outcome = Outcome(Status(raw[0]), int(raw[1]), int(raw[2]), int(raw[3]), int(raw[4]))
@@ -226,7 +227,7 @@ class TokenBank:
         args = [
             charge.account, charge.id, charge.price, charge.epoch, charge.seq, new_event_id(),
             charge.reason, charge.request_id, DECISION_TTL_S, REFUNDED_TTL_S, str(charge.ref),
-            "1" if undelivered else "0", "1" if overdue else "0",
+            "1" if undelivered else "0", "1" if overdue else "0", tracing.traceparent(),
         ]  # fmt: skip
         raw = await self._hydrated(charge.account, self._refund, keys, args)
         entry_id = str(raw[4]) if len(raw) > 4 else ""
@@ -264,7 +265,7 @@ class TokenBank:
         ]
         args = [
             account, amount, new_event_id(), reason, idempotency_key, fingerprint,
-            self.idempotency_ttl_s, MAX_BALANCE,
+            self.idempotency_ttl_s, MAX_BALANCE, tracing.traceparent(),
         ]  # fmt: skip
         raw = await self._hydrated(account, self._credit, keys, args)
         return Outcome(

@@ -70,6 +70,7 @@ class Event:
     at: str
     v: int = EVENT_VERSION
     charge: str = ""  # a refund's `ChargeRef`; empty on other events (and older refunds)
+    trace: str = ""  # the W3C traceparent of the request that made it (shared/tracing.py)
 
     @property
     def signed_amount(self) -> int:
@@ -146,6 +147,7 @@ def event_from_dict(raw: Any) -> Event:
         request_id=str(raw.get("request_id") or ""),
         at=at,
         charge=charge,
+        trace=raw["trace"] if isinstance(raw.get("trace"), str) else "",
     )
 
 
@@ -174,6 +176,7 @@ def event_from_stream_entry(entry_id: str, fields: dict[str, str]) -> Event:
         request_id=value["request_id"],
         at=rfc3339_from_ms(int(entry_id.partition("-")[0])),
         charge=value["charge"],
+        trace=value["trace"],
     )
 
 

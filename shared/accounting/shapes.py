@@ -36,4 +36,5 @@ OUTBOX_ENTRY: dict[str, str] = {
     "r": "reason",
     "q": "request_id",
     "c": "charge",  # a refund's charge (`ChargeRef`), empty on debits and credits
+    "x": "trace",  # the W3C traceparent of the request that made it, empty untraced
 }

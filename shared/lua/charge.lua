@@ -4,7 +4,7 @@
 -- KEYS[1] account hash, KEYS[2] outbox stream, KEYS[3] pending charges (hash),
 -- KEYS[4] their deadlines (sorted set); all of the account's shard (same hash tag).
 -- ARGV: account, price, rate (per s, 0 = unlimited), burst, event id (the charge id),
---       reason, request id, ms until the sweeper may refund
+--       reason, request id, ms until the sweeper may refund, trace context (traceparent)
 -- Returns {status, balance, epoch, seq, retry_after_ms};
 -- status 0 charged, 1 not hydrated, 2 insufficient tokens, 3 rate limited.
 local account_key, outbox, pending, deadlines = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -39,7 +39,7 @@ if rate > 0 then
 end
 local epoch = state[2]
 redis.call('XADD', outbox, '*', 'i', ARGV[5], 't', 'debit', 'a', ARGV[1], 'n', price,
-           'e', epoch, 's', seq, 'r', ARGV[6], 'q', ARGV[7], 'c', '')
+           'e', epoch, 's', seq, 'r', ARGV[6], 'q', ARGV[7], 'c', '', 'x', ARGV[9])
 redis.call('HSET', pending, ARGV[5], cjson.encode({ARGV[1], price, tonumber(epoch), seq, ARGV[6],
                                                    ARGV[7]}))
 redis.call('ZADD', deadlines, string.format('%d', now_ms + tonumber(ARGV[8])), ARGV[5])

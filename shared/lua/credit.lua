@@ -3,7 +3,7 @@
 -- answer back, a different body a conflict.
 -- KEYS[1] account hash, KEYS[2] outbox stream, KEYS[3] idempotency record
 -- ARGV: account, amount, event id, reason, idempotency key, fingerprint, ttl seconds,
---       the largest balance a credit may reach
+--       the largest balance a credit may reach, trace context (traceparent)
 -- Returns {status, balance, epoch, seq, event id, outbox entry id} (a replay returns the
 -- first credit's position);
 -- status 0 applied, 1 not hydrated, 4 replayed (same key, same body), 5 conflict,
@@ -29,7 +29,8 @@ end
 balance = redis.call('HINCRBY', account_key, 'balance', ARGV[2])
 local seq = redis.call('HINCRBY', account_key, 'seq', 1)
 local entry = redis.call('XADD', outbox, '*', 'i', ARGV[3], 't', 'credit', 'a', ARGV[1],
-           'n', ARGV[2], 'e', state[2], 's', seq, 'r', ARGV[4], 'q', ARGV[5], 'c', '')
+           'n', ARGV[2], 'e', state[2], 's', seq, 'r', ARGV[4], 'q', ARGV[5], 'c', '',
+           'x', ARGV[9])
 redis.call('HSET', idem_key, 'fingerprint', ARGV[6], 'event_id', ARGV[3],
            'balance', string.format('%d', balance), 'entry', entry, 'epoch', state[2],
            'seq', seq)

@@ -17,7 +17,8 @@
 -- ARGV: account, charge id, amount, charge epoch, charge seq, event id, reason, request id,
 --       marker ttl seconds for an earlier epoch's charge, and for a charge of this epoch,
 --       the charge's reference (epoch:seq:id), '1' if the meme is known undelivered,
---       '1' if only an overdue charge is to be refunded (the sweeper)
+--       '1' if only an overdue charge is to be refunded (the sweeper),
+--       trace context (traceparent)
 -- Returns {status, balance, epoch, seq, outbox entry id}; status 0 refunded, 1 not hydrated,
 -- 7 nothing to refund (confirmed or refunded before), 9 left to the ledger (Redis's
 -- balance does not hold the debit; the event carries no tokens here), 10 not due (held
@@ -64,5 +65,6 @@ if status == 0 then
 end
 local seq = redis.call('HINCRBY', account_key, 'seq', 1)
 local entry = redis.call('XADD', outbox, '*', 'i', ARGV[6], 't', 'refund', 'a', ARGV[1], 'n', ARGV[3],
-           'e', state[2], 's', seq, 'r', ARGV[7], 'q', ARGV[8], 'c', ARGV[11])
+           'e', state[2], 's', seq, 'r', ARGV[7], 'q', ARGV[8], 'c', ARGV[11],
+           'x', ARGV[14])
 return {status, balance, epoch, seq, entry}

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from shared import tracing
 from shared.accounting.events import Batch, event_from_stream_entry
 from shared.aio import sleep_unless
 from shared.keys import Keys
@@ -199,9 +200,15 @@ class Relay:
             for p, body in chunk
         ]
         try:
-            answer = await self.sqs.send_message_batch(
-                QueueUrl=await self.queue.url(), Entries=entries
-            )
+            with tracing.span(
+                "relay send",
+                {"messaging.system": "aws_sqs", "messaging.batch.message_count": len(entries)},
+                links=(event.trace for p, _ in chunk for event in p.batch.events),
+                kind=tracing.SpanKind.PRODUCER,
+            ):
+                answer = await self.sqs.send_message_batch(
+                    QueueUrl=await self.queue.url(), Entries=entries
+                )
         except Exception:
             SQS_REQUESTS.labels("error").inc()
             raise

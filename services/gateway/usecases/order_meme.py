@@ -24,6 +24,7 @@ from services.gateway.adapters.meme_client import Meme
 from services.gateway.domain.params import MemeRequest
 from services.gateway.drain import Drain
 from services.gateway.usecases.refunds import log_refund, refund_durably
+from shared import tracing
 from shared.accounting.bank import (
     Charge,
     NotHydrated,
@@ -106,14 +107,15 @@ async def order_meme(
 ) -> None:
     price = price_of(kind, settings)
     try:
-        charged, charge = await bank.charge(
-            principal.account,
-            price,
-            rate_limit_for(principal.roles, settings),
-            f"meme:{kind}",
-            request_id,
-            settings.refundable_after_s(kind),
-        )
+        with tracing.span("charge", {"maas.kind": kind, "maas.tokens": price}):
+            charged, charge = await bank.charge(
+                principal.account,
+                price,
+                rate_limit_for(principal.roles, settings),
+                f"meme:{kind}",
+                request_id,
+                settings.refundable_after_s(kind),
+            )
     except UnknownAccount:
         raise ApiError("unknown_account", "no account for this token") from None
     except NotHydrated:
@@ -145,9 +147,10 @@ async def order_meme(
             await hold_for_delivery(bank, charge, settings.charge_settle_margin_s)
             await deliver(meme, price, charged.balance)
         except BaseException as failure:  # an upstream error, a cancelled handler, a lost client
-            await asyncio.shield(
-                refund(bank, charge, kind, failure, settings.refund_durable_within_s)
-            )
+            with tracing.span("refund", {"maas.reason": refund_reason(failure)}):
+                await asyncio.shield(
+                    refund(bank, charge, kind, failure, settings.refund_durable_within_s)
+                )
             raise
         await confirm(bank, charge, settings.charge_settle_margin_s)
 

@@ -27,6 +27,7 @@ from services.ledger.adapters.mongo import Holder, LedgerStore, journal_id
 from services.ledger.domain.apply import Outcome, Plan, Position, Voided, plan
 from services.ledger.domain.messages import Received, summary
 from services.ledger.usecases.repeats import judge
+from shared import tracing
 from shared.accounting.credits import FirstCredit
 from shared.accounting.events import Batch, Event, MalformedMessage, decode_batch, parse_rfc3339
 from shared.metrics import LATENCY_BUCKETS
@@ -113,7 +114,13 @@ class MessageHandler:
                 await self._failed(message, reason, {})
                 handled[message.message_id] = Handled(Outcome.MALFORMED, reason)
         source = {e.id: m.message_id for m, batch in batches for e in batch.events}
-        result = await self._apply([e for _, batch in batches for e in batch.events], source)
+        with tracing.span(
+            "ledger apply",
+            {"messaging.batch.message_count": len(batches)},
+            links=(e.trace for _, batch in batches for e in batch.events),
+            kind=tracing.SpanKind.CONSUMER,
+        ):
+            result = await self._apply([e for _, batch in batches for e in batch.events], source)
         applied = {e.id for u in result.updates for e in u.events}
         for message, batch in batches:
             waiting = sorted({e.account for e in batch.events if e.id in result.held})
