@@ -15,11 +15,14 @@ help:
 setup:
 	@infra/local/install.sh
 
+# TRACING=1: also build and start Jaeger, and send it the services' traces.
 run: setup
-	@$(PY) -m infra.local.stack run
+	@$(if $(TRACING),infra/local/install_jaeger.sh,true)
+	@$(PY) -m infra.local.stack run $(if $(TRACING),--tracing,)
 
 up: setup
-	@$(PY) -m infra.local.stack up
+	@$(if $(TRACING),infra/local/install_jaeger.sh,true)
+	@$(PY) -m infra.local.stack up $(if $(TRACING),--tracing,)
 
 down:
 	@if [ -x $(PY) ]; then $(PY) -m infra.local.stack down; fi

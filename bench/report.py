@@ -80,6 +80,26 @@ def processes(scenarios: list[dict[str, Any]]) -> str:
     return table(header, rows)
 
 
+def tracing(scenarios: list[dict[str, Any]]) -> str:
+    """What exporting traces costs: `full` (off) against the traced runs of `full`."""
+    rows = []
+    off = next((s for s in scenarios if s["name"] == "full"), None)
+    for s in scenarios:
+        if s["name"] != "full" and not s["name"].startswith("traced-"):
+            continue
+        memes = max(1.0, s["rps"] * s["seconds"])
+        cells = [s["name"], f"{s['rps']:.0f}"]
+        cells.append(f"{s['rps'] / off['rps']:.2f}" if off and off["rps"] else "-")
+        for name in ("gateway", "meme", "ledger"):
+            usage = s["processes"].get(name)
+            cells.append(f"{1e6 * usage['cpu_s'] / memes:.0f}" if usage else "-")
+        cells.append(ms(s["latency_ms"]["p99"]))
+        rows.append(cells)
+    header = ["scenario", "req/s", "vs off", "gateway µs/meme", "meme µs/meme",
+              "ledger µs/meme", "p99 ms"]  # fmt: skip
+    return table(header, rows) if len(rows) > 1 else ""
+
+
 def pipeline(scenarios: list[dict[str, Any]]) -> str:
     rows = []
     for s in scenarios:
@@ -222,6 +242,8 @@ def render(result: dict[str, Any]) -> str:
             "The last column is CPU spent by processes the bench did not start (the machine "
             "is shared), and in brackets how busy all cores were.",
             processes(scenarios),
+            "#### Tracing: `full` with traces exported over OTLP/HTTP (CPU per meme)",
+            tracing(scenarios),
             "#### Scale: a small store and a large one",
             scale(result["scale"]),
         ]

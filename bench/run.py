@@ -32,6 +32,7 @@ from bench.load import Wrk, WrkResult, meme_paths, redis_benchmark, run_wrk, wri
 from bench.report import errors, render
 from bench.scale import run_scale
 from bench.stack import BENCH_ROLE, BenchStack
+from infra.local.stack import stop_pid
 from shared.auth import issue_dev_token
 from shared.settings import Settings
 from shared.stores import lua_script, redis_client
@@ -343,6 +344,30 @@ class Bench:
         await self.ai(round(saturation * 0.25))
         await self.ledgers(min(LEDGER_BACKLOG_RATE, round(saturation * 0.5)))
 
+    async def tracing(self) -> None:
+        """`full` again with traces exported over OTLP/HTTP to a collector on loopback: all
+        requests sampled, then 1 %. Against `full` (tracing off) of the same run, their
+        rates and CPU per meme are what tracing costs."""
+        endpoint, sink = await asyncio.to_thread(self.stack.start_trace_sink)
+        try:
+            for label, ratio in (("100%", "1.0"), ("1%", "0.01")):
+                await asyncio.to_thread(
+                    self.stack.restart_services,
+                    {
+                        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+                        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                        "OTEL_TRACES_SAMPLER_ARG": ratio,
+                    },
+                )
+                await self.pipeline(
+                    f"traced-{label}",
+                    f"text memes at saturation, {label} of requests traced",
+                    [self.meme_load(self.profile.full_s)],
+                )
+        finally:
+            await asyncio.to_thread(self.stack.restart_services, {})
+            stop_pid(sink.process.pid)
+
     async def ledgers(self, rate: float) -> None:
         """The same backlog applied by one ledger process, then by three.
 
@@ -593,6 +618,7 @@ async def run(profile: Profile, workers: int, quick: bool) -> int:
         await bench.metered()
         await bench.reference()
         await bench.memes()
+        await bench.tracing()
         final = await bench.final_books()
     except BaseException:
         log(f"failed; logs are in {stack.logs()}")

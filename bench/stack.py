@@ -116,6 +116,22 @@ class BenchStack:
             self._start(service(name, getattr(s, f"{name}_port"), env))
         self._start(python_server("hello", "bench.hello", self.hello_port, str(self.workers)))
 
+    def start_trace_sink(self) -> tuple[str, Running]:
+        """A collector that accepts OTLP/HTTP exports (bench/otlp_sink.py): its endpoint
+        and process, kept apart from the stack's so its CPU is not counted as ours."""
+        port = free_port()
+        sink = start(python_server("otlp-sink", "bench.otlp_sink", port), self.run_dir)
+        return f"http://127.0.0.1:{port}", sink
+
+    def restart_services(self, extra_env: dict[str, str]) -> None:
+        """Meme, ledger and gateway again, with `extra_env` (the `OTEL_*` settings of a
+        tracing scenario; {} for none)."""
+        for name in ("gateway", *self.ledger_names(), "meme"):
+            stop_pid(self.processes.pop(name).process.pid)
+        env = {**to_environment(self.values), **extra_env}
+        for name in ("meme", "ledger", "gateway"):
+            self._start(service(name, getattr(self.settings, f"{name}_port"), env))
+
     def ledger_names(self) -> list[str]:
         return [name for name in self.processes if name.startswith("ledger")]
 

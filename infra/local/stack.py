@@ -50,9 +50,17 @@ DEAD_STATES = ("Z", "X")  # zombie, dead
 # Stopped in this order, each group in parallel: the services, then what they use.
 STOP_ORDER = (
     ("gateway", "ledger", "meme"),
-    ("ferretdb", "localstack", "redis", "redis-cache"),
+    ("ferretdb", "localstack", "redis", "redis-cache", "jaeger"),
     ("postgres",),
 )
+# Jaeger all in one (`make run TRACING=1`, built by install_jaeger.sh): its own ports.
+CACHE = Path(
+    os.environ.get("MAAS_CACHE_DIR")
+    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "maas"
+)
+JAEGER = CACHE / "tools" / "bin" / "jaeger"
+JAEGER_OTLP_HTTP_PORT = 4318
+JAEGER_UI_PORT = 16686
 
 
 @dataclass
@@ -436,11 +444,30 @@ def backends(settings: Settings, run_dir: Path) -> list[list[Server]]:
     ]
 
 
-def services(settings: Settings) -> list[Server]:
+def jaeger_server(data_dir: Path) -> Server:
+    """Jaeger all in one, in memory: OTLP on 4317 (gRPC) and 4318 (HTTP), the UI on 16686."""
+    return Server(
+        "jaeger",
+        JAEGER_UI_PORT,
+        [str(JAEGER)],
+        ready=lambda: http_ok(f"http://127.0.0.1:{JAEGER_UI_PORT}/"),
+        cwd=data_dir,
+    )
+
+
+def tracing_env(tracing: bool) -> dict[str, str]:
+    """The `OTEL_*` settings that send the services' traces to the local Jaeger."""
+    if not tracing:
+        return {}
+    return {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{JAEGER_OTLP_HTTP_PORT}"}
+
+
+def services(settings: Settings, tracing: bool = False) -> list[Server]:
+    env = tracing_env(tracing)
     return [
-        service("meme", settings.meme_port, {}),
-        service("ledger", settings.ledger_port, {}),
-        service("gateway", settings.gateway_port, {}),
+        service("meme", settings.meme_port, env),
+        service("ledger", settings.ledger_port, env),
+        service("gateway", settings.gateway_port, env),
     ]
 
 
@@ -482,7 +509,7 @@ def recorded_pid(run_dir: Path, name: str) -> int | None:
     return pid if running(pid) else None
 
 
-def up(settings: Settings, run_dir: Path, started: list[Running]) -> None:
+def up(settings: Settings, run_dir: Path, started: list[Running], tracing: bool = False) -> None:
     """Start what is not running yet, provision the queues, seed the demo accounts.
 
     What this call starts is appended to `started` as it goes, so a caller that fails
@@ -504,10 +531,14 @@ def up(settings: Settings, run_dir: Path, started: list[Running]) -> None:
         for server in servers:
             start_once(server)
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(start_in_order, backends(settings, run_dir)))
+    groups = backends(settings, run_dir)
+    if tracing:
+        (run_dir / "data" / "jaeger").mkdir(parents=True, exist_ok=True)
+        groups.append([jaeger_server(run_dir / "data" / "jaeger")])
+    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+        list(pool.map(start_in_order, groups))
         asyncio.run(provision(settings))
-        list(pool.map(start_once, services(settings)))
+        list(pool.map(start_once, services(settings, tracing)))
 
 
 def stop(run_dir: Path, names: set[str] | None = None) -> None:
@@ -521,8 +552,9 @@ def stop(run_dir: Path, names: set[str] | None = None) -> None:
             pidfile(run_dir, name).unlink(missing_ok=True)
 
 
-def banner(settings: Settings, run_dir: Path, tokens: dict[str, str]) -> str:
+def banner(settings: Settings, run_dir: Path, tokens: dict[str, str], tracing: bool = False) -> str:
     base = f"http://127.0.0.1:{settings.gateway_port}"
+    traces = [f"Traces: Jaeger at http://127.0.0.1:{JAEGER_UI_PORT}/ (docs/tracing.md)", ""]
     return "\n".join(
         [
             "",
@@ -548,6 +580,7 @@ def banner(settings: Settings, run_dir: Path, tokens: dict[str, str]) -> str:
             "  sign in with this admin token (dev only, like the ones above):",
             f"  {tokens['demo-admin']}",
             "",
+            *(traces if tracing else []),
         ]
     )
 
@@ -587,6 +620,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="stack", description=__doc__)
     parser.add_argument("command", choices=["up", "run", "down", "status"])
     parser.add_argument("--run-dir", type=Path, default=RUN_DIR, help="data, logs and pids")
+    parser.add_argument(
+        "--tracing", action="store_true", help="start Jaeger and send it the services' traces"
+    )
     args = parser.parse_args()
     settings, run_dir = Settings(), args.run_dir.resolve()
     if args.command == "down":
@@ -597,8 +633,10 @@ def main() -> None:
         return
     started: list[Running] = []
     try:
-        up(settings, run_dir, started)
-        say(banner(settings, run_dir, seed(settings)))
+        if args.tracing and not JAEGER.exists():
+            parser.error(f"no Jaeger at {JAEGER}: run infra/local/install_jaeger.sh")
+        up(settings, run_dir, started, args.tracing)
+        say(banner(settings, run_dir, seed(settings), args.tracing))
     except BaseException:
         stop(run_dir, {running.server.name for running in started})
         raise

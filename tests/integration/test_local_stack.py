@@ -25,7 +25,7 @@ from infra.local.stack import ROOT, STOP_ORDER, free_port, process_stat, running
 from shared.settings import to_environment
 
 STACK = [sys.executable, "-m", "infra.local.stack"]
-SERVERS = {name for group in STOP_ORDER for name in group}
+SERVERS = {name for group in STOP_ORDER for name in group} - {"jaeger"}  # --tracing only
 START_TIMEOUT_S = 240
 
 
