@@ -25,8 +25,18 @@ from typing import Any
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Link, Span, SpanKind
 
-__all__ = ["SpanKind", "configure", "enabled", "linked", "log_fields", "shutdown", "span",
-           "traceparent", "wanted"]  # fmt: skip
+__all__ = ["OTEL_SETTINGS", "SpanKind", "configure", "enabled", "linked", "log_fields",
+           "shutdown", "span", "traceparent", "wanted"]  # fmt: skip
+
+# The SDK's settings the deployment files set beside MaaS's own (docker-compose.yml, the
+# Helm chart's `config`); the SDK reads them, and every other `OTEL_*` it knows.
+OTEL_SETTINGS = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+)
 
 # Probes and scrapes would be most of the spans and say nothing about a request.
 DEFAULT_EXCLUDED_URLS = "healthz,readyz,metrics"

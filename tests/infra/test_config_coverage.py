@@ -7,6 +7,7 @@ import pytest
 
 from shared.production import Service, unsafe_settings
 from shared.settings import Settings, env_names
+from shared.tracing import OTEL_SETTINGS
 from tests.infra.conftest import ENVIRONMENTS, Manifest, by_kind, render
 
 # Credentials: only ever from the Secret (secretKeyRef), never in the ConfigMap.
@@ -79,7 +80,8 @@ def test_every_setting_reaches_every_service(
     names = env_names()
     config_maps = by_kind(rendered[values_file], "ConfigMap")
     data: dict[str, str] = {k: v for cm in config_maps.values() for k, v in cm["data"].items()}
-    assert set(data) <= set(names.values()), "ConfigMap key that no setting reads"
+    known = set(names.values()) | set(OTEL_SETTINGS)
+    assert set(data) <= known, "ConfigMap key that no setting (or the tracing SDK) reads"
     for field in SECRET_FIELDS | IRSA_FIELDS:
         assert names[field] not in data, f"{names[field]} must not be in a ConfigMap"
     required = {names[f] for f in names if f not in SECRET_FIELDS | IRSA_FIELDS | OPTIONAL_FIELDS}

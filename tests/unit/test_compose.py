@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from shared.settings import Settings, env_names
+from shared.tracing import OTEL_SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS = Settings()
@@ -45,7 +46,7 @@ def test_each_service_runs_its_module_on_its_settings_port(
 def test_every_environment_variable_is_a_setting_with_a_matching_value(
     compose: dict[str, Any],
 ) -> None:
-    known = set(env_names().values())
+    known = set(env_names().values()) | set(OTEL_SETTINGS)
     env = compose["x-maas-env"]
     assert set(env) <= known, f"unknown variables: {set(env) - known}"
     assert env["MAAS_QUEUE_NAME"] == DEFAULTS.queue_name
