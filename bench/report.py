@@ -100,6 +100,13 @@ def tracing(scenarios: list[dict[str, Any]]) -> str:
     return table(header, rows) if len(rows) > 1 else ""
 
 
+def _loop_lag(lags: dict[str, float | None] | None) -> str:
+    """Each service's event-loop lag p99 (a histogram bucket's bound, so ≤)."""
+    if not lags:
+        return "-"
+    return " / ".join("n/a" if v is None else f"≤ {v:g}" for v in lags.values())
+
+
 def pipeline(scenarios: list[dict[str, Any]]) -> str:
     rows = []
     for s in scenarios:
@@ -120,6 +127,7 @@ def pipeline(scenarios: list[dict[str, Any]]) -> str:
                 "n/a" if lag is None else f"≤ {lag:g}",
                 "n/a" if sqs is None else f"{sqs:.2f}",
                 _log_rate(p.get("log_lines_per_1000_memes")),
+                _loop_lag(p.get("loop_lag_p99_s_le")),
             ]
         )
     header = [
@@ -133,6 +141,7 @@ def pipeline(scenarios: list[dict[str, Any]]) -> str:
         "ledger lag p99 s",
         "SQS req / 1000 memes",
         "log lines / 1000 memes",
+        "loop lag p99 s (gateway / meme / ledger)",
     ]
     return table(header, rows)
 

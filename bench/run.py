@@ -238,6 +238,7 @@ class Bench:
         """
         start_books = await self.auditor.books()
         gateway0, ledger0 = self.scrape("gateway"), self.scrape("ledger")
+        meme0 = self.scrape("meme")
         lines0 = log_lines(self.stack.logs())
 
         def load() -> list[WrkResult]:
@@ -249,6 +250,7 @@ class Bench:
         results, usage, load_s = await asyncio.to_thread(self.measured, load)
         drain_s, end_books = await self.auditor.wait_drained(self.profile.drain_timeout_s)
         gateway1, ledger1 = self.scrape("gateway"), self.scrape("ledger")
+        meme1 = self.scrape("meme")
         lines = {n: c - lines0.get(n, 0) for n, c in log_lines(self.stack.logs()).items()}
         charged = sum(r.charged for r in results)
         self.charged_total += charged
@@ -275,6 +277,14 @@ class Bench:
             "relay_lag_p99_s_le": metrics.quantile(
                 gateway1, gateway0, "maas_relay_lag_seconds", 0.99
             ),
+            "loop_lag_p99_s_le": {
+                name: metrics.quantile(after, before, "maas_event_loop_lag_seconds", 0.99)
+                for name, after, before in (
+                    ("gateway", gateway1, gateway0),
+                    ("meme", meme1, meme0),
+                    ("ledger", ledger1, ledger0),
+                )
+            },
             "sqs_requests": sqs_requests,
             "sqs_requests_per_1000_memes": (
                 round(1000 * sqs_requests / memes, 2) if memes else None

@@ -8,10 +8,17 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 RESTARTS = Counter(
     "maas_background_restarts_total", "Background loops restarted after they ended", ["loop"]
+)
+
+LOOP_LAG = Histogram(
+    "maas_event_loop_lag_seconds",
+    "How late the event loop woke a sleeper: a stall (synchronous work, a long callback, "
+    "garbage collection) that every request on the loop waited out",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 
 log = logging.getLogger(__name__)
@@ -39,6 +46,17 @@ async def unless_stopped(stop: asyncio.Event, work: Awaitable[T]) -> T | None:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     return None if task.cancelled() else task.result()
+
+
+async def measure_loop_lag(stop: asyncio.Event, every_s: float = 0.25) -> None:
+    """Sleep `every_s` again and again and record how much later than asked the loop
+    woke up (`maas_event_loop_lag_seconds`), until `stop`."""
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        due = loop.time() + every_s
+        await sleep_unless(stop, every_s)
+        if not stop.is_set():
+            LOOP_LAG.observe(max(0.0, loop.time() - due))
 
 
 @contextlib.asynccontextmanager

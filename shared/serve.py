@@ -7,11 +7,12 @@ after an incident sees every restart.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import random
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -20,6 +21,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from shared import tracing
+from shared.aio import measure_loop_lag, running
 from shared.logging import configure_logging
 from shared.production import Service
 from shared.settings import Settings
@@ -116,6 +118,11 @@ def serve(
     async def stopping(_: web.Application) -> None:
         log.info("stopping: SIGTERM or SIGINT received", extra={"grace_s": shutdown_timeout_s})
 
+    async def loop_lag(_: web.Application) -> AsyncIterator[None]:
+        async with running(measure_loop_lag(asyncio.Event())):
+            yield
+
+    app.cleanup_ctx.append(loop_lag)
     app.on_startup.append(ready)  # after the adapters the application starts (cleanup_ctx)
     app.on_shutdown.insert(0, stopping)
     web.run_app(

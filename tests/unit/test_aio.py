@@ -1,13 +1,16 @@
-"""Background loops that must not die, and readiness that answers from a cache."""
+"""Background loops that must not die, readiness that answers from a cache, and the
+event loop's lag measured."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import orjson
 
-from shared.aio import Supervised
+from shared.aio import Supervised, measure_loop_lag
 from shared.web import Readiness
+from tests.metrics import sample
 
 
 async def test_a_loop_that_fails_or_ends_is_restarted_and_seen_down_meanwhile() -> None:
@@ -65,3 +68,17 @@ async def test_readiness_answers_from_the_last_check_without_calling_out() -> No
     refresher_alive, up = True, False
     await readiness.check()
     assert readiness.answer().status == 503
+
+
+async def test_a_stall_of_the_event_loop_is_measured_as_lag() -> None:
+    stop = asyncio.Event()
+    stalls = sample("maas_event_loop_lag_seconds_count")
+    lag = sample("maas_event_loop_lag_seconds_sum")
+    watcher = asyncio.create_task(measure_loop_lag(stop, every_s=0.01))
+    await asyncio.sleep(0.02)
+    time.sleep(0.2)  # synchronous work holding the loop
+    await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(watcher, timeout=1)
+    assert sample("maas_event_loop_lag_seconds_count") > stalls
+    assert sample("maas_event_loop_lag_seconds_sum") - lag >= 0.15
