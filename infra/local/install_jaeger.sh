@@ -19,6 +19,15 @@ if go version -m "$BIN/jaeger" 2>/dev/null |
 fi
 printf '[install-jaeger] jaeger %s (go install; several minutes the first time)\n' "$JAEGER_VERSION" >&2
 start=$SECONDS
-GOBIN="$BIN" GOFLAGS="${GOFLAGS:-} -trimpath" \
-  go install "github.com/jaegertracing/jaeger/cmd/jaeger@$JAEGER_VERSION"
+# Jaeger's go.mod has replace directives, which `go install pkg@version` refuses: it is
+# built as a tool of a module of our own instead.
+build="$CACHE/jaeger-build"
+rm -rf "$build" && mkdir -p "$build"
+(
+  cd "$build"
+  go mod init maas.local/jaeger-build >/dev/null 2>&1
+  go get -tool "github.com/jaegertracing/jaeger/cmd/jaeger@$JAEGER_VERSION"
+  go build -trimpath -o "$BIN/jaeger.tmp" github.com/jaegertracing/jaeger/cmd/jaeger
+)
+mv "$BIN/jaeger.tmp" "$BIN/jaeger"
 printf '[install-jaeger] built in %s s\n' "$((SECONDS - start))" >&2
