@@ -203,6 +203,7 @@ class Bench:
                 "meme:text",
                 "rq-__rand_int__",
                 str(round(1000 * self.settings.refundable_after_s("text"))),
+                "",  # no trace context: tracing off, as by default
             ]
             port = self.settings.redis_port
             n = self.profile.redis_requests

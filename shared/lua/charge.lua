@@ -39,7 +39,7 @@ if rate > 0 then
 end
 local epoch = state[2]
 redis.call('XADD', outbox, '*', 'i', ARGV[5], 't', 'debit', 'a', ARGV[1], 'n', price,
-           'e', epoch, 's', seq, 'r', ARGV[6], 'q', ARGV[7], 'c', '', 'x', ARGV[9])
+           'e', epoch, 's', seq, 'r', ARGV[6], 'q', ARGV[7], 'c', '', 'x', ARGV[9] or '')
 redis.call('HSET', pending, ARGV[5], cjson.encode({ARGV[1], price, tonumber(epoch), seq, ARGV[6],
                                                    ARGV[7]}))
 redis.call('ZADD', deadlines, string.format('%d', now_ms + tonumber(ARGV[8])), ARGV[5])

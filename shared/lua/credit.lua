@@ -30,7 +30,7 @@ balance = redis.call('HINCRBY', account_key, 'balance', ARGV[2])
 local seq = redis.call('HINCRBY', account_key, 'seq', 1)
 local entry = redis.call('XADD', outbox, '*', 'i', ARGV[3], 't', 'credit', 'a', ARGV[1],
            'n', ARGV[2], 'e', state[2], 's', seq, 'r', ARGV[4], 'q', ARGV[5], 'c', '',
-           'x', ARGV[9])
+           'x', ARGV[9] or '')
 redis.call('HSET', idem_key, 'fingerprint', ARGV[6], 'event_id', ARGV[3],
            'balance', string.format('%d', balance), 'entry', entry, 'epoch', state[2],
            'seq', seq)

@@ -66,5 +66,5 @@ end
 local seq = redis.call('HINCRBY', account_key, 'seq', 1)
 local entry = redis.call('XADD', outbox, '*', 'i', ARGV[6], 't', 'refund', 'a', ARGV[1], 'n', ARGV[3],
            'e', state[2], 's', seq, 'r', ARGV[7], 'q', ARGV[8], 'c', ARGV[11],
-           'x', ARGV[14])
+           'x', ARGV[14] or '')
 return {status, balance, epoch, seq, entry}
