@@ -25,8 +25,8 @@ from typing import Any
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Link, Span, SpanKind
 
-__all__ = ["OTEL_SETTINGS", "SpanKind", "configure", "enabled", "linked", "log_fields",
-           "shutdown", "span", "traceparent", "wanted"]  # fmt: skip
+__all__ = ["OTEL_SETTINGS", "SpanKind", "configure", "enabled", "headers", "linked",
+           "log_fields", "middlewares", "shutdown", "span", "traceparent", "wanted"]  # fmt: skip
 
 # The SDK's settings the deployment files set beside MaaS's own (docker-compose.yml, the
 # Helm chart's `config`); the SDK reads them, and every other `OTEL_*` it knows.
@@ -78,6 +78,25 @@ def configure(service: str) -> bool:
     return True
 
 
+def middlewares() -> list[Any]:
+    """The services' aiohttp middlewares tracing needs (none when it is off)."""
+    if not enabled():
+        return []
+    from shared import tracing_sdk  # noqa: PLC0415 - loaded only when traces are wanted
+
+    return [tracing_sdk.unsampled_untraced]
+
+
+def headers() -> dict[str, str]:
+    """The current trace context as HTTP headers, sampled or not (see tracing_sdk's
+    `unsampled_untraced`); none when tracing is off."""
+    if not enabled():
+        return {}
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
+
+
 def shutdown() -> None:
     """Send the spans still batched; called as the process stops."""
     provider = trace.get_tracer_provider()
@@ -94,7 +113,7 @@ def span(
 ) -> Iterator[Span | None]:
     """A span of this process's work, or nothing when tracing is off. `links`: the
     `traceparent`s of the events the work handles (see the module's docstring)."""
-    if not enabled():
+    if not enabled() or _unsampled():
         yield None
         return
     with tracer.start_as_current_span(
@@ -106,9 +125,16 @@ def span(
         yield current
 
 
+def _unsampled() -> bool:
+    """Inside a request its trace does not sample (no span of its work is kept)."""
+    current = trace.get_current_span()
+    return current.get_span_context().is_valid and not current.is_recording()
+
+
 def traceparent() -> str:
-    """The current context as a W3C `traceparent`, or "" (off, or not in a span)."""
-    if not enabled():
+    """The current context as a W3C `traceparent` for an event, or "" (off, not in a
+    span, or in a request that is not sampled: nothing would link to it)."""
+    if not enabled() or _unsampled():
         return ""
     carrier: dict[str, str] = {}
     propagate.inject(carrier)

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from services.gateway.routes import accounts, memes, ops, tokens
 from services.gateway.routes.context import add_request_id_header, request_id_middleware
+from shared import tracing
 from shared.metrics import http_metrics_middleware
 from shared.web import BODY_TIMEOUT_S, error_middleware, healthz, metrics_handler, readyz
 
@@ -13,7 +14,12 @@ from shared.web import BODY_TIMEOUT_S, error_middleware, healthz, metrics_handle
 def create_app(max_body_bytes: int, body_timeout_s: float) -> web.Application:
     app = web.Application(
         client_max_size=max_body_bytes,
-        middlewares=[request_id_middleware, http_metrics_middleware("gateway"), error_middleware],
+        middlewares=[
+            *tracing.middlewares(),
+            request_id_middleware,
+            http_metrics_middleware("gateway"),
+            error_middleware,
+        ],
     )
     app[BODY_TIMEOUT_S] = body_timeout_s
     app.on_response_prepare.append(add_request_id_header)

@@ -20,6 +20,7 @@ from services.ledger.usecases.apply_messages import MessageHandler
 from services.ledger.usecases.books import export_drift, reconcile_and_keep
 from services.ledger.usecases.dead_letters import collect_periodically, operator_walk
 from services.ledger.usecases.reconcile import Reconciler
+from shared import tracing
 from shared.accounting.bank import TokenBank
 from shared.auth import Authenticator
 from shared.keys import Keys
@@ -41,7 +42,9 @@ log = logging.getLogger(__name__)
 
 def build_app(settings: Settings) -> web.Application:
     """The worker runs inside the health app's lifecycle, so one process serves both."""
-    app = web.Application(middlewares=[http_metrics_middleware("ledger"), error_middleware])
+    app = web.Application(
+        middlewares=[*tracing.middlewares(), http_metrics_middleware("ledger"), error_middleware]
+    )
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler())

@@ -12,6 +12,7 @@ import aiohttp
 import orjson
 
 from services.gateway.domain.params import MemeRequest
+from shared import tracing
 from shared.aio import sleep_unless
 from shared.contract import Kind
 from shared.errors import ApiError
@@ -78,7 +79,11 @@ class MemeClient:
             async with self.session.post(
                 f"{self.base_url}/v1/generate",
                 data=orjson.dumps(payload),
-                headers={"Content-Type": "application/json", "X-Request-ID": request_id},
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Request-ID": request_id,
+                    **tracing.headers(),
+                },
                 timeout=self.timeouts[kind],
             ) as response:
                 raw = await response.read()
