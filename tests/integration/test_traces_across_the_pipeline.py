@@ -62,6 +62,16 @@ async def test_a_request_is_traced_through_sqs_to_the_ledgers_mongodb_update(
             "no trace of background polls, leases or probes"
         )
 
+        # A caller's trace that is not sampled: nothing of it is kept, anywhere.
+        unsampled, header = traceparent()
+        async with http.get(
+            f"{stack.gateway}/memes",
+            params=PARIS,
+            headers={**headers, "traceparent": header.removesuffix("-01") + "-00"},
+        ) as response:
+            assert response.status == 200
+        await stack.drained("traced")
+
         credit_trace, header = traceparent()
         async with http.post(
             f"{stack.gateway}/v1/accounts/traced/credits",
@@ -71,6 +81,13 @@ async def test_a_request_is_traced_through_sqs_to_the_ledgers_mongodb_update(
             assert response.status == 202
         (line,) = log_lines(stack.processes["gateway"].log, "credit")
         assert line["trace_id"] == credit_trace
+
+        async def credit_exported() -> bool:
+            return bool(collector.of_trace(credit_trace))
+
+        await wait_for(credit_exported, 20, "the credit's spans")
+        assert collector.of_trace(unsampled) == []
+        assert collector.linked_to(unsampled) == []
 
 
 async def test_without_an_otlp_endpoint_nothing_is_traced(
