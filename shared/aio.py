@@ -32,9 +32,12 @@ async def sleep_unless(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
-async def unless_stopped(stop: asyncio.Event, work: Awaitable[T]) -> T | None:
-    """`work`'s result, or None when `stop` is set first (`work` is then cancelled): one
-    round of background work never holds a shutdown up."""
+class Stopped(Exception):
+    """`stop` was set before the work finished (see `until_stopped`)."""
+
+
+async def until_stopped(stop: asyncio.Event, work: Awaitable[T]) -> T:
+    """`work`'s result, or `Stopped` when `stop` is set first (`work` is then cancelled)."""
     task = asyncio.ensure_future(work)
     stopping = asyncio.ensure_future(stop.wait())
     try:
@@ -45,7 +48,18 @@ async def unless_stopped(stop: asyncio.Event, work: Awaitable[T]) -> T | None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-    return None if task.cancelled() else task.result()
+    if task.cancelled():
+        raise Stopped
+    return task.result()
+
+
+async def unless_stopped(stop: asyncio.Event, work: Awaitable[T]) -> T | None:
+    """`work`'s result, or None when `stop` is set first: one round of background work
+    never holds a shutdown up."""
+    try:
+        return await until_stopped(stop, work)
+    except Stopped:
+        return None
 
 
 async def measure_loop_lag(stop: asyncio.Event, every_s: float = 0.25) -> None:

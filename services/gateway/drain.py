@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from services.gateway.usecases.refunds import log_refund
 from shared.accounting.bank import Charge, TokenBank
+from shared.aio import Stopped, until_stopped
 from shared.errors import ApiError
 
 T = TypeVar("T")
@@ -48,21 +49,14 @@ class Drain:
 
     async def unless_closed(self, work: Awaitable[T]) -> T:
         """`work`'s result, or a 503 once the drain window has closed."""
-        task = asyncio.ensure_future(work)
-        closing = asyncio.ensure_future(self.closed.wait())
         try:
-            await asyncio.wait({task, closing}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closing.cancel()
-            if not task.done():
-                task.cancel()
-        if not task.done() or task.cancelled():
+            return await until_stopped(self.closed, work)
+        except Stopped:
             raise ApiError(
                 "shutting_down",
                 "this gateway is shutting down; retry (nothing was charged)",
                 headers={"Retry-After": "1"},
-            )
-        return task.result()
+            ) from None
 
     async def refund_leftovers(self, bank: TokenBank) -> None:
         """Refund the charges whose handlers ended without confirming or refunding them."""
