@@ -111,6 +111,16 @@ class Auditor:
                     return
             await asyncio.sleep(0.05)
 
+    async def wait_moved(self, mongo_balance: int, timeout_s: float) -> float:
+        """The monotonic time MongoDB's Σ balance first differs from `mongo_balance`
+        (or the timeout's)."""
+        deadline = time.monotonic() + timeout_s
+        while (await self.books()).mongo_balance == mongo_balance:
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.02)
+        return time.monotonic()
+
     async def wait_drained(self, timeout_s: float) -> tuple[float, Books]:
         """Seconds until MongoDB applied every event Redis assigned (or the timeout)."""
         started = time.monotonic()

@@ -151,17 +151,22 @@ def _log_rate(rate: float | None) -> str:
 
 
 def ledger_scaling(result: dict[str, Any]) -> str:
+    runs = result.get("ledger_scaling", [])
+    one = next((s["apply_rate_eps"] for s in runs if s["ledgers"] == 1), None)
     rows = [
         [
             str(s["ledgers"]),
             str(s["events"]),
+            f"{s.get('start_s', 0):.2f}",
             f"{s['drain_s']:.2f}" if s["drained"] else f"> {s['drain_s']:.0f} (still behind)",
             "n/a" if s["apply_rate_eps"] is None else f"{s['apply_rate_eps']:.0f}",
+            f"{s['apply_rate_eps'] / one:.2f}" if one and s["apply_rate_eps"] else "n/a",
             "exact" if s["exact"] else "**MISMATCH**",
         ]
-        for s in result.get("ledger_scaling", [])
+        for s in runs
     ]
-    header = ["ledger processes", "backlog events", "drain s", "events/s applied", "books"]
+    header = ["ledger processes", "backlog events", "start s (to first apply)", "drain s",
+              "events/s applied", "x one ledger", "books"]  # fmt: skip
     return table(header, rows)
 
 

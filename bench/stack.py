@@ -11,6 +11,7 @@ import shutil
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,12 +141,20 @@ class BenchStack:
             stop_pid(self.processes.pop(name).process.pid)
 
     def start_ledgers(self, count: int) -> None:
-        """`count` ledger processes on one queue, as replicas of a deployment run."""
+        """`count` ledger processes on one queue, as replicas of a deployment run, started
+        side by side so that they begin on a backlog together."""
+        servers = []
         for index in range(count):
             port = self.settings.ledger_port if index == 0 else free_port()
             server = service("ledger", port, to_environment({**self.values, "ledger_port": port}))
-            name = f"ledger-{index + 1}" if index else "ledger"
-            self._start(dataclasses.replace(server, name=name))
+            servers.append(
+                dataclasses.replace(server, name=f"ledger-{index + 1}" if index else "ledger")
+            )
+        with ThreadPoolExecutor(len(servers)) as pool:
+            for server, running in zip(
+                servers, pool.map(lambda s: start(s, self.run_dir, 120), servers), strict=True
+            ):
+                self.processes[server.name] = running
 
     def wait_ai_ready(self, timeout_s: float) -> None:
         """The gateway picks AI only once the meme service says its upstream is there."""

@@ -11,7 +11,8 @@ A message the ledger cannot apply yet (a gap, a reused position) comes back afte
 either (a group's messages arrive in order), so it reaches the dead letters, where an
 operator can act, within seconds instead of minutes, and its group moves on. A message
 left unfinished by a stopping ledger is given back at once (visibility 0), so a rolling
-deploy does not stall its group for a visibility timeout.
+deploy does not stall its group for a visibility timeout; so is one its long poll
+brings after the stop.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 MONGO_DOWN = (ConnectionFailure, ServerSelectionTimeoutError)
 RETRY_FIRST_S = 1
+LATE_POLL_MARGIN_S = 5.0
+SQS_BATCH = 10
 DLQ_DEPTH = Gauge(
     "maas_ledger_dlq_depth",
     "Dead letters: the index's count, or the SQS DLQ's if it counts more (some not moved in)",
@@ -56,6 +59,7 @@ class Consumer:
     def __post_init__(self) -> None:
         self._messages = 0
         self._redelivered = 0
+        self._late: list[str] = []  # receipts of what long polls brought after the stop
 
     async def run(self, stop: asyncio.Event) -> None:
         """Receive until `stop`; messages already held are finished before returning."""
@@ -64,6 +68,12 @@ class Consumer:
             self._watch_dlq(stop),
             self._summarize(stop),
         )
+        if self._late:
+            log.info(
+                "giving back messages received while stopping", extra={"messages": len(self._late)}
+            )
+            for first in range(0, len(self._late), SQS_BATCH):
+                await self._show_again([(r, 0) for r in self._late[first : first + SQS_BATCH]])
         log.info("receivers stopped; nothing held any more")
 
     async def _summarize(self, stop: asyncio.Event) -> None:
@@ -109,10 +119,26 @@ class Consumer:
         await asyncio.wait({receive, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
         if not receive.done():
-            # Whatever the cancelled call had received becomes visible again after the timeout.
-            receive.cancel()
+            await self._finish_late_poll(receive)
             return []
         return list(receive.result().get("Messages", []))
+
+    async def _finish_late_poll(self, receive: asyncio.Future[Any]) -> None:
+        """Stopping during a long poll: let the poll end and keep what it brought.
+
+        A poll the client abandons still takes the messages that arrive before its wait
+        ends (SQS cannot tell a closed connection from a slow one), and they would stay
+        invisible for a whole visibility timeout: the next ledger found a backlog's first
+        messages stalled for 24 s. Waiting for the poll costs the stop at most
+        `wait_time_s`. They are given back once every poll has ended (`run`): given back
+        sooner, another poll of this stopping process would take them again.
+        """
+        try:
+            answer = await asyncio.wait_for(receive, self.wait_time_s + LATE_POLL_MARGIN_S)
+        except Exception:
+            log.warning("a long poll did not end while stopping", exc_info=True)
+            return
+        self._late += [m["ReceiptHandle"] for m in answer.get("Messages", [])]
 
     async def _process(self, messages: list[dict[str, Any]], stop: asyncio.Event) -> None:
         received = [

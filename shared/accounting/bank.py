@@ -25,6 +25,7 @@ from shared.accounting.events import ChargeRef, Event
 from shared.accounting.shapes import AccountField
 from shared.contract import MAX_BALANCE
 from shared.keys import Keys
+from shared.pipelining import AutoPipeline
 from shared.settings import RateLimit, Settings
 from shared.stores import MongoDoc, Redis, lua_script
 
@@ -139,14 +140,15 @@ class TokenBank:
         self.keys = keys
         self.accounts = accounts
         self.idempotency_ttl_s = idempotency_ttl_s
-        self._charge = redis.register_script(lua_script("charge"))
-        self._confirm = redis.register_script(lua_script("confirm"))
-        self._hold = redis.register_script(lua_script("hold"))
-        self._refund = redis.register_script(lua_script("refund"))
-        self._credit = redis.register_script(lua_script("credit"))
-        self._hydrate = redis.register_script(lua_script("hydrate"))
-        self._settle = redis.register_script(lua_script("settle"))
-        self._revoke = redis.register_script(lua_script("revoke"))
+        scripts = AutoPipeline(redis)
+        self._charge = scripts.script(lua_script("charge"))
+        self._confirm = scripts.script(lua_script("confirm"))
+        self._hold = scripts.script(lua_script("hold"))
+        self._refund = scripts.script(lua_script("refund"))
+        self._credit = scripts.script(lua_script("credit"))
+        self._hydrate = scripts.script(lua_script("hydrate"))
+        self._settle = scripts.script(lua_script("settle"))
+        self._revoke = scripts.script(lua_script("revoke"))
 
     @classmethod
     def for_settings(

@@ -55,3 +55,20 @@ async def test_a_ledger_stopped_while_holding_messages_gives_them_back_at_once(
         await applied_up_to(stack, {"handed-over": 1}, 30)
     finally:
         await stack.close()
+
+
+async def test_what_a_stopping_ledgers_long_poll_brings_is_given_back_at_once(
+    make_stack: StackFactory,
+) -> None:
+    """A long poll outlives the stop that abandons it and takes the messages that arrive
+    meanwhile: they come back at once, not after a visibility timeout (a minute here)."""
+    stack = await make_stack(visibility_timeout_s=60, ledger_wait_time_s=5)
+    await create_accounts(stack, {"late-poll": 10})
+    ledger = stack.processes.pop("ledger")
+    ledger.process.send_signal(signal.SIGTERM)
+    await asyncio.sleep(0.2)  # its receivers are in their long polls, as an idle ledger is
+    await stack.send_batches([event("late-poll", 1)], per_message=1)
+    assert await asyncio.to_thread(ledger.process.wait, 30) == 0
+    assert "giving back messages received while stopping" in ledger.log.read_text()
+    await stack.start("ledger")
+    await applied_up_to(stack, {"late-poll": 1}, 20)
