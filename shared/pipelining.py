@@ -1,10 +1,11 @@
-"""Scripts called in the same step of the event loop reach Redis as one pipeline.
+"""Commands issued in the same step of the event loop reach Redis as one pipeline.
 
 redis-py sends every command on its own: a pool checkout, a write and a read, each in
-Python. With many requests in flight the gateway's charges, holds and confirms of one
-loop step go as one write and one read instead: a third of the client's CPU per call
-(59 µs against 18 µs with 64 callers, docs/performance.md). redis-py has no automatic
-pipelining, hence this small class.
+Python. With many requests in flight, the charges, holds, confirms and balance reads of
+one loop step go as one write and one read instead: a third of the client's CPU per
+call (59 µs against 18 µs with 64 callers, docs/performance.md). redis-py has no
+automatic pipelining, hence this small class. A cluster's pipelines split by node, so
+there every call goes on its own.
 
 Each call keeps its own answer and its own error. A caller cancelled before its step
 ends is never sent, as an unbatched call would not be; one cancelled after that may
@@ -28,30 +29,31 @@ from shared.stores import Redis
 
 @dataclass(frozen=True, slots=True)
 class _Call:
-    script: AsyncScript
-    keys: list[Any]
-    args: list[Any]
+    command: tuple[Any, ...]
     answer: asyncio.Future[Any]
+    script: AsyncScript | None = None  # to load it again if Redis lost it
 
 
 class AutoPipeline:
-    """Gathers script calls until the event loop's current step ends, then sends them."""
+    """Gathers commands until the event loop's current step ends, then sends them."""
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
+        self._single = isinstance(redis, SingleRedis)
         self._calls: list[_Call] = []
         self._sending: set[asyncio.Task[None]] = set()
 
     def script(self, source: str) -> PipelinedScript | AsyncScript:
-        """`source` registered; a cluster's pipelines split by node, so its scripts are
-        called one by one."""
         script = self.redis.register_script(source)
-        return PipelinedScript(self, script) if isinstance(self.redis, SingleRedis) else script
+        return PipelinedScript(self, script) if self._single else script
 
-    def call(self, script: AsyncScript, keys: list[Any], args: list[Any]) -> asyncio.Future[Any]:
+    def call(self, *command: Any, script: AsyncScript | None = None) -> asyncio.Future[Any]:
+        """`command` (e.g. "HMGET", key, field) in this step's pipeline; its answer."""
+        if not self._single:
+            return asyncio.ensure_future(self.redis.execute_command(*command))
         loop = asyncio.get_running_loop()
         answer = loop.create_future()
-        self._calls.append(_Call(script, keys, args, answer))
+        self._calls.append(_Call(command, answer, script))
         if len(self._calls) == 1:
             loop.call_soon(self._flush)
         return answer
@@ -69,7 +71,7 @@ class AutoPipeline:
             answers = await self._execute(calls)
             lost = [c for c, a in zip(calls, answers, strict=True) if isinstance(a, NoScriptError)]
             if lost:  # Redis restarted or flushed its scripts: load them, send those again
-                for script in {c.script.sha: c.script for c in lost}.values():
+                for script in {c.script.sha: c.script for c in lost if c.script}.values():
                     await self.redis.script_load(script.script)
                 again = dict(zip(map(id, lost), await self._execute(lost), strict=True))
                 answers = [again.get(id(c), a) for c, a in zip(calls, answers, strict=True)]
@@ -93,7 +95,7 @@ class AutoPipeline:
     async def _execute(self, calls: list[_Call]) -> list[Any]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for c in calls:
-                pipe.evalsha(c.script.sha, len(c.keys), *c.keys, *c.args)
+                pipe.execute_command(*c.command)
             return list(await pipe.execute(raise_on_error=False))
 
 
@@ -105,4 +107,5 @@ class PipelinedScript:
         self.script = script
 
     async def __call__(self, keys: list[Any], args: list[Any]) -> Any:
-        return await self.pipeline.call(self.script, list(keys), list(args))
+        sha = self.script.sha
+        return await self.pipeline.call("EVALSHA", sha, len(keys), *keys, *args, script=self.script)

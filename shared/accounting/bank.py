@@ -140,7 +140,7 @@ class TokenBank:
         self.keys = keys
         self.accounts = accounts
         self.idempotency_ttl_s = idempotency_ttl_s
-        scripts = AutoPipeline(redis)
+        self.pipelined = scripts = AutoPipeline(redis)
         self._charge = scripts.script(lua_script("charge"))
         self._confirm = scripts.script(lua_script("confirm"))
         self._hold = scripts.script(lua_script("hold"))
@@ -343,10 +343,10 @@ class TokenBank:
         """The live balance and usage, hydrating the account first if Redis lacks it."""
         key = self.keys.account(account)
         fields = [AccountField.BALANCE, AccountField.CALLS, AccountField.SPENT]
-        balance, calls, spent = await self.redis.hmget(key, fields)
+        balance, calls, spent = await self.pipelined.call("HMGET", key, *fields)
         if balance is None:
             await self.hydrate(account)
-            balance, calls, spent = await self.redis.hmget(key, fields)
+            balance, calls, spent = await self.pipelined.call("HMGET", key, *fields)
         if balance is None:
             raise UnknownAccount(account)
         return LiveAccount(int(balance), int(calls or 0), int(spent or 0))

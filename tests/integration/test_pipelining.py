@@ -67,3 +67,17 @@ async def test_a_call_cancelled_before_its_step_ends_is_never_sent(redis: Redis)
     call.cancel()
     assert await count(keys=[key], args=[1]) == 1
     assert call.cancelled()
+
+
+async def test_commands_share_the_pipeline_with_scripts(redis: Redis) -> None:
+    key = f"mixed-{uuid.uuid4().hex}"
+    scripts = AutoPipeline(redis)
+    count = scripts.script(COUNT)
+    await count(keys=[key], args=[0])  # Redis holds the script
+
+    async def read_it() -> str:
+        return str(await scripts.call("GET", key))
+
+    counted, read = await asyncio.gather(count(keys=[key], args=[7]), read_it())
+    assert counted == 7
+    assert read == "7"  # sent after the script, in the same pipeline
