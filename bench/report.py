@@ -234,6 +234,42 @@ def scale(result: dict[str, Any]) -> str:
     return table(header, rows)
 
 
+def stalls(scenarios: list[dict[str, Any]]) -> str:
+    """Loop stalls of 50 ms or more per scenario and service, and where they were."""
+    rows = []
+    for s in scenarios:
+        found = s.get("pipeline", {}).get("stalls")
+        if not found or s["name"].endswith("/text"):
+            continue
+        cells = [
+            f"{f['stalls']} ({f['longest_ms']} ms)" if f["stalls"] else "0"
+            for f in (found.get(name, {"stalls": 0}) for name in ("gateway", "meme", "ledger"))
+        ]
+        where = "; ".join(
+            f"{name}: {frame} ({n})"
+            for name in ("gateway", "meme", "ledger")
+            for frame, n in found.get(name, {}).get("where", [])[:2]
+        )
+        rows.append([s["name"], *cells, where or "-"])
+    header = ["scenario", "gateway (longest)", "meme", "ledger", "where (innermost frame of ours)"]
+    return table(header, rows)
+
+
+def profiles(result: dict[str, Any]) -> str:
+    found = result.get("profiles") or {}
+    if "error" in found:
+        return f"No profiles: {found['error']}"
+    parts = []
+    for name, p in found.items():
+        rows = [[frame, f"{share:.1f}"] for frame, share in p["self"][:8]]
+        parts.append(f"{name}, {p['samples']} samples; top frames by own time:")
+        parts.append(table(["frame", "% of samples"], rows))
+        rows = [[frame, f"{share:.1f}"] for frame, share in p["ours_inclusive"][:8]]
+        parts.append(f"{name}: our functions by time spent in them and below:")
+        parts.append(table(["function", "% of samples"], rows))
+    return "\n\n".join(parts)
+
+
 def render(result: dict[str, Any]) -> str:
     m = result["machine"]
     scenarios = result["scenarios"]
@@ -256,6 +292,10 @@ def render(result: dict[str, Any]) -> str:
             "The last column is CPU spent by processes the bench did not start (the machine "
             "is shared), and in brackets how busy all cores were.",
             processes(scenarios),
+            "#### Event-loop stalls (50 ms or more, shared/stalls.py)",
+            stalls(scenarios),
+            "#### Profiles at saturation (py-spy, `profiled`)",
+            profiles(result),
             "#### Tracing: `full` with traces exported over OTLP/HTTP (CPU per meme)",
             tracing(scenarios),
             "#### Scale: a small store and a large one",

@@ -17,6 +17,7 @@ import contextlib
 import os
 import platform
 import random
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ import orjson
 
 from bench import accounts, metrics, procstat
 from bench.load import Wrk, WrkResult, meme_paths, redis_benchmark, run_wrk, write_requests
+from bench.profile import Profiler, log_offsets, stalls_since
 from bench.report import errors, render
 from bench.scale import run_scale
 from bench.stack import BENCH_ROLE, BenchStack
@@ -106,6 +108,7 @@ class Bench:
         self.ai_ids = [f"bench-ai-{i:04d}" for i in range(profile.ai_accounts)]
         self.scenarios: list[dict[str, Any]] = []
         self.ledger_scaling: list[dict[str, Any]] = []
+        self.profiles: dict[str, Any] = {}
         self.charged_total = 0
         self.seeded_total = accounts.BALANCE * (profile.accounts + profile.ai_accounts)
         self.auditor = accounts.Auditor(self.settings, self.text_ids + self.ai_ids)
@@ -242,6 +245,7 @@ class Bench:
         gateway0, ledger0 = self.scrape("gateway"), self.scrape("ledger")
         meme0 = self.scrape("meme")
         lines0 = log_lines(self.stack.logs())
+        offsets = log_offsets(self.stack.logs())
 
         def load() -> list[WrkResult]:
             for run in runs:
@@ -292,6 +296,7 @@ class Bench:
                 round(1000 * sqs_requests / memes, 2) if memes else None
             ),
             "log_lines": lines,
+            "stalls": stalls_since(self.stack.logs(), offsets),
             "log_lines_per_1000_memes": (
                 round(1000 * sum(lines.values()) / memes, 3) if memes else None
             ),
@@ -340,6 +345,7 @@ class Bench:
         (full,) = await self.pipeline(
             "full", "text memes at saturation", [self.meme_load(p.full_s)]
         )
+        await self.profiled()
         saturation = full.rps
         for share in (25, 50, 75):
             rate = round(saturation * share / 100)
@@ -355,6 +361,18 @@ class Bench:
         )
         await self.ai(round(saturation * 0.25))
         await self.ledgers(min(LEDGER_BACKLOG_RATE, round(saturation * 0.5)))
+
+    async def profiled(self) -> None:
+        """`full` again with py-spy sampling the gateway and the meme service: where
+        their CPU goes at saturation (not a throughput figure, sampling slows them)."""
+        pids = {name: self.stack.pids()[name] for name in ("gateway", "meme")}
+        profiler = Profiler(pids, self.profile.full_s, self.stack.run_dir / "profiles")
+        await self.pipeline(
+            "profiled",
+            "text memes at saturation, py-spy sampling",
+            [self.meme_load(self.profile.full_s)],
+        )
+        self.profiles = await asyncio.to_thread(profiler.wait)
 
     async def tracing(self) -> None:
         """`full` again with traces exported over OTLP/HTTP to a collector on loopback: all
@@ -483,11 +501,13 @@ class Bench:
 
 
 def log_lines(logs: Path) -> dict[str, int]:
-    """Lines each service has logged so far (the access log is off in the bench)."""
+    """Lines each service has logged so far (the access log is off in the bench), but
+    the stall reports the bench asked for (`stalls_since` counts those)."""
     counts = {}
     for name in ("gateway", "meme", "ledger"):
         path = logs / f"{name}.log"
-        counts[name] = path.read_bytes().count(b"\n") if path.exists() else 0
+        raw = path.read_bytes() if path.exists() else b""
+        counts[name] = raw.count(b"\n") - raw.count(b'"event loop held"')
     return counts
 
 
@@ -656,6 +676,7 @@ async def run(profile: Profile, workers: int, quick: bool) -> int:
         "machine": machine(),
         "scenarios": bench.scenarios,
         "ledger_scaling": bench.ledger_scaling,
+        "profiles": bench.profiles,
         "books": final,
         "scale": scale,
         "targets": targets(bench.scenarios, final, scale),
@@ -663,6 +684,8 @@ async def run(profile: Profile, workers: int, quick: bool) -> int:
     }
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    if (stack.run_dir / "profiles").exists():
+        shutil.copytree(stack.run_dir / "profiles", out.with_suffix(".profiles"))
     out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
     print(render(result))
     exact = (

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.profile import STALL_S
 from infra.local.stack import (
     Running,
     Server,
@@ -75,6 +76,7 @@ class BenchStack:
             "jwt_role_map": {**DEV_ROLE_MAP, BENCH_ROLE: BENCH_ROLE},
             "openai_base_url": f"http://127.0.0.1:{self.fake_ai_port}/v1",
             "openai_api_key": "bench-not-a-secret",
+            "stall_report_s": STALL_S,
         }
         self.values["meme_url"] = f"http://127.0.0.1:{self.values['meme_port']}"
         self.settings = Settings(**self.values)

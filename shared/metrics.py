@@ -41,7 +41,13 @@ METRIC_KIND = "metric_kind"
 
 
 def http_metrics_middleware(service: str) -> web.middleware:  # type: ignore[valid-type]
-    """Count and time every request under its route template, not its raw path."""
+    """Count and time every request under its route template, not its raw path.
+
+    The labelled children are kept (a few per route): `labels()` validates and locks on
+    every call, a measurable share of a cheap request.
+    """
+    counted: dict[tuple[str, str, int], Counter] = {}
+    timed: dict[tuple[str, str], Histogram] = {}
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -57,9 +63,15 @@ def http_metrics_middleware(service: str) -> web.middleware:  # type: ignore[val
         finally:
             resource = request.match_info.route.resource
             route = resource.canonical if resource is not None else "unmatched"
-            HTTP_REQUESTS.labels(service, route, request.method, str(status)).inc()
-            HTTP_LATENCY.labels(service, route, request.get(METRIC_KIND, "")).observe(
-                time.perf_counter() - started
-            )
+            method, kind = request.method, request.get(METRIC_KIND, "")
+            count = counted.get((route, method, status))
+            if count is None:
+                count = HTTP_REQUESTS.labels(service, route, method, str(status))
+                counted[(route, method, status)] = count
+            count.inc()
+            latency = timed.get((route, kind))
+            if latency is None:
+                latency = timed[(route, kind)] = HTTP_LATENCY.labels(service, route, kind)
+            latency.observe(time.perf_counter() - started)
 
     return middleware

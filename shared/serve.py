@@ -25,6 +25,7 @@ from shared.aio import measure_loop_lag, running
 from shared.logging import configure_logging
 from shared.production import Service
 from shared.settings import Settings
+from shared.stalls import spare_the_loop_collections, watching
 
 log = logging.getLogger("maas.lifecycle")
 ACCESS_LOG = logging.getLogger("maas.access")
@@ -113,13 +114,14 @@ def serve(
     host, port = getattr(settings, f"{service}_host"), getattr(settings, f"{service}_port")
 
     async def ready(_: web.Application) -> None:
+        spare_the_loop_collections()
         log.info("ready", extra={"host": host, "port": port})
 
     async def stopping(_: web.Application) -> None:
         log.info("stopping: SIGTERM or SIGINT received", extra={"grace_s": shutdown_timeout_s})
 
     async def loop_lag(_: web.Application) -> AsyncIterator[None]:
-        async with running(measure_loop_lag(asyncio.Event())):
+        async with running(measure_loop_lag(asyncio.Event())), watching(settings.stall_report_s):
             yield
 
     app.cleanup_ctx.append(loop_lag)

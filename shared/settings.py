@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     max_receive_count: PositiveInt = 5
     # The share of requests written to the access log (JSON lines); 0 writes none.
     access_log_sample: float = Field(default=0.0, ge=0, le=1)
+    # An event loop that does not turn for this long is logged with the code that held
+    # it (shared/stalls.py); 0 turns the watch off.
+    stall_report_s: float = Field(default=0.5, ge=0)
     # A ledger writes one summary line (applied, held, redelivered, lag) this often.
     ledger_summary_every_s: float = Field(default=60.0, gt=0)
     visibility_timeout_s: PositiveInt = 30

@@ -22,6 +22,7 @@ METRIC_MODULES = [
     "services.gateway.bootstrap",
     "services.ledger.bootstrap",
     "services.meme.bootstrap",
+    "shared.serve",
 ]
 
 SUFFIXES = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}

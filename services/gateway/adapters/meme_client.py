@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from services.gateway.domain.params import MemeRequest
 from shared import tracing
@@ -31,6 +32,8 @@ class Meme:
 class MemeClient:
     def __init__(self, base_url: str, timeout_s: float, ai_timeout_s: float) -> None:
         self.base_url = base_url.rstrip("/")
+        # Parsed once: a string URL is parsed again on every request.
+        self.generate_url = URL(f"{self.base_url}/v1/generate")
         self.timeouts = {
             "text": aiohttp.ClientTimeout(total=timeout_s),
             "ai": aiohttp.ClientTimeout(total=ai_timeout_s),
@@ -44,8 +47,11 @@ class MemeClient:
         connector = aiohttp.TCPConnector(
             limit=256, keepalive_timeout=30, enable_cleanup_closed=True
         )
+        # No cookies between services: the jar would only be work on every answer.
         self._session = aiohttp.ClientSession(
-            connector=connector, json_serialize=lambda o: orjson.dumps(o).decode()
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            json_serialize=lambda o: orjson.dumps(o).decode(),
         )
 
     async def close(self) -> None:
@@ -77,7 +83,7 @@ class MemeClient:
         }
         try:
             async with self.session.post(
-                f"{self.base_url}/v1/generate",
+                self.generate_url,
                 data=orjson.dumps(payload),
                 headers={
                     "Content-Type": "application/json",
