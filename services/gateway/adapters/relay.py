@@ -151,43 +151,56 @@ class Relay:
         return sent
 
     async def _read(self, flush: bool) -> list[Pending]:
+        """The held shards due a send: full, past the linger, hurried, or all (flush).
+
+        Each pass first looks at every shard's length and oldest entry only; entries are
+        read (and parsed) once their shard is due. Read whole on every pass, a lingering
+        shard's entries were parsed twenty times before their send.
+        """
         shards = list(self.held)
         if not shards:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for shard in shards:
-                pipe.xrange(self.keys.outbox(shard), count=self.batch_size)
-            results = await pipe.execute()
+                pipe.xlen(self.keys.outbox(shard))
+                pipe.xrange(self.keys.outbox(shard), count=1)
+            heads = await pipe.execute()
         now_ms = time.time() * 1000
-        ready: list[tuple[int, Entries]] = []
-        lingering: list[tuple[int, Entries]] = []
-        for shard, entries in zip(shards, results, strict=True):
-            if not entries:
+        ready: list[int] = []
+        lingering: list[int] = []
+        for shard, length, oldest in zip(shards, heads[0::2], heads[1::2], strict=True):
+            if not oldest:
                 continue
-            oldest_ms = int(entries[0][0].partition("-")[0])
-            full = len(entries) >= self.batch_size
-            due = flush or full or now_ms - oldest_ms >= self.linger_ms
-            (ready if due else lingering).append((shard, entries))
+            full = length >= self.batch_size
+            due = flush or full or now_ms - _stamp_ms(oldest[0][0]) >= self.linger_ms
+            (ready if due else lingering).append(shard)
         ready += await self._hurried(lingering)
+        if not ready:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in ready:
+                pipe.xrange(self.keys.outbox(shard), count=self.batch_size)
+            read: list[Entries] = await pipe.execute()
         return [
             Pending(
                 shard,
                 [entry_id for entry_id, _ in entries],
                 Batch(shard, [event_from_stream_entry(i, fields) for i, fields in entries]),
-                int(entries[0][0].partition("-")[0]),
+                _stamp_ms(entries[0][0]),
             )
-            for shard, entries in ready
+            for shard, entries in zip(ready, read, strict=True)
+            if entries  # another relay took the shard and sent them meanwhile
         ]
 
-    async def _hurried(self, lingering: list[tuple[int, Entries]]) -> list[tuple[int, Entries]]:
+    async def _hurried(self, lingering: list[int]) -> list[int]:
         """The lingering shards someone waits on (a refund or a credit to be answered)."""
         if not lingering:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
-            for shard, _ in lingering:
+            for shard in lingering:
                 pipe.delete(self.keys.hurry(shard))
             asked = await pipe.execute()
-        return [waiting for waiting, hurry in zip(lingering, asked, strict=True) if hurry]
+        return [shard for shard, hurry in zip(lingering, asked, strict=True) if hurry]
 
     async def _send(self, chunk: list[tuple[Pending, str]]) -> int:
         entries = [
@@ -231,6 +244,11 @@ class Relay:
         count = sum(len(p.batch.events) for p in done)
         EVENTS_RELAYED.inc(count)
         return count
+
+
+def _stamp_ms(entry_id: str) -> int:
+    """When Redis added a stream entry (the first part of its id)."""
+    return int(entry_id.partition("-")[0])
 
 
 def _chunks(pending: list[Pending]) -> list[list[tuple[Pending, str]]]:
