@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-STALL_S = 0.05
+STALL_S = 0.1
 SERVICES = ("gateway", "meme", "ledger")
 PROJECT = ("services/", "shared/")
 TOP = 12

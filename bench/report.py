@@ -267,7 +267,7 @@ def scale(result: dict[str, Any]) -> str:
 
 
 def stalls(scenarios: list[dict[str, Any]]) -> str:
-    """Loop stalls of 50 ms or more per scenario and service, and where they were."""
+    """Loop stalls of `STALL_S` or more per scenario and service, and where they were."""
     rows = []
     for s in scenarios:
         found = s.get("pipeline", {}).get("stalls")
@@ -326,7 +326,7 @@ def render(result: dict[str, Any]) -> str:
             "The last column is CPU spent by processes the bench did not start (the machine "
             "is shared), and in brackets how busy all cores were.",
             processes(scenarios),
-            "#### Event-loop stalls (50 ms or more, shared/stalls.py)",
+            "#### Event-loop stalls (100 ms or more, shared/stalls.py)",
             stalls(scenarios),
             "#### Profiles at saturation (py-spy, `profiled`)",
             profiles(result),

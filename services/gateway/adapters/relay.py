@@ -5,8 +5,9 @@ when a gateway dies), so an account's events reach SQS in seq order. Events of o
 shard are packed into one message; up to ten shards' messages go in one
 SendMessageBatch. A shard waits up to the linger time for a fuller batch, unless someone
 waits on it (a refund or a credit answered only once SQS has it sets the shard's hurry
-key). Entries leave the stream only after SQS accepted them; a resend
-after a crash carries the same deduplication id, and the ledger skips duplicates.
+key). A shard that is due takes the others with it. Entries leave the stream only after
+SQS accepted them; a resend after a crash carries the same deduplication id, and the
+ledger skips duplicates.
 """
 
 from __future__ import annotations
@@ -151,7 +152,8 @@ class Relay:
         return sent
 
     async def _read(self, flush: bool) -> list[Pending]:
-        """The held shards due a send: full, past the linger, hurried, or all (flush).
+        """The held shards to send: all of them once one is full or past the linger (or
+        on flush), else the hurried ones.
 
         Each pass first looks at every shard's length and oldest entry only; entries are
         read (and parsed) once their shard is due. Read whole on every pass, a lingering
@@ -174,7 +176,10 @@ class Relay:
             full = length >= self.batch_size
             due = flush or full or now_ms - _stamp_ms(oldest[0][0]) >= self.linger_ms
             (ready if due else lingering).append(shard)
-        ready += await self._hurried(lingering)
+        # One due shard takes every lingering one with it: the relay sends about once a
+        # linger, its SendMessageBatch calls full, instead of a call for each shard's own
+        # moment (at 300 memes/s, 72 calls per 1,000 memes). A hurry sends only its shard.
+        ready = ready + lingering if ready else await self._hurried(lingering)
         if not ready:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -129,3 +129,33 @@ async def test_a_shard_someone_waits_on_is_sent_without_lingering(
         assert (
             await bank.credit_shipped("unlucky", "hurry", credited.entry_id, 0) == Shipping.SHIPPED
         )
+
+
+async def test_a_shard_due_takes_the_lingering_ones_with_it(
+    backends: tuple[Redis, AccountStore], sqs_endpoint: str
+) -> None:
+    """The relay sends about once a linger, every shard's events in full SendMessageBatch
+    calls, not a call whenever one shard's oldest event comes of age."""
+    redis, store = backends
+    bank = TokenBank(redis, Keys(8), store, 60)
+    other = next(f"early-{n}" for n in range(100) if bank.keys.shard_of(f"early-{n}") != 0)
+    first = next(f"late-{n}" for n in range(100) if bank.keys.shard_of(f"late-{n}") == 0)
+    for account in (first, other):
+        await store.create(account, 5)
+    run = uuid.uuid4().hex[:8]
+    settings = Settings(
+        sqs_endpoint_url=sqs_endpoint, queue_name=f"due-{run}.fifo", dlq_name=f"due-{run}-dlq.fifo"
+    )
+    async with sqs_client(settings) as sqs:
+        queue, _ = await provision_queues(sqs, settings)
+        relay = Relay(
+            redis, sqs, QueueAddress(sqs, "", queue), bank.keys, "test", 100, 5000, 300, 10
+        )
+        await relay.renew_leases()
+        await bank.credit(first, 1, "purchase", f"due-{run}", "fp")
+        await asyncio.sleep(0.35)  # its shard is due
+        await bank.credit(other, 1, "purchase", f"lingering-{run}", "fp")  # this one is not
+        calls = REGISTRY.get_sample_value("maas_relay_sqs_requests_total", {"outcome": "ok"})
+        assert await relay.relay_once(flush=False) == 2
+        after = REGISTRY.get_sample_value("maas_relay_sqs_requests_total", {"outcome": "ok"})
+        assert (after or 0) - (calls or 0) == 1  # one SendMessageBatch for both shards
