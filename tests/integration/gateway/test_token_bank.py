@@ -131,11 +131,11 @@ async def test_a_shard_someone_waits_on_is_sent_without_lingering(
         )
 
 
-async def test_a_shard_due_takes_the_lingering_ones_with_it(
+async def test_a_shard_due_fills_its_call_with_lingering_ones(
     backends: tuple[Redis, AccountStore], sqs_endpoint: str
 ) -> None:
-    """The relay sends about once a linger, every shard's events in full SendMessageBatch
-    calls, not a call whenever one shard's oldest event comes of age."""
+    """A shard coming of age does not cost a SendMessageBatch call of its own: lingering
+    shards ride along, up to the call's ten messages."""
     redis, store = backends
     bank = TokenBank(redis, Keys(8), store, 60)
     other = next(f"early-{n}" for n in range(100) if bank.keys.shard_of(f"early-{n}") != 0)
