@@ -9,8 +9,8 @@ reported: lag without stalls is queueing, or a process waiting for a core. async
 own slow-callback report needs debug mode, whose overhead changes what is measured,
 hence these few lines. Each check wakes a thread that needs the interpreter: checks
 every 25 ms cost 1.5 % of a core idle and a sixth more CPU per meme under load, so the
-default threshold is 0.5 s (four checks a second). Collections are timed through `gc.callbacks`, so a pause the
-collector caused is told apart from one the code did.
+default threshold is 0.5 s (four checks a second). Collections are timed through
+`gc.callbacks`, so a pause the collector caused is told apart from one the code did.
 """
 
 from __future__ import annotations
