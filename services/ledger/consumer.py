@@ -83,7 +83,9 @@ class Consumer:
             done, self.handler.summary = self.handler.summary, Summary()
             messages, self._messages = self._messages, 0
             redelivered, self._redelivered = self._redelivered, 0
-            if messages:
+            # Also an interval with no new message: a receive that began in the last one
+            # may finish (apply, hold) in this one, and its counts land here.
+            if messages or done.applied_events or done.held_messages:
                 log.info(
                     "ledger summary",
                     extra={"interval_s": self.summary_every_s, "messages": messages,
