@@ -306,7 +306,14 @@ async def test_twenty_five_dead_letters_of_one_group_are_listed_and_redriven_in_
     code, output = await stack.maas("dlq", "redrive", "--all")
     assert code == 0, output
     assert output.count("redriven ") >= 25
-    await applied_up_to(stack, {"late": 30}, 30)
+    try:
+        await applied_up_to(stack, {"late": 30}, 20)
+    except AssertionError:
+        # The later events used up their receives before the redrive landed (a busy
+        # machine): they are dead letters in their turn, and the next redrive sends them.
+        code, output = await stack.maas("dlq", "redrive", "--all")
+        assert code == 0, output
+        await applied_up_to(stack, {"late": 30}, 30)
     assert (await mongo_accounts(stack))["late"]["balance"] == 70
     assert await stack.dead_letters() == 0
     assert await dead_letter_lines(stack) == []
