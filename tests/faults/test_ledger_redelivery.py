@@ -62,7 +62,9 @@ async def test_what_a_stopping_ledgers_long_poll_brings_is_given_back_at_once(
 ) -> None:
     """A long poll outlives the stop that abandons it and takes the messages that arrive
     meanwhile: they come back at once, not after a visibility timeout (a minute here)."""
-    stack = await make_stack(visibility_timeout_s=60, ledger_wait_time_s=5)
+    # Polls of 12 s: the stop below lands well inside the first ones (begun at start),
+    # whatever creating the account took on a busy machine.
+    stack = await make_stack(visibility_timeout_s=60, ledger_wait_time_s=12)
     await create_accounts(stack, {"late-poll": 10})
     ledger = stack.processes.pop("ledger")
     ledger.process.send_signal(signal.SIGTERM)
