@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 MONGO_DOWN = (ConnectionFailure, ServerSelectionTimeoutError)
 RETRY_FIRST_S = 1
 LATE_POLL_MARGIN_S = 5.0
-SQS_BATCH = 10
+SQS_BATCH = 10  # entries SQS takes in one batch call
 DLQ_DEPTH = Gauge(
     "maas_ledger_dlq_depth",
     "Dead letters: the index's count, or the SQS DLQ's if it counts more (some not moved in)",
@@ -72,8 +72,7 @@ class Consumer:
             log.info(
                 "giving back messages received while stopping", extra={"messages": len(self._late)}
             )
-            for first in range(0, len(self._late), SQS_BATCH):
-                await self._show_again([(r, 0) for r in self._late[first : first + SQS_BATCH]])
+            await self._show_again([(receipt, 0) for receipt in self._late])
         log.info("receivers stopped; nothing held any more")
 
     async def _summarize(self, stop: asyncio.Event) -> None:
@@ -210,20 +209,19 @@ class Consumer:
         return min(self.visibility_timeout_s, backoff)
 
     async def _show_again(self, messages: list[tuple[str, int]]) -> None:
-        """Set each (receipt, seconds) message's visibility; on failure they come back
-        after the visibility timeout, as before."""
-        if not messages:
-            return
-        try:
-            await self.sqs.change_message_visibility_batch(
-                QueueUrl=self.queue_url,
-                Entries=[
-                    {"Id": str(n), "ReceiptHandle": receipt, "VisibilityTimeout": seconds}
-                    for n, (receipt, seconds) in enumerate(messages)
-                ],
-            )
-        except Exception:
-            log.warning("could not shorten the visibility of messages left", exc_info=True)
+        """Set each (receipt, seconds) message's visibility, `SQS_BATCH` to a call; on
+        failure they come back after the visibility timeout, as before."""
+        for first in range(0, len(messages), SQS_BATCH):
+            try:
+                await self.sqs.change_message_visibility_batch(
+                    QueueUrl=self.queue_url,
+                    Entries=[
+                        {"Id": str(n), "ReceiptHandle": receipt, "VisibilityTimeout": seconds}
+                        for n, (receipt, seconds) in enumerate(messages[first : first + SQS_BATCH])
+                    ],
+                )
+            except Exception:
+                log.warning("could not shorten the visibility of messages left", exc_info=True)
 
     async def _apply(self, received: list[Received], stop: asyncio.Event) -> dict[str, Handled]:
         """Apply, waiting out a MongoDB outage; nothing is handled if stopped meanwhile."""
