@@ -159,6 +159,10 @@ class Settings(BaseSettings):
     # once), so the wait bounds a stop; 4 receivers polling an idle queue every 5 s cost
     # under a request a second.
     ledger_wait_time_s: int = Field(default=5, ge=0, le=20)
+    # A batch still being applied after this long means a store call hangs (a store that
+    # answers nothing, a broken client): the ledger exits so a fresh process takes over,
+    # instead of keeping the batch's groups invisible for good.
+    ledger_stuck_after_s: float = Field(default=120.0, gt=0)
     reconcile_interval_s: int = Field(default=60, ge=0)
     reconcile_page_size: PositiveInt = 1_000
     # One replica at a time samples the pipeline (outbox, relay lag, queues) this often for

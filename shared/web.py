@@ -144,8 +144,15 @@ class Readiness:
 
     `/readyz` is unauthenticated and public, so it answers from the last result: a
     flood of it costs nothing downstream (no Redis PING, no billed SQS call per probe).
-    `probes` reach dependencies, at most once per `every_s`, each within 2 s; `flags`
-    are read as they are (a supervised loop is running, a watch saw the peer up).
+    `probes` reach dependencies, at most once per `every_s`; `flags` are read as they
+    are (a supervised loop is running, a watch saw the peer up).
+
+    A probe that has not answered within `within_s` counts as failed but is never
+    cancelled: it ends by its client's own timeouts, and the next check waits for it
+    instead of starting another. Cancelling a driver's call from outside can break the
+    driver for good: an async pymongo client cancelled while its server selection was
+    giving up a wait keeps its topology lock, and every later MongoDB call of the
+    process hangs (a ledger stopped applying, holding its messages).
     """
 
     def __init__(
@@ -154,29 +161,33 @@ class Readiness:
         flags: Mapping[str, Callable[[], bool]] | None = None,
         *,
         every_s: float = 2.0,
+        within_s: float = 2.0,
         extra: Callable[[], dict[str, Any]] = dict,
     ) -> None:
         self.probes = probes
         self.flags = flags or {}
         self.every_s = every_s
+        self.within_s = within_s
         self.extra = extra
         self._results: dict[str, bool] = {}
+        self._probing: dict[str, asyncio.Future[object]] = {}
 
     async def check(self) -> None:
-        async def answers(probe: Callable[[], Awaitable[object]]) -> bool:
-            try:
-                await asyncio.wait_for(probe(), timeout=2)
-            except Exception:
-                return False
-            return True
-
-        results = await asyncio.gather(*(answers(probe) for probe in self.probes.values()))
-        self._results = dict(zip(self.probes, results, strict=True))
+        for name, probe in self.probes.items():
+            if name not in self._probing or self._probing[name].done():
+                self._probing[name] = asyncio.ensure_future(probe())
+                self._probing[name].add_done_callback(_answered)
+        if self._probing:
+            await asyncio.wait(self._probing.values(), timeout=self.within_s)
+        self._results = {name: _answered(p) for name, p in self._probing.items()}
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Check every `every_s` until `stop`, then let the probes still out end."""
         while not stop.is_set():
             await self.check()
             await sleep_unless(stop, self.every_s)
+        if self._probing:
+            await asyncio.wait(self._probing.values())
 
     def checks(self) -> dict[str, bool]:
         probes = {name: self._results.get(name, False) for name in self.probes}
@@ -189,6 +200,12 @@ class Readiness:
             {"status": "ready" if ready else "unavailable", "checks": checks, **self.extra()},
             status=200 if ready else 503,
         )
+
+
+def _answered(probe: asyncio.Future[object]) -> bool:
+    """Whether `probe` ended with an answer; reading its error also keeps asyncio from
+    reporting it as never retrieved."""
+    return probe.done() and not probe.cancelled() and probe.exception() is None
 
 
 READINESS = web.AppKey("readiness", Readiness)

@@ -90,6 +90,7 @@ async def run_worker(app: web.Application, settings: Settings) -> AsyncIterator[
             wait_time_s=settings.ledger_wait_time_s,
             visibility_timeout_s=settings.visibility_timeout_s,
             summary_every_s=settings.ledger_summary_every_s,
+            stuck_after_s=settings.ledger_stuck_after_s,
         )
         tasks = [
             asyncio.create_task(consumer.run(stop)),

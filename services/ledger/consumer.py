@@ -12,15 +12,19 @@ either (a group's messages arrive in order), so it reaches the dead letters, whe
 operator can act, within seconds instead of minutes, and its group moves on. A message
 left unfinished by a stopping ledger is given back at once (visibility 0), so a rolling
 deploy does not stall its group for a visibility timeout; so is one its long poll
-brings after the stop.
+brings after the stop. A batch whose apply never ends (a store call that hangs) makes the
+process exit rather than keep its groups invisible for good.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
-from collections.abc import AsyncIterator
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +47,15 @@ DLQ_DEPTH = Gauge(
     "Dead letters: the index's count, or the SQS DLQ's if it counts more (some not moved in)",
 )
 IN_FLIGHT = Gauge("maas_ledger_messages_in_flight", "Messages being applied now")
+EXIT_STUCK = 70  # EX_SOFTWARE: the process is broken, its supervisor starts a fresh one
+
+
+def exit_at_once() -> None:
+    """Leave without a graceful stop: the stuck call would hold the stop up for good."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    os._exit(EXIT_STUCK)
 
 
 @dataclass
@@ -55,8 +68,12 @@ class Consumer:
     wait_time_s: int
     visibility_timeout_s: int
     summary_every_s: float = 60.0
+    stuck_after_s: float = 120.0
+    on_stuck: Callable[[], None] = exit_at_once
 
     def __post_init__(self) -> None:
+        self._applying: dict[int, float] = {}  # each apply under way: when it began
+        self._apply_ids = itertools.count()
         self._messages = 0
         self._redelivered = 0
         self._late: list[str] = []  # receipts of what long polls brought after the stop
@@ -67,6 +84,7 @@ class Consumer:
             *(self._receive_loop(stop) for _ in range(self.receivers)),
             self._watch_dlq(stop),
             self._summarize(stop),
+            self._watch_stuck(stop),
         )
         if self._late:
             log.info(
@@ -227,6 +245,8 @@ class Consumer:
         """Apply, waiting out a MongoDB outage; nothing is handled if stopped meanwhile."""
         delay = 0.2
         while True:
+            apply_id = next(self._apply_ids)
+            self._applying[apply_id] = asyncio.get_running_loop().time()
             try:
                 return await self.handler.handle(received)
             except MONGO_DOWN:
@@ -237,6 +257,30 @@ class Consumer:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+            finally:
+                del self._applying[apply_id]
+
+    async def _watch_stuck(self, stop: asyncio.Event) -> None:
+        """Call `on_stuck` (exit) once an apply has run `stuck_after_s`.
+
+        Store calls end by their own timeouts, and an unreachable store fails them
+        (the apply is retried, each try timed afresh); one that never ends (a store that
+        accepts and answers nothing, a client whose lock broke) would keep its messages
+        invisible, the heartbeat renewing them, and their groups would stop for good.
+        Exiting hands them to another ledger after the visibility timeout.
+        """
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            oldest = min(self._applying.values(), default=loop.time())
+            if loop.time() - oldest > self.stuck_after_s:
+                log.critical(
+                    "an apply is stuck; exiting so a fresh process takes over",
+                    extra={"stuck_s": round(loop.time() - oldest, 1),
+                           "applying": len(self._applying), "exit_code": EXIT_STUCK},
+                )  # fmt: skip
+                self.on_stuck()
+                return
+            await sleep_unless(stop, min(1.0, self.stuck_after_s / 4))
 
     @contextlib.asynccontextmanager
     async def _keep_invisible(self, receipts: list[str]) -> AsyncIterator[None]:

@@ -70,6 +70,32 @@ async def test_readiness_answers_from_the_last_check_without_calling_out() -> No
     assert readiness.answer().status == 503
 
 
+async def test_a_probe_that_does_not_answer_in_time_fails_the_check_and_is_not_cancelled() -> None:
+    """A driver's call cancelled from outside can break the driver (pymongo's topology
+    lock), so a slow probe is left to end by its own timeouts, and only one runs."""
+    answer, calls, cancelled = asyncio.Event(), 0, False
+
+    async def mongo() -> None:
+        nonlocal calls, cancelled
+        calls += 1
+        try:
+            await answer.wait()
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
+
+    readiness = Readiness({"mongo": mongo}, within_s=0.05)
+    await readiness.check()
+    await readiness.check()
+    assert readiness.answer().status == 503
+    assert (calls, cancelled) == (1, False), "still out: neither cancelled nor started again"
+    answer.set()
+    await readiness.check()
+    assert readiness.answer().status == 200, "the probe still out answered"
+    await readiness.check()
+    assert (calls, cancelled) == (2, False), "then the next check probes again"
+
+
 async def test_a_stall_of_the_event_loop_is_measured_as_lag() -> None:
     stop = asyncio.Event()
     stalls = sample("maas_event_loop_lag_seconds_count")
