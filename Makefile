@@ -3,7 +3,7 @@ SHELL := bash
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
 
-.PHONY: help setup run up down status test test-unit lint fmt bench chaos
+.PHONY: help setup run up down status test test-unit lint fmt bench chaos sim
 
 help:
 	@echo "make run    start everything in the foreground (Ctrl-C stops it)"
@@ -11,6 +11,7 @@ help:
 	@echo "make up     start everything in the background; make down stops it"
 	@echo "make bench  measure the pipeline (QUICK=1 for a short run)"
 	@echo "make chaos  load and random faults, then the books checked (MINUTES=10 SEED=… ROLLBACK=1)"
+	@echo "make sim    regional token slices simulated over 1,000 seeds (QUICK=1: two, ~1 min)"
 
 setup:
 	@infra/local/install.sh
@@ -34,6 +35,10 @@ bench: setup
 chaos: setup
 	$(PY) -m chaos.run --minutes $(or $(MINUTES),10) $(if $(SEED),--seed $(SEED),) \
 		$(if $(ROLLBACK),--rollback,) $(if $(MUTANT),--mutant $(MUTANT),)
+
+# Regions, slices, grants and faults in virtual time against an oracle (docs/multi-region.md).
+sim: setup
+	$(PY) -m sim.run $(if $(QUICK),--quick,)
 
 status:
 	@$(PY) -m infra.local.stack status
