@@ -185,6 +185,11 @@ class Sliced:
         self.clock.after(TICK_S, self._tick, region)
 
     def _look_after(self, region: Region, account: str, slot: Slot, now: float) -> None:
+        if not (slot.spent or slot.demand.per_s or slot.asking) and (
+            slot.tokens == self.policy.standby and now - slot.last_used_s < 3600
+        ):
+            del region.active[account]  # a quiet standby: looked after again once used
+            return
         slot.demand.observe(slot.spent, TICK_S, self.policy.demand_weight)
         slot.spent = 0
         idle_s = now - slot.last_used_s
@@ -247,6 +252,7 @@ class Sliced:
         slot.asking = 0
         slot.tokens += tokens
         slot.nothing_left = nothing_left
+        region.active[account] = None
         if tokens:
             slot.backlog = 0
 

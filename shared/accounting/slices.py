@@ -27,6 +27,9 @@ class GrantPolicy:
     demand_weight: float = 0.3  # the newest second's share of the demand estimate
 
 
+NO_DEMAND_PER_S = 0.001  # under a token every quarter of an hour: no demand
+
+
 @dataclass(slots=True)
 class Demand:
     """Tokens a second one region spends for one account: an exponentially weighted
@@ -36,6 +39,8 @@ class Demand:
 
     def observe(self, spent: int, over_s: float, weight: float) -> None:
         self.per_s += weight * (spent / over_s - self.per_s)
+        if self.per_s < NO_DEMAND_PER_S:
+            self.per_s = 0.0
 
 
 def wanted(policy: GrantPolicy, slice_tokens: int, demand_per_s: float, backlog: int) -> int:
