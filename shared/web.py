@@ -182,12 +182,13 @@ class Readiness:
         self._results = {name: _answered(p) for name, p in self._probing.items()}
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Check every `every_s` until `stop`, then let the probes still out end."""
+        """Check every `every_s` until `stop`, then give the probes still out `within_s`
+        to end (one stuck on a frozen dependency is left, never cancelled)."""
         while not stop.is_set():
             await self.check()
             await sleep_unless(stop, self.every_s)
         if self._probing:
-            await asyncio.wait(self._probing.values())
+            await asyncio.wait(self._probing.values(), timeout=self.within_s)
 
     def checks(self) -> dict[str, bool]:
         probes = {name: self._results.get(name, False) for name in self.probes}
