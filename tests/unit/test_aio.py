@@ -96,6 +96,17 @@ async def test_a_probe_that_does_not_answer_in_time_fails_the_check_and_is_not_c
     assert (calls, cancelled) == (2, False), "then the next check probes again"
 
 
+async def test_a_probe_stuck_at_shutdown_does_not_hold_the_stop_up() -> None:
+    stop, stuck = asyncio.Event(), asyncio.Event()
+    readiness = Readiness({"redis": stuck.wait}, within_s=0.05, every_s=10)
+    running = asyncio.create_task(readiness.run(stop))
+    await asyncio.sleep(0.1)
+    stop.set()
+    await asyncio.wait_for(running, timeout=1)
+    assert readiness.answer().status == 503
+    stuck.set()  # the probe was left running, not cancelled
+
+
 async def test_a_stall_of_the_event_loop_is_measured_as_lag() -> None:
     stop = asyncio.Event()
     stalls = sample("maas_event_loop_lag_seconds_count")
