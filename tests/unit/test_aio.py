@@ -102,9 +102,11 @@ async def test_a_probe_stuck_at_shutdown_does_not_hold_the_stop_up() -> None:
     running = asyncio.create_task(readiness.run(stop))
     await asyncio.sleep(0.1)
     stop.set()
-    await asyncio.wait_for(running, timeout=1)
-    assert readiness.answer().status == 503
-    stuck.set()  # the probe was left running, not cancelled
+    try:
+        await asyncio.wait_for(running, timeout=1)
+        assert readiness.answer().status == 503
+    finally:
+        stuck.set()  # the probe was left running, not cancelled
 
 
 async def test_a_stall_of_the_event_loop_is_measured_as_lag() -> None:
