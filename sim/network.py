@@ -19,6 +19,7 @@ class Network:
     clock: Clock
     loss: float = 0.001
     partitions: list[Partition] = field(default_factory=list)
+    outages: list[Partition] = field(default_factory=list)  # a region's Redis down, say
     messages: int = 0
 
     def cut(self, region: str) -> bool:
@@ -38,5 +39,10 @@ class Network:
     def latency_s(self, source: str, target: str) -> float:
         return 0.0005 if source == target else self.clock.rng.uniform(0.030, 0.150)
 
-    def in_partition(self) -> bool:
-        return any(self.cut(p.region) for p in self.partitions)
+    def in_failure(self) -> bool:
+        """Whether a partition or an outage is under way anywhere (refusals then are
+        counted apart)."""
+        now = self.clock.now
+        return any(self.cut(p.region) for p in self.partitions) or any(
+            o.start_s <= now < o.end_s for o in self.outages
+        )

@@ -44,4 +44,6 @@ SCENARIOS = (
 DRAIN_IN_PARTITION = replace(
     SCENARIOS[3], name="drain during a partition", partitions=SCENARIOS[4].partitions
 )
-BY_NAME = {s.name: s for s in (*SCENARIOS, DRAIN_IN_PARTITION)}
+# A mutant that mishandles a Redis loss shows when debits are on their way at that moment.
+BUSY_REDIS_LOSS = replace(SCENARIOS[7], name="Redis loss, busy", heavy=True)
+BY_NAME = {s.name: s for s in (*SCENARIOS, DRAIN_IN_PARTITION, BUSY_REDIS_LOSS)}

@@ -43,9 +43,9 @@ class Tally:
     requests: int = 0
     served: int = 0
     refused: int = 0
-    false_refusals: int = 0  # the oracle had the tokens; outside partitions
-    false_in_partition: int = 0
-    requests_in_partition: int = 0
+    false_refusals: int = 0  # the oracle had the tokens; outside partitions and outages
+    false_in_failure: int = 0
+    requests_in_failure: int = 0
     cross_region: int = 0
     moves: int = 0
     moves_served_locally: int = 0
@@ -137,8 +137,8 @@ class Workload:
         tally.requests += 1
         if account == self.heavy:
             tally.heavy_requests += 1
-        partitioned = self.network.in_partition()
-        tally.requests_in_partition += partitioned
+        failing = self.network.in_failure()
+        tally.requests_in_failure += failing
         tally.cross_region += answer.cross_region
         if client.moved and not client.fleet:
             client.moved = False
@@ -150,8 +150,8 @@ class Workload:
             return
         tally.refused += 1
         if remaining >= price:
-            if partitioned:
-                tally.false_in_partition += 1
+            if failing:
+                tally.false_in_failure += 1
             else:
                 tally.false_refusals += 1
         if answer.status == 503 and retries and self.clock.now + RETRY_AFTER_S < self.end_s:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 class GrantPolicy:
     horizon_s: float = 15.0  # a grant covers this long of the region's recent demand
     refill_below_s: float = 5.0  # ask again when the slice covers less than this
-    standby: int = 4  # kept in each region the account used recently: its first memes there
+    standby: int = 2  # kept in each region the account used recently: its first memes there
     max_grant: int = 10_000  # the most one grant carries (the account's rate limit bounds it)
     idle_return_s: float = 60.0  # a slice unused this long goes back, but for the standby
     demand_weight: float = 0.3  # the newest second's share of the demand estimate
