@@ -233,8 +233,7 @@ class Sliced:
         self, region: Region, account: str, number: int, asked: int, urgent: bool,
         incarnation: int,
     ) -> None:  # fmt: skip
-        slot = region.slots.get(account)
-        if region.incarnation != incarnation or slot is None or slot.asking != number:
+        if self._asking(region, account, number, incarnation) is None:
             return  # answered, or this Redis is gone
         self._send(region.name, HOME, self._broker, region.name, account, number, asked,
                    urgent, incarnation)  # fmt: skip
@@ -242,12 +241,21 @@ class Sliced:
             RETRY_S, self._send_ask, region, account, number, asked, urgent, incarnation
         )
 
+    @staticmethod
+    def _asking(region: Region, account: str, number: int, incarnation: int) -> Slot | None:
+        """The slot still waiting for grant `number`: None once answered, or once this
+        Redis is gone (a new incarnation)."""
+        slot = region.slots.get(account)
+        if region.incarnation != incarnation or slot is None or slot.asking != number:
+            return None
+        return slot
+
     def _granted(
         self, region: Region, account: str, number: int, tokens: int, nothing_left: bool,
         incarnation: int,
     ) -> None:  # fmt: skip
-        slot = region.slots.get(account)
-        if region.incarnation != incarnation or slot is None or slot.asking != number:
+        slot = self._asking(region, account, number, incarnation)
+        if slot is None:
             return
         slot.asking = 0
         slot.tokens += tokens

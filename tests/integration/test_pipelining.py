@@ -5,23 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-
-import pytest
 
 from shared.pipelining import AutoPipeline
-from shared.settings import Settings
-from shared.stores import Redis, redis_client
+from shared.stores import Redis
 
 COUNT = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
 FAILS_ON_ZERO = "if ARGV[1] == '0' then return redis.error_reply('zero') end return ARGV[1]"
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = redis_client(Settings(redis_url=redis_url))
-    yield client
-    await client.aclose()
 
 
 async def connections(redis: Redis) -> int:

@@ -8,27 +8,18 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
 from shared.accounting.events import Event
 from shared.keys import Keys
-from shared.settings import Settings
-from shared.stores import Redis, lua_script, redis_client
+from shared.stores import Redis, lua_script
 from sim.engine import Clock
 from sim.network import Network
 from sim.world import Sliced
 
 STEPS = 400
 REGION = "r1"
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = redis_client(Settings(redis_url=redis_url))
-    yield client
-    await client.aclose()
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
