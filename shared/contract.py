@@ -15,3 +15,8 @@ MAX_QUERY_CHARS = 200
 MAX_BALANCE = 10**15
 # The most tokens one account creation or one credit may add.
 MAX_TOKENS_PER_CALL = 10**12
+
+# The most memes one call to the meme service's batch route carries, and the body size
+# that allows (an item is a query, a place and a request id: well under 4 KiB escaped).
+MAX_MEME_BATCH = 32
+MAX_MEME_BATCH_BYTES = MAX_MEME_BATCH * 4096

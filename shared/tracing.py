@@ -38,8 +38,9 @@ OTEL_SETTINGS = (
     "OTEL_RESOURCE_ATTRIBUTES",
 )
 
-# Probes and scrapes would be most of the spans and say nothing about a request.
-DEFAULT_EXCLUDED_URLS = "healthz,readyz,metrics"
+# Probes and scrapes would be most of the spans and say nothing about a request; a batch
+# of memes holds only requests whose traces are not sampled (see the meme client).
+DEFAULT_EXCLUDED_URLS = "healthz,readyz,metrics,generate-batch"
 
 _state = {"enabled": False}
 tracer = trace.get_tracer("maas")

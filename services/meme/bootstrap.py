@@ -24,6 +24,7 @@ from services.meme.app import add_routes
 from services.meme.deps import DEPS, MemeService
 from services.meme.memes import MemeMaker
 from shared import tracing
+from shared.contract import MAX_MEME_BATCH_BYTES
 from shared.metrics import http_metrics_middleware
 from shared.settings import Settings
 from shared.stores import cache_client
@@ -96,7 +97,7 @@ def build_app(settings: Settings) -> web.Application:
                 await session.close()
 
     app = web.Application(
-        client_max_size=settings.max_body_bytes,
+        client_max_size=max(settings.max_body_bytes, MAX_MEME_BATCH_BYTES),
         middlewares=[*tracing.middlewares(), http_metrics_middleware("meme"), error_middleware],
     )
     app[BODY_TIMEOUT_S] = settings.body_timeout_s

@@ -53,6 +53,8 @@ class MemeMaker:
     def __init__(self, geocoder: Geocoder, captioner: AiCaptioner | None) -> None:
         self._geocoder = geocoder
         self._captioner = captioner
+        self._texts_made = MEMES_GENERATED.labels("template", "ok")
+        self._text_duration = MEME_DURATION.labels("template")
 
     @property
     def ai_available(self) -> bool:
@@ -74,6 +76,31 @@ class MemeMaker:
         finally:
             MEMES_GENERATED.labels(generator, outcome).inc()
             MEME_DURATION.labels(generator).observe(time.perf_counter() - started)
+
+    async def make_texts(self, requests: list[MemeRequest]) -> list[Meme]:
+        """Text memes for a batch of requests: their places found in one geocoder call.
+
+        No spans: a batch holds requests of many traces, and only unsampled ones (the
+        gateway sends a sampled request's meme on its own, through `make`).
+        """
+        started = time.perf_counter()
+        points = {
+            i: (r.lat, r.lon)
+            for i, r in enumerate(requests)
+            if r.lat is not None and r.lon is not None
+        }
+        places = await self._geocoder.reverse_many(list(points.values()))
+        place_at = dict(zip(points, places, strict=True))
+        memes = []
+        for i, request in enumerate(requests):
+            place = place_at.get(i)
+            meme = text_meme(request.query, place.name if place else None, request.request_id)
+            memes.append(Meme(meme.text, "text", f"template/{meme.format}", place))
+        self._texts_made.inc(len(memes))
+        elapsed = time.perf_counter() - started
+        for _ in memes:
+            self._text_duration.observe(elapsed)
+        return memes
 
     async def _make(self, request: MemeRequest) -> Meme:
         captioner = self._captioner if request.kind == "ai" else None

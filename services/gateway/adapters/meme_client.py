@@ -1,4 +1,14 @@
-"""HTTP client of the meme service: keep-alive pool, per-kind timeouts, AI readiness."""
+"""HTTP client of the meme service: keep-alive pool, per-kind timeouts, AI readiness,
+and text memes of one loop step sent as one batch.
+
+An HTTP exchange costs both processes more than a text meme does (aiohttp's client here
+and its server there were half the hop's CPU, docs/performance.md). So, like the Redis
+calls (shared/pipelining.py), the text memes asked for in one step of the event loop go
+as one `POST /v1/generate-batch`, each caller keeping its own answer or error. Only
+requests whose trace is not sampled are batched: a sampled one goes alone, so the meme
+service's spans are children of its request's. Batches start once the meme service's
+readiness says it takes them (a rolling deploy may still run an older one), and a batch
+answered 404 goes again call by call."""
 
 from __future__ import annotations
 
@@ -15,7 +25,7 @@ from yarl import URL
 from services.gateway.domain.params import MemeRequest
 from shared import tracing
 from shared.aio import sleep_unless
-from shared.contract import Kind
+from shared.contract import MAX_MEME_BATCH, Kind
 from shared.errors import ApiError
 from shared.tally import Tally
 
@@ -29,11 +39,18 @@ class Meme:
     png: bytes | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    payload: dict[str, Any]
+    answer: asyncio.Future[Meme]
+
+
 class MemeClient:
     def __init__(self, base_url: str, timeout_s: float, ai_timeout_s: float) -> None:
         self.base_url = base_url.rstrip("/")
         # Parsed once: a string URL is parsed again on every request.
         self.generate_url = URL(f"{self.base_url}/v1/generate")
+        self.batch_url = URL(f"{self.base_url}/v1/generate-batch")
         self.timeouts = {
             "text": aiohttp.ClientTimeout(total=timeout_s),
             "ai": aiohttp.ClientTimeout(total=ai_timeout_s),
@@ -41,7 +58,10 @@ class MemeClient:
         # What the last readiness watch saw; nothing else changes them.
         self.up = False
         self.ai_available = False
+        self.batches = False
         self._session: aiohttp.ClientSession | None = None
+        self._waiting: list[_Waiting] = []
+        self._sending: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -81,6 +101,13 @@ class MemeClient:
             "format": params.format,
             "request_id": request_id,
         }
+        batchable = self.batches and kind == "text" and params.format == "json"
+        if batchable and not tracing.traceparent():  # off, or this trace is not sampled
+            return await self._batched(payload)
+        return await self._single(payload, kind, params.format)
+
+    async def _single(self, payload: dict[str, Any], kind: Kind, fmt: str) -> Meme:
+        request_id = payload["request_id"]
         try:
             async with self.session.post(
                 self.generate_url,
@@ -94,25 +121,77 @@ class MemeClient:
             ) as response:
                 raw = await response.read()
                 if response.status == 200:
-                    if params.format == "png":
+                    if fmt == "png":
                         return Meme(body=None, png=raw)
                     return Meme(body=orjson.loads(raw))
-                return self._upstream_error(response.status, raw)
+                raise _upstream_error(response.status, _error_code(raw))
         except TimeoutError:
             raise ApiError("upstream_timeout", "the meme service timed out") from None
         except (aiohttp.ClientError, orjson.JSONDecodeError):
             raise ApiError("upstream_error", "the meme service failed") from None
 
-    @staticmethod
-    def _upstream_error(status: int, raw: bytes) -> Meme:
-        code = ""
-        with contextlib.suppress(orjson.JSONDecodeError, KeyError, TypeError):
-            code = orjson.loads(raw)["error"]["code"]
-        if code == "ai_unavailable" or status == 503:
-            raise ApiError("upstream_unavailable", "AI memes are unavailable right now")
-        if code == "upstream_timeout" or status == 504:
-            raise ApiError("upstream_timeout", "the meme generator timed out")
-        raise ApiError("upstream_error", f"the meme service answered {status}")
+    def _batched(self, payload: dict[str, Any]) -> asyncio.Future[Meme]:
+        """The meme of `payload`, asked for in this loop step's batch."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Meme] = loop.create_future()
+        self._waiting.append(_Waiting(payload, answer))
+        if len(self._waiting) == 1:
+            loop.call_soon(self._flush)
+        return answer
+
+    def _flush(self) -> None:
+        waiting = [w for w in self._waiting if not w.answer.done()]  # done: gave up
+        self._waiting = []
+        for start in range(0, len(waiting), MAX_MEME_BATCH):
+            task = asyncio.ensure_future(self._send(waiting[start : start + MAX_MEME_BATCH]))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[_Waiting]) -> None:
+        try:
+            outcomes = await self._post_batch([w.payload for w in batch])
+        except BaseException:  # cancelled (the loop is closing): so are the callers
+            for w in batch:
+                w.answer.cancel()
+            raise
+        for w, outcome in zip(batch, outcomes, strict=True):
+            if w.answer.done():
+                continue
+            if isinstance(outcome, Meme):
+                w.answer.set_result(outcome)
+            else:
+                w.answer.set_exception(outcome)
+
+    async def _post_batch(self, payloads: list[dict[str, Any]]) -> list[Meme | ApiError]:
+        """Each payload's meme or error; a failure of the whole call is each one's."""
+        try:
+            async with self.session.post(
+                self.batch_url,
+                data=orjson.dumps({"requests": payloads}),
+                headers={"Content-Type": "application/json"},
+                timeout=self.timeouts["text"],
+            ) as response:
+                raw = await response.read()
+                status = response.status
+            if status == 404:  # an older meme service: call by call until it says it can
+                self.batches = False
+                answers = [self._single(p, "text", "json") for p in payloads]
+                return list(await asyncio.gather(*answers, return_exceptions=True))  # type: ignore[arg-type]
+            if status != 200:
+                code = _error_code(raw)
+                return [_upstream_error(status, code) for _ in payloads]
+            results = orjson.loads(raw)["results"]
+            if len(results) != len(payloads):
+                raise TypeError("the batch's answer does not match its requests")
+            return [
+                Meme(body=r["meme"]) if r["status"] == 200
+                else _upstream_error(r["status"], r["error"]["code"])
+                for r in results
+            ]  # fmt: skip
+        except TimeoutError:
+            return [ApiError("upstream_timeout", "the meme service timed out") for _ in payloads]
+        except (aiohttp.ClientError, orjson.JSONDecodeError, KeyError, TypeError):
+            return [ApiError("upstream_error", "the meme service failed") for _ in payloads]
 
     async def ready(self) -> bool:
         """Ask the meme service whether it is up and whether it can make AI memes."""
@@ -124,6 +203,7 @@ class MemeClient:
         except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
             body = {}
         self.ai_available = bool(body.get("ai_available"))
+        self.batches = bool(body.get("batch"))
         self.up = bool(body)
         return self.up
 
@@ -131,3 +211,19 @@ class MemeClient:
         while not stop.is_set():
             await self.ready()
             await sleep_unless(stop, every_s)
+
+
+def _error_code(raw: bytes) -> str:
+    """The `error.code` of an error answer's body, or "" when it has none."""
+    with contextlib.suppress(orjson.JSONDecodeError, KeyError, TypeError):
+        return str(orjson.loads(raw)["error"]["code"])
+    return ""
+
+
+def _upstream_error(status: int, code: str) -> ApiError:
+    """What the gateway answers for an error of the meme service (each one refunded)."""
+    if code == "ai_unavailable" or status == 503:
+        return ApiError("upstream_unavailable", "AI memes are unavailable right now")
+    if code == "upstream_timeout" or status == 504:
+        return ApiError("upstream_timeout", "the meme generator timed out")
+    return ApiError("upstream_error", f"the meme service answered {status}")

@@ -19,6 +19,7 @@ from PIL import Image
 from infra.local.stack import cache_redis_server, free_port, start, stop_pid
 from services.meme.bootstrap import build_app
 from services.meme.domain.places import geohash
+from shared.contract import MAX_MEME_BATCH, MAX_MEME_BATCH_BYTES
 from shared.settings import Settings
 from tests.fakes.geocoder_server import FakeGeocoder
 from tests.fakes.openai_server import FakeOpenAI
@@ -152,13 +153,83 @@ async def test_bad_bodies_are_400_invalid_params(body: bytes) -> None:
 
 
 async def test_oversized_body_is_413() -> None:
-    body = {"query": "x" * 5000, "lat": None, "lon": None, "kind": "text"}
+    body = {"query": "x" * (MAX_MEME_BATCH_BYTES + 1), "lat": None, "lon": None, "kind": "text"}
     async with (
-        meme_service(max_body_bytes=1024) as client,
+        meme_service() as client,
         client.post("/v1/generate", json=body) as response,
     ):
         assert response.status == 413
         assert orjson.loads(await response.read())["error"]["code"] == "payload_too_large"
+
+
+# --- batches -------------------------------------------------------------------------
+
+
+async def generate_batch(
+    client: TestClient[Any, Any], items: list[Any]
+) -> tuple[int, dict[str, Any]]:
+    async with client.post("/v1/generate-batch", json={"requests": items}) as response:
+        return response.status, orjson.loads(await response.read())
+
+
+async def test_a_batch_answers_each_item_as_its_own_call_would() -> None:
+    items: list[dict[str, Any]] = [
+        {"query": "rent prices", "lat": 48.8566, "lon": 2.3522, "kind": "text",
+         "request_id": "b-1"},
+        {"query": "cats", "lat": None, "lon": None, "kind": "text", "request_id": "b-2"},
+        {"query": "sharks", "lat": 0, "lon": -140, "kind": "text", "request_id": "b-3"},
+        {"query": "tokyo rent", "lat": 35.6762, "lon": 139.6503, "kind": "text",
+         "request_id": "b-4"},
+    ]  # fmt: skip
+    async with meme_service() as client:
+        status, answer = await generate_batch(client, items)
+        singles = [await generate(client, **item) for item in items]
+    assert status == 200
+    assert [r["status"] for r in answer["results"]] == [200] * len(items)
+    assert [r["meme"] for r in answer["results"]] == [body for _, body in singles]
+
+
+async def test_a_bad_item_gets_its_own_error_and_the_others_their_memes() -> None:
+    good = {"query": "cats", "lat": 48.85, "lon": 2.35, "kind": "text", "request_id": "g"}
+    items = [
+        good,
+        {"query": "", "kind": "text"},
+        {"query": "cats", "kind": "ai"},
+        {"query": "cats", "kind": "text", "format": "png"},
+        "not an object",
+        {**good, "lat": 91},
+    ]
+    async with meme_service() as client:
+        status, answer = await generate_batch(client, items)
+        _, single = await generate(client, **good)
+    assert status == 200
+    results = answer["results"]
+    assert results[0] == {"status": 200, "meme": single}
+    assert [r["status"] for r in results[1:]] == [400] * 5
+    assert {r["error"]["code"] for r in results[1:]} == {"invalid_params"}
+    assert "text memes as JSON" in results[2]["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"requests": []},
+        {"requests": "cats"},
+        {"requests": [{"query": "a"}] * (MAX_MEME_BATCH + 1)},
+    ],
+)
+async def test_a_batch_that_is_not_a_list_of_one_to_the_maximum_is_400(
+    body: dict[str, Any],
+) -> None:
+    async with meme_service() as client, client.post("/v1/generate-batch", json=body) as response:
+        assert response.status == 400
+        assert orjson.loads(await response.read())["error"]["code"] == "invalid_params"
+
+
+async def test_readiness_says_the_service_takes_batches() -> None:
+    async with meme_service() as client, client.get("/readyz") as response:
+        assert orjson.loads(await response.read())["batch"] is True
 
 
 # --- images --------------------------------------------------------------------------
@@ -271,7 +342,7 @@ async def test_no_endpoint_is_503_and_not_advertised() -> None:
         async with client.get("/readyz") as response:
             ready = orjson.loads(await response.read())
     assert (status, body["error"]["code"]) == (503, "ai_unavailable")
-    assert ready == {"status": "ready", "ai_available": False}
+    assert ready == {"status": "ready", "ai_available": False, "batch": True}
 
 
 async def test_configured_endpoint_is_advertised(fake_ai: FakeOpenAI) -> None:
@@ -280,7 +351,7 @@ async def test_configured_endpoint_is_advertised(fake_ai: FakeOpenAI) -> None:
             ready = orjson.loads(await response.read())
         async with client.get("/healthz") as response:
             health = orjson.loads(await response.read())
-    assert ready == {"status": "ready", "ai_available": True}
+    assert ready == {"status": "ready", "ai_available": True, "batch": True}
     assert health == {"status": "ok"}
 
 
@@ -309,6 +380,24 @@ async def test_nominatim_cache_hit_skips_the_network(
     assert elsewhere["location"]["source"] == "nominatim"
     assert sample("maas_geocoder_cache_total", result="hit") == hits + 1
     assert fake_geocoder.last_params["format"] == "jsonv2"
+
+
+async def test_a_batch_asks_a_remote_geocoder_each_point_through_the_cache(
+    fake_geocoder: FakeGeocoder, cache_url: str
+) -> None:
+    points = [(45.1, 4.1), (45.2, 4.2), (45.1, 4.1)]  # the third: the first's cached cell
+    async with meme_service(
+        geocoder="nominatim", geocoder_url=fake_geocoder.base_url, cache_redis_url=cache_url
+    ) as client:
+        await generate(client, query="warm", lat=points[0][0], lon=points[0][1])
+        status, answer = await generate_batch(
+            client,
+            [{"query": "cats", "lat": lat, "lon": lon, "kind": "text"} for lat, lon in points],
+        )
+    assert status == 200
+    places = [r["meme"]["location"] for r in answer["results"]]
+    assert [(p["name"], p["source"]) for p in places] == [("Fakeville", "nominatim")] * 3
+    assert fake_geocoder.calls == 2  # the warm-up and the second point
 
 
 async def test_google_wire_format_and_key(fake_geocoder: FakeGeocoder, cache_url: str) -> None:
