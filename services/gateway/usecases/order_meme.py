@@ -3,9 +3,10 @@
 A charge stays pending until its answer is written (then it is confirmed) or its meme
 fails (then it is refunded, and the refund shipped to SQS, before the error is
 answered). A charge whose gateway died in between is refunded by the sweeper, so a
-client is never charged for a meme it did not get. Just before the answer is written
-the charge is held from the sweeper; a handler frozen past its deadline (a paused
-process) finds it refunded already and answers 504 instead of giving the meme away.
+client is never charged for a meme it did not get. Just before the answer is written,
+a charge near its deadline is held from the sweeper (one far from it, the common case,
+needs no call); a handler frozen past its deadline (a paused process) finds it refunded
+already and answers 504 instead of giving the meme away.
 The route authenticates, parses and chooses the kind; `deliver` writes the answer, so
 a client that goes away while it is written is a failure like any other.
 """
@@ -106,6 +107,8 @@ async def order_meme(
     deliver: Deliver,
 ) -> None:
     price = price_of(kind, settings)
+    # Before the charge is asked for: its deadline in Redis is at least this far away.
+    deadline = asyncio.get_running_loop().time() + settings.refundable_after_s(kind)
     try:
         with tracing.span("charge", {"maas.kind": kind, "maas.tokens": price}):
             charged, charge = await bank.charge(
@@ -144,7 +147,7 @@ async def order_meme(
     with drain.holding(charge):
         try:
             meme = await drain.unless_closed(memes.generate(params, kind, request_id))
-            await hold_for_delivery(bank, charge, settings.charge_settle_margin_s)
+            await hold_for_delivery(bank, charge, settings.charge_settle_margin_s, deadline)
             await deliver(meme, price, charged.balance)
         except BaseException as failure:  # an upstream error, a cancelled handler, a lost client
             with tracing.span("refund", {"maas.reason": refund_reason(failure)}):
@@ -155,15 +158,24 @@ async def order_meme(
         await confirm(bank, charge, settings.charge_settle_margin_s)
 
 
-async def hold_for_delivery(bank: MemeCharges, charge: Charge, margin_s: float) -> None:
+async def hold_for_delivery(
+    bank: MemeCharges, charge: Charge, margin_s: float, deadline: float
+) -> None:
     """Keep the sweeper off the charge while the answer is written, or raise 504.
 
-    The clock is read again once the hold's answer is back, in the same step of the
-    event loop as the write that follows: a handler frozen (or starved) since it asked
+    `deadline` (loop time) is when the charge became the sweeper's at the earliest: it
+    was taken before the charge was asked for, and Redis counts the charge's deadline
+    from its own later clock. A meme back with `margin_s` to spare before it (the
+    common case: the meme service answered within its timeout) needs nothing more; this
+    check and the write that follows run in one step of the event loop. Otherwise the
+    charge is held for `margin_s`, and the clock is read again once the hold's answer is
+    back, in the same step as the write: a handler frozen (or starved) since it asked
     for the hold may have let the hold lapse, and the sweeper may have the charge.
     """
     loop = asyncio.get_running_loop()
     asked = loop.time()
+    if asked + margin_s <= deadline:
+        return
     if not await bank.hold(charge, margin_s) or loop.time() - asked >= margin_s:
         raise ApiError(
             "upstream_timeout", "the meme took longer than its charge may wait; nothing was charged"

@@ -288,12 +288,51 @@ class HoldAnsweredLate(InMemoryBank):
         return held
 
 
+class CountsHolds(InMemoryBank):
+    holds_asked = 0
+
+    async def hold(self, charge: Charge, seconds: float) -> bool:
+        self.holds_asked += 1
+        return await super().hold(charge, seconds)
+
+
+def answering_after(seconds: float) -> Memes:
+    """A meme that comes back only after `seconds` (a slow answer, or a handler starved
+    or frozen while it waited)."""
+
+    async def make() -> Meme:
+        await asyncio.sleep(seconds)
+        return MEME
+
+    return Memes(make)
+
+
+# The charge's window (the meme's timeout, then the margin) is 0.25 s: a meme back after
+# 0.05 s leaves less than the margin before the charge's deadline.
+LATE = SHORT_HOLD.model_copy(update={"meme_timeout_s": 0.05})
+
+
+async def test_a_meme_back_well_before_its_charges_deadline_is_written_without_a_hold() -> None:
+    bank = CountsHolds()
+    await bank.open("alice", 10)
+    delivered = await order(bank, answering(), settings=LATE)
+    assert (delivered.answers, bank.holds_asked) == ([(MEME, 1, 9)], 0)
+    assert bank.pending == {}
+
+
+async def test_a_meme_back_near_its_charges_deadline_is_held_before_it_is_written() -> None:
+    bank = CountsHolds()
+    await bank.open("alice", 10)
+    delivered = await order(bank, answering_after(0.1), settings=LATE)
+    assert (delivered.answers, bank.holds_asked) == ([(MEME, 1, 9)], 1)
+
+
 async def test_a_hold_that_lapsed_before_the_handler_got_back_to_it_is_not_used() -> None:
     bank = HoldAnsweredLate()
     await bank.open("alice", 10)
     delivered = Delivered()
     with pytest.raises(ApiError) as raised:
-        await order(bank, answering(), deliver=delivered, settings=SHORT_HOLD)
+        await order(bank, answering_after(0.1), deliver=delivered, settings=LATE)
     assert (raised.value.status, delivered.answers) == (504, [])
     assert await bank.balance("alice") == 10
 
