@@ -88,15 +88,21 @@ async def memes_in_flight(
     count: int,
     after: int,
     meanwhile: Callable[[], Awaitable[None]],
+    spread_s: float = 0.0,
 ) -> list[str]:
-    """`count` concurrent text memes, each with its own request id; once `after` are
-    delivered, `meanwhile` runs (a kill, a freeze) with the rest in flight. Returns the
-    request ids delivered."""
+    """`count` concurrent text memes, each with its own request id, sent evenly over
+    `spread_s`; once `after` are delivered, `meanwhile` runs (a kill, a freeze) with the
+    rest in flight or still to come. Returns the request ids delivered.
+
+    A spread keeps requests coming while `meanwhile` runs: sent at once, all of them may
+    be answered before the client has read `after` answers (the gateway sends a loop
+    step's memes as one batch)."""
     delivered: list[str] = []
     reached = asyncio.Event()
 
-    async def one(client: aiohttp.ClientSession) -> None:
+    async def one(client: aiohttp.ClientSession, index: int) -> None:
         request_id = uuid.uuid4().hex
+        await asyncio.sleep(spread_s * index / count)
         try:
             async with client.get(
                 f"{stack.gateway}/memes",
@@ -112,7 +118,7 @@ async def memes_in_flight(
             pass
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as client:
-        load = asyncio.gather(*(one(client) for _ in range(count)))
+        load = asyncio.gather(*(one(client, index) for index in range(count)))
         await reached.wait()
         await meanwhile()
         await load

@@ -19,7 +19,7 @@ async def test_sigkill_with_1000_requests_in_flight_loses_and_doubles_nothing(
     async def kill() -> None:
         stack.kill("gateway")
 
-    delivered = await memes_in_flight(stack, headers, 1000, 150, kill)
+    delivered = await memes_in_flight(stack, headers, 1000, 150, kill, spread_s=3)
     assert 150 <= len(delivered) < 1000
 
     await stack.start("gateway")
