@@ -32,12 +32,9 @@ async def sleep_unless(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
-class Stopped(Exception):
-    """`stop` was set before the work finished (see `until_stopped`)."""
-
-
-async def until_stopped(stop: asyncio.Event, work: Awaitable[T]) -> T:
-    """`work`'s result, or `Stopped` when `stop` is set first (`work` is then cancelled)."""
+async def unless_stopped(stop: asyncio.Event, work: Awaitable[T]) -> T | None:
+    """`work`'s result, or None when `stop` is set first (`work` is then cancelled): one
+    round of background work never holds a shutdown up."""
     task = asyncio.ensure_future(work)
     stopping = asyncio.ensure_future(stop.wait())
     try:
@@ -48,18 +45,7 @@ async def until_stopped(stop: asyncio.Event, work: Awaitable[T]) -> T:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-    if task.cancelled():
-        raise Stopped
-    return task.result()
-
-
-async def unless_stopped(stop: asyncio.Event, work: Awaitable[T]) -> T | None:
-    """`work`'s result, or None when `stop` is set first: one round of background work
-    never holds a shutdown up."""
-    try:
-        return await until_stopped(stop, work)
-    except Stopped:
-        return None
+    return None if task.cancelled() else task.result()
 
 
 async def measure_loop_lag(stop: asyncio.Event, every_s: float = 0.25) -> None:
