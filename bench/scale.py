@@ -189,7 +189,9 @@ class Scale:
         )
         auditor = accounts.Auditor(self.settings, [account_id(n) for n in active])
         try:
-            before = await auditor.books()
+            # From settled books: the hydration probes (on active accounts when every
+            # account is active) may still be on their way to MongoDB.
+            _, before = await auditor.wait_drained(self.drain_timeout_s)
             ledger0 = metrics.scrape(self.stack.url("ledger"))
             cpu0 = self.store_cpu_s()
             result = await asyncio.to_thread(
@@ -214,6 +216,9 @@ class Scale:
                 ledger1, ledger0, "maas_ledger_lag_seconds", 0.99
             ),
             "store_cpu_us_per_meme": round(1e6 * store_cpu_s / result.ok, 1) if result.ok else None,
+            "charged_by_200": result.charged,
+            "delta_redis": before.redis_balance - after.redis_balance,
+            "delta_mongo": before.mongo_balance - after.mongo_balance,
             "exact": after.drained
             and result.charged
             == before.redis_balance - after.redis_balance
