@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 from prometheus_client import Counter, Histogram
@@ -30,6 +30,18 @@ async def sleep_unless(stop: asyncio.Event, seconds: float) -> None:
     """Sleep, but wake at once when `stop` is set, so shutdowns never wait out a pause."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+def settle(answers: Iterable[asyncio.Future[Any]], outcomes: Iterable[Any]) -> None:
+    """Each caller's answer from a batched call: an exception outcome is raised to its
+    caller, anything else is its result; a caller that gave up (its future done) is left."""
+    for answer, outcome in zip(answers, outcomes, strict=True):
+        if answer.done():
+            continue
+        if isinstance(outcome, BaseException):
+            answer.set_exception(outcome)
+        else:
+            answer.set_result(outcome)
 
 
 async def unless_stopped(stop: asyncio.Event, work: Awaitable[T]) -> T | None:

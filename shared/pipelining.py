@@ -24,6 +24,7 @@ from redis.asyncio.client import Redis as SingleRedis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
+from shared.aio import settle
 from shared.stores import Redis
 
 
@@ -76,21 +77,13 @@ class AutoPipeline:
                 again = dict(zip(map(id, lost), await self._execute(lost), strict=True))
                 answers = [again.get(id(c), a) for c, a in zip(calls, answers, strict=True)]
         except Exception as error:
-            for c in calls:
-                if not c.answer.done():
-                    c.answer.set_exception(error)
+            settle((c.answer for c in calls), [error] * len(calls))
             return
         except BaseException:  # cancelled (the loop is closing): so are the calls
             for c in calls:
                 c.answer.cancel()
             raise
-        for c, answer in zip(calls, answers, strict=True):
-            if c.answer.done():
-                continue
-            if isinstance(answer, Exception):
-                c.answer.set_exception(answer)
-            else:
-                c.answer.set_result(answer)
+        settle((c.answer for c in calls), answers)
 
     async def _execute(self, calls: list[_Call]) -> list[Any]:
         async with self.redis.pipeline(transaction=False) as pipe:

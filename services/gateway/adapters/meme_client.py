@@ -24,7 +24,7 @@ from yarl import URL
 
 from services.gateway.domain.params import MemeRequest
 from shared import tracing
-from shared.aio import sleep_unless
+from shared.aio import settle, sleep_unless
 from shared.contract import MAX_MEME_BATCH, Kind
 from shared.errors import ApiError
 from shared.tally import Tally
@@ -154,13 +154,7 @@ class MemeClient:
             for w in batch:
                 w.answer.cancel()
             raise
-        for w, outcome in zip(batch, outcomes, strict=True):
-            if w.answer.done():
-                continue
-            if isinstance(outcome, Meme):
-                w.answer.set_result(outcome)
-            else:
-                w.answer.set_exception(outcome)
+        settle((w.answer for w in batch), outcomes)
 
     async def _post_batch(self, payloads: list[dict[str, Any]]) -> list[Meme | ApiError]:
         """Each payload's meme or error; a failure of the whole call is each one's."""
