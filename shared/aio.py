@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Generic, TypeVar
 
 from prometheus_client import Counter, Histogram
 
@@ -24,6 +24,8 @@ LOOP_LAG = Histogram(
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Item = TypeVar("Item")
+Outcome = TypeVar("Outcome")
 
 
 async def sleep_unless(stop: asyncio.Event, seconds: float) -> None:
@@ -32,16 +34,67 @@ async def sleep_unless(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
-def settle(answers: Iterable[asyncio.Future[Any]], outcomes: Iterable[Any]) -> None:
-    """Each caller's answer from a batched call: an exception outcome is raised to its
-    caller, anything else is its result; a caller that gave up (its future done) is left."""
-    for answer, outcome in zip(answers, outcomes, strict=True):
-        if answer.done():
-            continue
-        if isinstance(outcome, BaseException):
-            answer.set_exception(outcome)
-        else:
-            answer.set_result(outcome)
+class StepBatcher(Generic[Item, Outcome]):
+    """Items asked for in one step of the event loop, sent together by `send`.
+
+    The first item of a step schedules the send for the step's end (`call_soon`), so
+    every caller that runs in that step joins it, and nobody waits longer than the step.
+    `send` gets the items (at most `max_size` a call, the calls side by side) and returns
+    each one's outcome: an exception is raised to that item's caller, anything else is
+    its result; if `send` raises, every item of its call gets that error. A caller that
+    gives up before its step ends is not sent; one that gives up later is left alone.
+    The Redis auto-pipeline and the meme client's batch share it; asyncio has no such
+    helper, and the libraries that batch (aiodataloader) key and cache their calls.
+    """
+
+    def __init__(
+        self,
+        send: Callable[[list[Item]], Awaitable[Sequence[Outcome | BaseException]]],
+        max_size: int | None = None,
+    ) -> None:
+        self._send = send
+        self._max_size = max_size
+        self._waiting: list[tuple[Item, asyncio.Future[Outcome]]] = []
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def add(self, item: Item) -> asyncio.Future[Outcome]:
+        """`item` in this step's batch; its outcome."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Outcome] = loop.create_future()
+        self._waiting.append((item, answer))
+        if len(self._waiting) == 1:
+            loop.call_soon(self._flush)
+        return answer
+
+    def _flush(self) -> None:
+        waiting = [w for w in self._waiting if not w[1].done()]  # done: the caller gave up
+        self._waiting = []
+        size = self._max_size or len(waiting) or 1
+        for start in range(0, len(waiting), size):
+            task = asyncio.ensure_future(self._call(waiting[start : start + size]))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _call(self, batch: list[tuple[Item, asyncio.Future[Outcome]]]) -> None:
+        answers = [answer for _, answer in batch]
+        try:
+            outcomes: Sequence[Outcome | BaseException] = await self._send([i for i, _ in batch])
+        except Exception as error:
+            outcomes = [error] * len(batch)
+        except BaseException:  # cancelled (the loop is closing): so are the callers
+            for answer in answers:
+                answer.cancel()
+            raise
+        if len(outcomes) != len(batch):
+            wrong = RuntimeError("a batched call answered the wrong number of items")
+            outcomes = [wrong] * len(batch)
+        for answer, outcome in zip(answers, outcomes, strict=True):
+            if answer.done():
+                continue
+            if isinstance(outcome, BaseException):
+                answer.set_exception(outcome)
+            else:
+                answer.set_result(outcome)
 
 
 async def unless_stopped(stop: asyncio.Event, work: Awaitable[T]) -> T | None:

@@ -24,14 +24,13 @@ from redis.asyncio.client import Redis as SingleRedis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
-from shared.aio import settle
+from shared.aio import StepBatcher
 from shared.stores import Redis
 
 
 @dataclass(frozen=True, slots=True)
 class _Call:
     command: tuple[Any, ...]
-    answer: asyncio.Future[Any]
     script: AsyncScript | None = None  # to load it again if Redis lost it
 
 
@@ -41,8 +40,7 @@ class AutoPipeline:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self._single = isinstance(redis, SingleRedis)
-        self._calls: list[_Call] = []
-        self._sending: set[asyncio.Task[None]] = set()
+        self._batch = StepBatcher[_Call, Any](self._send)
 
     def script(self, source: str) -> PipelinedScript | AsyncScript:
         script = self.redis.register_script(source)
@@ -52,38 +50,17 @@ class AutoPipeline:
         """`command` (e.g. "HMGET", key, field) in this step's pipeline; its answer."""
         if not self._single:
             return asyncio.ensure_future(self.redis.execute_command(*command))
-        loop = asyncio.get_running_loop()
-        answer = loop.create_future()
-        self._calls.append(_Call(command, answer, script))
-        if len(self._calls) == 1:
-            loop.call_soon(self._flush)
-        return answer
+        return self._batch.add(_Call(command, script))
 
-    def _flush(self) -> None:
-        calls = [c for c in self._calls if not c.answer.done()]  # done: the caller gave up
-        self._calls = []
-        if calls:
-            task = asyncio.ensure_future(self._send(calls))
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
-
-    async def _send(self, calls: list[_Call]) -> None:
-        try:
-            answers = await self._execute(calls)
-            lost = [c for c, a in zip(calls, answers, strict=True) if isinstance(a, NoScriptError)]
-            if lost:  # Redis restarted or flushed its scripts: load them, send those again
-                for script in {c.script.sha: c.script for c in lost if c.script}.values():
-                    await self.redis.script_load(script.script)
-                again = dict(zip(map(id, lost), await self._execute(lost), strict=True))
-                answers = [again.get(id(c), a) for c, a in zip(calls, answers, strict=True)]
-        except Exception as error:
-            settle((c.answer for c in calls), [error] * len(calls))
-            return
-        except BaseException:  # cancelled (the loop is closing): so are the calls
-            for c in calls:
-                c.answer.cancel()
-            raise
-        settle((c.answer for c in calls), answers)
+    async def _send(self, calls: list[_Call]) -> list[Any]:
+        answers = await self._execute(calls)
+        lost = [c for c, a in zip(calls, answers, strict=True) if isinstance(a, NoScriptError)]
+        if lost:  # Redis restarted or flushed its scripts: load them, send those again
+            for script in {c.script.sha: c.script for c in lost if c.script}.values():
+                await self.redis.script_load(script.script)
+            again = dict(zip(map(id, lost), await self._execute(lost), strict=True))
+            answers = [again.get(id(c), a) for c, a in zip(calls, answers, strict=True)]
+        return answers
 
     async def _execute(self, calls: list[_Call]) -> list[Any]:
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -1,5 +1,5 @@
-"""Background loops that must not die, readiness that answers from a cache, and the
-event loop's lag measured."""
+"""Background loops that must not die, readiness that answers from a cache, the event
+loop's lag measured, and calls of one loop step sent as one batch."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import asyncio
 import time
 
 import orjson
+import pytest
 
-from shared.aio import Supervised, measure_loop_lag
+from shared.aio import StepBatcher, Supervised, measure_loop_lag
 from shared.web import Readiness
 from tests.metrics import sample
 
@@ -121,3 +122,65 @@ async def test_a_stall_of_the_event_loop_is_measured_as_lag() -> None:
     await asyncio.wait_for(watcher, timeout=1)
     assert sample("maas_event_loop_lag_seconds_count") > stalls
     assert sample("maas_event_loop_lag_seconds_sum") - lag >= 0.15
+
+
+async def test_the_calls_of_one_step_go_together_in_batches_of_at_most_max_size() -> None:
+    sent: list[list[int]] = []
+
+    async def send(items: list[int]) -> list[int | BaseException]:
+        sent.append(items)
+        return [ValueError(i) if i == 3 else i * 10 for i in items]
+
+    batcher = StepBatcher[int, int](send, max_size=2)
+    answers = [batcher.add(i) for i in range(5)]
+    outcomes = await asyncio.gather(*answers, return_exceptions=True)
+    assert sent == [[0, 1], [2, 3], [4]]
+    assert outcomes[:3] == [0, 10, 20]
+    assert outcomes[4] == 40
+    assert isinstance(outcomes[3], ValueError), "an item's error is its caller's alone"
+    await batcher.add(5)
+    assert sent[-1] == [5], "the next step is a batch of its own"
+
+
+async def test_a_caller_that_gave_up_before_its_step_ended_is_not_sent() -> None:
+    sent: list[str] = []
+
+    async def send(items: list[str]) -> list[str | BaseException]:
+        sent.extend(items)
+        return items
+
+    batcher = StepBatcher[str, str](send)
+    kept, dropped = batcher.add("kept"), batcher.add("dropped")
+    dropped.cancel()
+    assert await kept == "kept"
+    assert sent == ["kept"]
+
+
+@pytest.mark.parametrize("failure", ["raises", "miscounts"])
+async def test_a_send_that_fails_fails_each_caller_of_its_batch(failure: str) -> None:
+    async def send(items: list[int]) -> list[int | BaseException]:
+        if failure == "raises":
+            raise ConnectionError("gone")
+        return items[:-1]
+
+    batcher = StepBatcher[int, int](send)
+    outcomes = await asyncio.gather(batcher.add(1), batcher.add(2), return_exceptions=True)
+    expected = ConnectionError if failure == "raises" else RuntimeError
+    assert all(isinstance(o, expected) for o in outcomes), outcomes
+
+
+async def test_a_send_cancelled_cancels_its_callers() -> None:
+    started = asyncio.Event()
+
+    async def send(items: list[int]) -> list[int | BaseException]:
+        started.set()
+        await asyncio.Event().wait()
+        return items
+
+    batcher = StepBatcher[int, int](send)
+    answer = batcher.add(1)
+    await started.wait()
+    (sending,) = asyncio.all_tasks() - {asyncio.current_task()}
+    sending.cancel()  # as when the loop closes
+    with pytest.raises(asyncio.CancelledError):
+        await answer

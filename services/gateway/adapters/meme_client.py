@@ -24,7 +24,7 @@ from yarl import URL
 
 from services.gateway.domain.params import MemeRequest
 from shared import tracing
-from shared.aio import settle, sleep_unless
+from shared.aio import StepBatcher, sleep_unless
 from shared.contract import MAX_MEME_BATCH, Kind
 from shared.errors import ApiError
 from shared.tally import Tally
@@ -37,12 +37,6 @@ TROUBLE = Tally(log, "the meme service failed requests (by kind:error; each refu
 class Meme:
     body: dict[str, Any] | None
     png: bytes | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Waiting:
-    payload: dict[str, Any]
-    answer: asyncio.Future[Meme]
 
 
 class MemeClient:
@@ -60,8 +54,7 @@ class MemeClient:
         self.ai_available = False
         self.batches = False
         self._session: aiohttp.ClientSession | None = None
-        self._waiting: list[_Waiting] = []
-        self._sending: set[asyncio.Task[None]] = set()
+        self._batch = StepBatcher[dict[str, Any], Meme](self._post_batch, MAX_MEME_BATCH)
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -103,7 +96,7 @@ class MemeClient:
         }
         batchable = self.batches and kind == "text" and params.format == "json"
         if batchable and not tracing.traceparent():  # off, or this trace is not sampled
-            return await self._batched(payload)
+            return await self._batch.add(payload)
         return await self._single(payload, kind, params.format)
 
     async def _single(self, payload: dict[str, Any], kind: Kind, fmt: str) -> Meme:
@@ -130,33 +123,7 @@ class MemeClient:
         except (aiohttp.ClientError, orjson.JSONDecodeError):
             raise ApiError("upstream_error", "the meme service failed") from None
 
-    def _batched(self, payload: dict[str, Any]) -> asyncio.Future[Meme]:
-        """The meme of `payload`, asked for in this loop step's batch."""
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[Meme] = loop.create_future()
-        self._waiting.append(_Waiting(payload, answer))
-        if len(self._waiting) == 1:
-            loop.call_soon(self._flush)
-        return answer
-
-    def _flush(self) -> None:
-        waiting = [w for w in self._waiting if not w.answer.done()]  # done: gave up
-        self._waiting = []
-        for start in range(0, len(waiting), MAX_MEME_BATCH):
-            task = asyncio.ensure_future(self._send(waiting[start : start + MAX_MEME_BATCH]))
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
-
-    async def _send(self, batch: list[_Waiting]) -> None:
-        try:
-            outcomes = await self._post_batch([w.payload for w in batch])
-        except BaseException:  # cancelled (the loop is closing): so are the callers
-            for w in batch:
-                w.answer.cancel()
-            raise
-        settle((w.answer for w in batch), outcomes)
-
-    async def _post_batch(self, payloads: list[dict[str, Any]]) -> list[Meme | ApiError]:
+    async def _post_batch(self, payloads: list[dict[str, Any]]) -> list[Meme | BaseException]:
         """Each payload's meme or error; a failure of the whole call is each one's."""
         try:
             async with self.session.post(
@@ -170,7 +137,7 @@ class MemeClient:
             if status == 404:  # an older meme service: call by call until it says it can
                 self.batches = False
                 answers = [self._single(p, "text", "json") for p in payloads]
-                return list(await asyncio.gather(*answers, return_exceptions=True))  # type: ignore[arg-type]
+                return list(await asyncio.gather(*answers, return_exceptions=True))
             if status != 200:
                 code = _error_code(raw)
                 return [_upstream_error(status, code) for _ in payloads]
