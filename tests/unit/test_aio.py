@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 import orjson
 import pytest
@@ -127,7 +128,7 @@ async def test_a_stall_of_the_event_loop_is_measured_as_lag() -> None:
 async def test_the_calls_of_one_step_go_together_in_batches_of_at_most_max_size() -> None:
     sent: list[list[int]] = []
 
-    async def send(items: list[int]) -> list[int | BaseException]:
+    async def send(items: list[int]) -> Sequence[int | BaseException]:
         sent.append(items)
         return [ValueError(i) if i == 3 else i * 10 for i in items]
 
@@ -145,7 +146,7 @@ async def test_the_calls_of_one_step_go_together_in_batches_of_at_most_max_size(
 async def test_a_caller_that_gave_up_before_its_step_ended_is_not_sent() -> None:
     sent: list[str] = []
 
-    async def send(items: list[str]) -> list[str | BaseException]:
+    async def send(items: list[str]) -> Sequence[str | BaseException]:
         sent.extend(items)
         return items
 
@@ -158,7 +159,7 @@ async def test_a_caller_that_gave_up_before_its_step_ended_is_not_sent() -> None
 
 @pytest.mark.parametrize("failure", ["raises", "miscounts"])
 async def test_a_send_that_fails_fails_each_caller_of_its_batch(failure: str) -> None:
-    async def send(items: list[int]) -> list[int | BaseException]:
+    async def send(items: list[int]) -> Sequence[int | BaseException]:
         if failure == "raises":
             raise ConnectionError("gone")
         return items[:-1]
@@ -172,7 +173,7 @@ async def test_a_send_that_fails_fails_each_caller_of_its_batch(failure: str) ->
 async def test_a_send_cancelled_cancels_its_callers() -> None:
     started = asyncio.Event()
 
-    async def send(items: list[int]) -> list[int | BaseException]:
+    async def send(items: list[int]) -> Sequence[int | BaseException]:
         started.set()
         await asyncio.Event().wait()
         return items
