@@ -1,4 +1,5 @@
-"""Session-wide real servers: LocalStack SQS and the store (FerretDB on PostgreSQL)."""
+"""Session-wide real servers: LocalStack SQS, the store (FerretDB on PostgreSQL) and a
+meme service for the stacks that need no meme service of their own."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ from infra.local.stack import (
     free_port,
     localstack_server,
     redis_server,
+    service,
     start,
     stop_pid,
     store_servers,
 )
+from shared.settings import to_environment
 from tests.fakes.identity_provider import IdentityProvider
-from tests.stack import PrivateStore, ServiceStack, StackFactory
+from tests.stack import TEST_SETTINGS, PrivateStore, ServiceStack, StackFactory
 
 
 @pytest.fixture(scope="session")
@@ -77,15 +80,29 @@ def redis_url(servers_dir: Path) -> Iterator[str]:
     stop_pid(running.process.pid)
 
 
+@pytest.fixture(scope="session")
+def shared_meme(servers_dir: Path) -> Iterator[str]:
+    """One meme service for the stacks that need no meme service of their own: it keeps
+    no state, and its start is a third of a stack's."""
+    port = free_port()
+    values = {**TEST_SETTINGS, "meme_port": port}
+    running = start(service("meme", port, to_environment(values)), servers_dir / "shared-meme")
+    yield f"http://127.0.0.1:{port}"
+    stop_pid(running.process.pid)
+
+
 @pytest.fixture
 async def make_stack(
-    servers_dir: Path, sqs_endpoint: str, mongo_url: str
+    servers_dir: Path, sqs_endpoint: str, mongo_url: str, shared_meme: str
 ) -> AsyncIterator[StackFactory]:
-    """Start a fresh service stack with settings overrides; stopped after the test."""
+    """Start a fresh service stack with settings overrides; stopped after the test. It
+    uses the session's meme service unless told `own_meme` or its overrides concern the
+    meme service (tests/stack.py)."""
     stacks: list[ServiceStack] = []
 
-    async def make(start: bool = True, **overrides: Any) -> ServiceStack:
-        stack = ServiceStack(servers_dir / "stacks", sqs_endpoint, mongo_url, overrides)
+    async def make(start: bool = True, own_meme: bool = False, **overrides: Any) -> ServiceStack:
+        shared = None if own_meme else shared_meme
+        stack = ServiceStack(servers_dir / "stacks", sqs_endpoint, mongo_url, overrides, shared)
         stacks.append(stack)
         if start:
             await stack.start()
@@ -98,10 +115,10 @@ async def make_stack(
 
 @pytest.fixture(scope="module")
 async def shared_stack(
-    servers_dir: Path, sqs_endpoint: str, mongo_url: str
+    servers_dir: Path, sqs_endpoint: str, mongo_url: str, shared_meme: str
 ) -> AsyncIterator[ServiceStack]:
     """One stack for a module of tests that use distinct accounts."""
-    stack = ServiceStack(servers_dir / "stacks", sqs_endpoint, mongo_url)
+    stack = ServiceStack(servers_dir / "stacks", sqs_endpoint, mongo_url, shared_meme=shared_meme)
     await stack.start()
     yield stack
     await stack.close()

@@ -48,6 +48,16 @@ from shared.sqs import provision_queues, queue_url, sqs_client
 from shared.stores import MongoDoc, mongo_client, redis_client
 
 SERVICES = ("meme", "ledger", "gateway")
+# Settings only the gateway and the ledger read: a stack that changes no others can use
+# the session's meme service (it keeps no state) instead of starting its own.
+GATEWAY_AND_LEDGER_ONLY = frozenset({
+    "charge_settle_margin_s", "gateway_drain_s", "gateway_workers", "jwt_account_claim",
+    "jwt_algorithms", "jwt_jwks_cooldown_s", "jwt_jwks_ttl_s", "jwt_jwks_url", "jwt_role_map",
+    "jwt_roles_claim", "ledger_receivers", "ledger_stuck_after_s", "ledger_summary_every_s",
+    "ledger_wait_time_s", "max_receive_count", "meme_timeout_s", "mongo_url",
+    "pipeline_sample_interval_s", "rate_limits", "reconcile_interval_s", "reconcile_page_size",
+    "relay_idle_sleep_ms", "relay_lease_ttl_ms", "relay_linger_ms", "visibility_timeout_s",
+})  # fmt: skip
 PARIS = {"lat": "48.8566", "lon": "2.3522", "query": "croissants"}  # a text meme's query
 CACHE_MAXMEMORY = "2mb"  # small, so a test can fill it
 
@@ -128,7 +138,9 @@ async def memes_in_flight(
 class StackFactory(Protocol):
     """The `make_stack` fixture: a fresh stack with settings overrides."""
 
-    async def __call__(self, start: bool = True, **overrides: Any) -> ServiceStack: ...
+    async def __call__(
+        self, start: bool = True, own_meme: bool = False, **overrides: Any
+    ) -> ServiceStack: ...
 
 
 def make_settings(values: dict[str, Any]) -> Settings:
@@ -161,12 +173,18 @@ async def wait_for(
 
 @dataclass
 class ServiceStack:
-    """Redis plus meme, ledger and gateway processes wired to shared SQS and MongoDB."""
+    """Redis plus meme, ledger and gateway processes wired to shared SQS and MongoDB.
+
+    Given `shared_meme` (the URL of a running meme service), a stack whose overrides
+    are all `GATEWAY_AND_LEDGER_ONLY` uses it and starts no meme service of its own: a
+    third of a stack's start. A test that stops or freezes the meme service asks for
+    its own (`make_stack(own_meme=True)`)."""
 
     base_dir: Path
     sqs_endpoint: str
     mongo_url: str
     overrides: dict[str, Any] = field(default_factory=dict)
+    shared_meme: str | None = None
     values: dict[str, Any] = field(init=False)
     processes: dict[str, Running] = field(default_factory=dict)
 
@@ -187,7 +205,10 @@ class ServiceStack:
             "ledger_port": free_port(),
             **self.overrides,
         }
-        self.values.setdefault("meme_url", f"http://127.0.0.1:{self.values['meme_port']}")
+        shared = self.shared_meme if self.overrides.keys() <= GATEWAY_AND_LEDGER_ONLY else None
+        own_meme = f"http://127.0.0.1:{self.values['meme_port']}"
+        self.values.setdefault("meme_url", shared or own_meme)
+        self.services = tuple(s for s in SERVICES if s != "meme" or not shared)
         self.settings = make_settings(self.values)
 
     @property
@@ -216,7 +237,7 @@ class ServiceStack:
                 self.processes["redis-cache"] = await asyncio.to_thread(start, cache, self.run_dir)
             async with sqs_client(self.settings) as sqs:
                 await provision_queues(sqs, self.settings)
-        await self._start_services(list(names or SERVICES))
+        await self._start_services(list(names or self.services))
 
     async def _start_services(self, names: list[str]) -> None:
         """Side by side, but the gateway after the meme service: it asks the meme service,

@@ -93,7 +93,9 @@ async def test_sigterm_refunds_a_call_that_outlasts_the_drain_window(
 async def test_sigkill_with_200_memes_in_flight_is_settled_by_the_sweeper(
     make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
-    stack = await make_stack(rate_limits=GENEROUS, meme_timeout_s=1.0, charge_settle_margin_s=1.0)
+    stack = await make_stack(
+        own_meme=True, rate_limits=GENEROUS, meme_timeout_s=1.0, charge_settle_margin_s=1.0
+    )
     headers = await stack.create_account(http, "swept", 1_000)
     meme = stack.processes["meme"].process
 
@@ -123,7 +125,7 @@ async def test_sigkill_with_200_memes_in_flight_is_settled_by_the_sweeper(
 async def test_a_refund_that_fails_is_settled_by_the_sweeper(
     make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
-    stack = await make_stack(meme_timeout_s=1.5, charge_settle_margin_s=1.0)
+    stack = await make_stack(own_meme=True, meme_timeout_s=1.5, charge_settle_margin_s=1.0)
     await stack.create_account(http, "unrefunded", 10)
     meme = stack.processes["meme"].process
     meme.send_signal(signal.SIGSTOP)
@@ -187,7 +189,7 @@ async def charge_then_lose_the_account(
 async def test_a_debit_lost_with_redis_data_is_not_refunded(
     make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
-    stack = await make_stack(meme_timeout_s=1.0, relay_linger_ms=60_000)
+    stack = await make_stack(own_meme=True, meme_timeout_s=1.0, relay_linger_ms=60_000)
     await stack.create_account(http, "lost", 10)
     body = await charge_then_lose_the_account(stack, http, "lost", after_applied=False)
     assert body["error"]["tokens_remaining"] == 10  # not 11: the debit was never counted
@@ -208,7 +210,7 @@ async def test_a_debit_lost_with_redis_data_is_not_refunded(
 async def test_a_debit_applied_before_the_data_loss_is_refunded_and_journaled(
     make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
-    stack = await make_stack(meme_timeout_s=5.0)
+    stack = await make_stack(own_meme=True, meme_timeout_s=5.0)
     await stack.create_account(http, "kept", 10)
     body = await charge_then_lose_the_account(stack, http, "kept", after_applied=True)
     assert body["error"]["tokens_remaining"] == 10

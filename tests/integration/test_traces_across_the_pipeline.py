@@ -24,7 +24,7 @@ async def test_a_request_is_traced_through_sqs_to_the_ledgers_mongodb_update(
     async with TraceCollector() as collector:
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint)
         monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
-        stack = await make_stack()
+        stack = await make_stack(own_meme=True)  # its spans go to the collector
         headers = await stack.create_account(http, "traced", 5)
         trace_id, header = traceparent()
         async with http.get(

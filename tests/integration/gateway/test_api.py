@@ -18,9 +18,10 @@ GENEROUS = {"default": {"rate": 100_000, "burst": 100_000}}
 
 @pytest.fixture(scope="module")
 async def stack(
-    servers_dir: Path, sqs_endpoint: str, mongo_url: str
+    servers_dir: Path, sqs_endpoint: str, mongo_url: str, shared_meme: str
 ) -> AsyncIterator[ServiceStack]:
-    stack = ServiceStack(servers_dir / "stacks", sqs_endpoint, mongo_url, {"rate_limits": GENEROUS})
+    overrides = {"rate_limits": GENEROUS}
+    stack = ServiceStack(servers_dir / "stacks", sqs_endpoint, mongo_url, overrides, shared_meme)
     await stack.start()
     yield stack
     await stack.close()

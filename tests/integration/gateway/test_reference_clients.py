@@ -30,10 +30,12 @@ VIRTUAL_USERS = 200
 
 @pytest.fixture(scope="module")
 async def stack(
-    servers_dir: Path, sqs_endpoint: str, mongo_url: str
+    servers_dir: Path, sqs_endpoint: str, mongo_url: str, shared_meme: str
 ) -> AsyncIterator[ServiceStack]:
     """The default rate limits, and tokens read the way the reference issues them."""
-    stack = ServiceStack(servers_dir / "stacks", sqs_endpoint, mongo_url, REFERENCE_CLAIMS)
+    stack = ServiceStack(
+        servers_dir / "stacks", sqs_endpoint, mongo_url, REFERENCE_CLAIMS, shared_meme
+    )
     await stack.start()
     yield stack
     await stack.close()

@@ -12,7 +12,7 @@ from tests.stack import PARIS, StackFactory
 async def test_the_meme_service_down_or_frozen_refunds_every_charge(
     make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
-    stack = await make_stack(meme_timeout_s=0.5)
+    stack = await make_stack(own_meme=True, meme_timeout_s=0.5)
     headers = await stack.create_account(http, "unlucky", 10)
     async with http.get(f"{stack.gateway}/memes", params=PARIS, headers=headers) as r:
         assert r.status == 200

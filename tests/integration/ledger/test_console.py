@@ -23,13 +23,14 @@ HOSTILE_REASON = "<img src=x onerror=alert(1)>"
 
 @pytest.fixture(scope="module")
 async def stack(
-    servers_dir: Path, sqs_endpoint: str, mongo_url: str
+    servers_dir: Path, sqs_endpoint: str, mongo_url: str, shared_meme: str
 ) -> AsyncIterator[ServiceStack]:
     stack = ServiceStack(
         servers_dir / "stacks",
         sqs_endpoint,
         mongo_url,
         {"max_receive_count": 2, "pipeline_sample_interval_s": 1, "reconcile_interval_s": 0},
+        shared_meme,
     )
     await stack.start()
     yield stack
