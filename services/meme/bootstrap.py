@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import aiohttp
-import openai
 from aiohttp import web
 from redis.asyncio import Redis
 
-from services.meme.adapters.ai import AiCaptioner, BoundedTransport
 from services.meme.adapters.geocoders import (
     GOOGLE_URL,
     NOMINATIM_URL,
@@ -29,6 +28,11 @@ from shared.metrics import http_metrics_middleware
 from shared.settings import Settings
 from shared.stores import cache_client
 from shared.web import BODY_TIMEOUT_S, error_middleware
+
+if TYPE_CHECKING:
+    import openai
+
+    from services.meme.adapters.ai import AiCaptioner
 
 
 def _remote_geocoder(
@@ -54,8 +58,14 @@ def _remote_geocoder(
     return GoogleGeocoder(session, upstream) if google else NominatimGeocoder(session, upstream)
 
 
-def _ai_client(settings: Settings) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(
+def _ai(settings: Settings) -> tuple[openai.AsyncOpenAI, AiCaptioner]:
+    """The OpenAI client and the captioner over it. Imported here, when AI is configured:
+    the openai package is a quarter of the service's start."""
+    import openai  # noqa: PLC0415 - loaded only when AI memes are configured
+
+    from services.meme.adapters.ai import AiCaptioner, BoundedTransport  # noqa: PLC0415
+
+    client = openai.AsyncOpenAI(
         base_url=settings.openai_base_url,
         # Local OpenAI-compatible servers often need no key; the client insists on one.
         api_key=settings.openai_api_key or "unused",
@@ -63,6 +73,13 @@ def _ai_client(settings: Settings) -> openai.AsyncOpenAI:
         max_retries=settings.ai_max_retries,
         http_client=openai.DefaultAsyncHttpx2Client(transport=BoundedTransport()),
     )
+    captioner = AiCaptioner(
+        client,
+        model=settings.ai_model,
+        deadline_s=settings.ai_timeout_s,
+        concurrency=settings.ai_concurrency,
+    )
+    return client, captioner
 
 
 def build_app(settings: Settings) -> web.Application:
@@ -79,13 +96,7 @@ def build_app(settings: Settings) -> web.Application:
                 redis = cache_client(settings)
                 geocoder = _remote_geocoder(settings, session, offline, redis)
             if settings.ai_configured:
-                ai_client = _ai_client(settings)
-                captioner = AiCaptioner(
-                    ai_client,
-                    model=settings.ai_model,
-                    deadline_s=settings.ai_timeout_s,
-                    concurrency=settings.ai_concurrency,
-                )
+                ai_client, captioner = _ai(settings)
             app[DEPS] = MemeService(settings, MemeMaker(geocoder, captioner))
             yield
         finally:

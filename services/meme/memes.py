@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Histogram
 
-from services.meme.adapters.ai import AiCaptioner
 from services.meme.adapters.geocoders import Geocoder
 from services.meme.domain.formats import text_meme
 from services.meme.domain.places import Place
@@ -19,6 +19,9 @@ from services.meme.domain.request import MemeRequest
 from shared import tracing
 from shared.errors import ApiError
 from shared.metrics import LATENCY_BUCKETS
+
+if TYPE_CHECKING:  # the AI adapter (and openai) is imported only when AI is configured
+    from services.meme.adapters.ai import AiCaptioner
 
 MEMES_GENERATED = Counter(
     "maas_meme_generated_total",
