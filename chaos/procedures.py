@@ -28,14 +28,16 @@ SETTLED = ("reused", "stranded", "drift")  # the statuses whose runbook says set
 SETTLE_ADVICE = re.compile(r"run `maas ledger settle --account (\S+)`")
 
 
-async def pending_charges(stack: ChaosStack) -> int:
-    """Charges neither confirmed nor refunded yet: the sweeper's work still to come."""
+async def unsettled_in_redis(stack: ChaosStack) -> int:
+    """Charges neither confirmed nor refunded yet (the sweeper's work still to come), and
+    outbox entries not yet relayed."""
     keys = Keys(stack.settings.shards)
     redis = redis_client(stack.settings)
     try:
         async with redis.pipeline(transaction=False) as pipe:
             for shard in range(stack.settings.shards):
                 pipe.hlen(keys.pending(shard))
+                pipe.xlen(keys.outbox(shard))
             return sum(await pipe.execute())
     finally:
         await redis.aclose()
@@ -50,15 +52,25 @@ async def reconcile(stack: ChaosStack) -> dict[str, Any]:
 
 
 async def drained(stack: ChaosStack, timeout_s: float) -> dict[str, Any]:
-    """Until no charge is pending and the pipeline is idle with no account `pending`."""
+    """Until no charge is pending and the pipeline is idle with no account `pending`.
+
+    `maas reconcile` is asked only once Redis holds no pending charge and no unrelayed
+    entry: each call is a process start (2 s of CPU), and the run's processes are still
+    settling meanwhile."""
     deadline = time.monotonic() + timeout_s
+    statuses: dict[str, int] = {}
     while True:
-        report = await reconcile(stack)
-        quiet = report["idle"] and not report["statuses"].get("pending")
-        if quiet and await pending_charges(stack) == 0:
-            return report
+        unsettled = await unsettled_in_redis(stack)
+        if unsettled == 0:
+            report = await reconcile(stack)
+            statuses = report["statuses"]
+            if report["idle"] and not statuses.get("pending"):
+                return report
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the pipeline did not drain in {timeout_s} s: {report['statuses']}")
+            raise TimeoutError(
+                f"the pipeline did not drain in {timeout_s} s: {unsettled} charges pending or "
+                f"entries unrelayed in Redis; reconcile said {statuses}"
+            )
         await asyncio.sleep(POLL_S)
 
 

@@ -28,6 +28,7 @@ import aiohttp
 import orjson
 import pytest
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 
 from infra.local.stack import (
     Running,
@@ -44,7 +45,7 @@ from shared.accounting.events import Batch, Event
 from shared.auth import issue_dev_token
 from shared.keys import Keys
 from shared.settings import Settings, to_environment
-from shared.sqs import provision_queues, queue_url, sqs_client
+from shared.sqs import SQSClient, provision_queues, queue_url, sqs_client
 from shared.stores import MongoDoc, mongo_client, redis_client
 
 SERVICES = ("meme", "ledger", "gateway")
@@ -187,6 +188,9 @@ class ServiceStack:
     shared_meme: str | None = None
     values: dict[str, Any] = field(init=False)
     processes: dict[str, Running] = field(default_factory=dict)
+    _clients: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+    _sqs: SQSClient | None = None
+    _mongo: AsyncMongoClient[MongoDoc] | None = None
 
     def __post_init__(self) -> None:
         run_id = uuid.uuid4().hex[:10]
@@ -235,8 +239,7 @@ class ServiceStack:
                 )
                 (self.run_dir / "cache").mkdir(parents=True, exist_ok=True)
                 self.processes["redis-cache"] = await asyncio.to_thread(start, cache, self.run_dir)
-            async with sqs_client(self.settings) as sqs:
-                await provision_queues(sqs, self.settings)
+            await provision_queues(await self.sqs(), self.settings)
         await self._start_services(list(names or self.services))
 
     async def _start_services(self, names: list[str]) -> None:
@@ -283,6 +286,23 @@ class ServiceStack:
             await self.stop(name)
         if "redis" in self.processes:
             await self.stop("redis")
+        await self._clients.aclose()
+        self._sqs = self._mongo = None
+
+    async def sqs(self) -> SQSClient:
+        """The stack's one SQS client for what the tests send and check: a new client
+        costs 0.1 s of CPU (botocore loads its service model), and waits poll the queues
+        twenty times a second."""
+        if self._sqs is None:
+            self._sqs = await self._clients.enter_async_context(sqs_client(self.settings))
+        return self._sqs
+
+    def mongo(self) -> AsyncDatabase[MongoDoc]:
+        """The stack's database, through one client kept for the stack's life."""
+        if self._mongo is None:
+            self._mongo = mongo_client(self.settings)
+            self._clients.push_async_callback(self._mongo.close)
+        return self._mongo[self.settings.mongo_db]
 
     def token(self, account: str, roles: tuple[str, ...] = (), ttl_s: int = 3600) -> str:
         return issue_dev_token(self.settings, account, list(roles), ttl_s)
@@ -307,11 +327,7 @@ class ServiceStack:
         return self.auth(account)
 
     async def mongo_account(self, account: str) -> dict[str, Any] | None:
-        client = mongo_client(self.settings)
-        try:
-            return await client[self.settings.mongo_db]["accounts"].find_one({"_id": account})
-        finally:
-            await client.close()
+        return await self.mongo()["accounts"].find_one({"_id": account})
 
     async def redis_account(self, account: str) -> dict[str, str]:
         redis = redis_client(self.settings)
@@ -380,35 +396,31 @@ class ServiceStack:
                             "MessageDeduplicationId": f"{batch.deduplication_id[:60]}-{copy}",
                         }
                     )
-        async with sqs_client(self.settings) as sqs:
-            name = self.settings.dlq_name if dead_letters else self.settings.queue_name
-            url = await queue_url(sqs, name)
-            for start in range(0, len(entries), 10):
-                answer = await sqs.send_message_batch(
-                    QueueUrl=url, Entries=entries[start : start + 10]
-                )
-                assert not answer.get("Failed"), answer
+        sqs = await self.sqs()
+        url = await queue_url(
+            sqs, self.settings.dlq_name if dead_letters else self.settings.queue_name
+        )
+        for first in range(0, len(entries), 10):
+            answer = await sqs.send_message_batch(QueueUrl=url, Entries=entries[first : first + 10])
+            assert not answer.get("Failed"), answer
 
     async def send_raw(self, body: str, group: str) -> None:
         """Publish any body to the queue, as a broken or hostile producer could."""
-        async with sqs_client(self.settings) as sqs:
-            await sqs.send_message(
-                QueueUrl=await queue_url(sqs, self.settings.queue_name),
-                MessageBody=body,
-                MessageGroupId=group,
-                MessageDeduplicationId=uuid.uuid4().hex,
-            )
+        sqs = await self.sqs()
+        await sqs.send_message(
+            QueueUrl=await queue_url(sqs, self.settings.queue_name),
+            MessageBody=body,
+            MessageGroupId=group,
+            MessageDeduplicationId=uuid.uuid4().hex,
+        )
 
     async def queue_depth(self, dead_letters: bool = False) -> int:
         name = self.settings.dlq_name if dead_letters else self.settings.queue_name
-        async with sqs_client(self.settings) as sqs:
-            attributes = await sqs.get_queue_attributes(
-                QueueUrl=await queue_url(sqs, name),
-                AttributeNames=[
-                    "ApproximateNumberOfMessages",
-                    "ApproximateNumberOfMessagesNotVisible",
-                ],
-            )
+        sqs = await self.sqs()
+        attributes = await sqs.get_queue_attributes(
+            QueueUrl=await queue_url(sqs, name),
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )
         return sum(int(v) for v in attributes["Attributes"].values())
 
     async def credit(
@@ -425,13 +437,7 @@ class ServiceStack:
     async def dead_letters(self) -> int:
         """Dead letters as the ledger counts them (`maas_ledger_dlq_depth`): the index's
         count, or the SQS DLQ's if it counts more (messages not moved into the index yet)."""
-        client = mongo_client(self.settings)
-        try:
-            indexed = await client[self.settings.mongo_db]["dead_letters"].count_documents(
-                {"resolved_at": None}
-            )
-        finally:
-            await client.close()
+        indexed = await self.mongo()["dead_letters"].count_documents({"resolved_at": None})
         return max(indexed, await self.queue_depth(dead_letters=True))
 
     async def flush_redis(self) -> None:

@@ -35,21 +35,13 @@ def event(account: str, seq: int, kind: EventType = "debit", amount: int = 1) ->
 
 
 async def create_accounts(stack: ServiceStack, balances: dict[str, int]) -> None:
-    client = mongo_client(stack.settings)
-    try:
-        store = AccountStore(client[stack.settings.mongo_db])
-        for account, balance in balances.items():
-            await store.create(account, balance)
-    finally:
-        await client.close()
+    store = AccountStore(stack.mongo())
+    for account, balance in balances.items():
+        await store.create(account, balance)
 
 
 async def mongo_accounts(stack: ServiceStack) -> dict[str, dict[str, Any]]:
-    client = mongo_client(stack.settings)
-    try:
-        return {d["_id"]: d async for d in client[stack.settings.mongo_db]["accounts"].find({})}
-    finally:
-        await client.close()
+    return {d["_id"]: d async for d in stack.mongo()["accounts"].find({})}
 
 
 async def applied_up_to(stack: ServiceStack, positions: dict[str, int], timeout_s: float) -> None:
