@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from cli.terminal import ACCOUNT, TOKENS
 from shared.accounting.accounts import AccountExists
@@ -12,8 +11,7 @@ from shared.settings import Settings
 from shared.stores import mongo_client, redis_client
 
 
-def register(commands: Any) -> None:
-    accounts = commands.add_parser("accounts", help="manage accounts")
+def register(accounts: argparse.ArgumentParser) -> None:
     actions = accounts.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="create an account with a balance")
     create.add_argument("--id", required=True, type=ACCOUNT)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any
 
 import orjson
 
@@ -21,8 +20,7 @@ from services.ledger.usecases.dead_letters import letter_document, operator_walk
 from shared.sqs import queue_depth
 
 
-def register(commands: Any) -> None:
-    dlq = commands.add_parser("dlq", help="inspect and repair the dead-letter queue")
+def register(dlq: argparse.ArgumentParser) -> None:
     actions = dlq.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", help="one line per dead-lettered message")
     listing.set_defaults(run=list_letters)

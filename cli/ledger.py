@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-from typing import Any
 
 from cli.connections import connect
 from cli.terminal import ACCOUNT, OPERATOR, REASON, argument, safe
@@ -27,8 +26,7 @@ def _limit(raw: str) -> int:
 LIMIT = argument(_limit)
 
 
-def register(commands: Any) -> None:
-    ledger = commands.add_parser("ledger", help="read the ledger journal, settle accounts")
+def register(ledger: argparse.ArgumentParser) -> None:
     actions = ledger.add_subparsers(dest="action", required=True)
     history = actions.add_parser("history", help="an account's events, newest first")
     history.add_argument("--account", required=True, type=ACCOUNT)

@@ -7,7 +7,6 @@ account MongoDB is left behind on; the dead letters carrying its events are name
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 import orjson
 
@@ -17,8 +16,7 @@ from services.ledger.usecases.reconcile import Reconciler
 from shared.accounting.accounts import AccountStore
 
 
-def register(commands: Any) -> None:
-    reconcile = commands.add_parser("reconcile", help="compare Redis and MongoDB balances")
+def register(reconcile: argparse.ArgumentParser) -> None:
     reconcile.add_argument("--account", type=ACCOUNT, help="only this account")
     reconcile.add_argument("--json", action="store_true", help="machine-readable output")
     reconcile.set_defaults(run=run)

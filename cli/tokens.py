@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from cli.terminal import ACCOUNT
 from shared.auth import issue_dev_token
 from shared.settings import Settings
 
 
-def register(commands: Any) -> None:
-    token = commands.add_parser("token", help="print a JWT signed with the local secret")
+def register(token: argparse.ArgumentParser) -> None:
     token.add_argument("--sub", required=True, type=ACCOUNT, help="account id")
     token.add_argument("--roles", default="", help="comma-separated roles, e.g. ai,admin")
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
