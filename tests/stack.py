@@ -188,9 +188,11 @@ class ServiceStack:
     shared_meme: str | None = None
     values: dict[str, Any] = field(init=False)
     processes: dict[str, Running] = field(default_factory=dict)
-    _clients: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
-    _sqs: SQSClient | None = None
-    _mongo: AsyncMongoClient[MongoDoc] | None = None
+    _clients: contextlib.AsyncExitStack = field(
+        init=False, default_factory=contextlib.AsyncExitStack
+    )
+    _sqs: SQSClient | None = field(init=False, default=None)
+    _mongo: AsyncMongoClient[MongoDoc] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         run_id = uuid.uuid4().hex[:10]
