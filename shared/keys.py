@@ -34,9 +34,11 @@ class Keys:
         return f"maas:{self.tag(shard)}:lease"
 
     def hurry(self, shard: int) -> str:
-        """Set by a caller waiting for the shard's newest event to reach SQS: the relay
-        sends the shard without lingering for a fuller batch."""
-        return f"maas:{self.tag(shard)}:hurry"
+        """A stream a caller adds to while it waits for the shard's newest event to reach
+        SQS: the relay, blocked on it, wakes and sends the shard without lingering for a
+        fuller batch. (A stream, so a blocked XREAD sees it; the name is not the string
+        key `hurry` of earlier versions, so both can meet during a rolling deploy.)"""
+        return f"maas:{self.tag(shard)}:hurry-stream"
 
     @staticmethod
     def reconcile_lease() -> str:

@@ -307,8 +307,9 @@ class TokenBank:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     pipe.xrange(self.keys.outbox(shard), entry_id, entry_id, count=1)
                     pipe.exists(record)
-                    pipe.set(self.keys.hurry(shard), 1, px=HURRY_TTL_MS)
-                    unshipped, recorded, _ = await pipe.execute()
+                    pipe.xadd(self.keys.hurry(shard), {"w": 1}, maxlen=1, approximate=False)
+                    pipe.pexpire(self.keys.hurry(shard), HURRY_TTL_MS)
+                    unshipped, recorded, *_ = await pipe.execute()
             except (RedisError, OSError):
                 unshipped, recorded = True, True
             if not unshipped:

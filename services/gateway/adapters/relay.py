@@ -5,7 +5,9 @@ when a gateway dies), so an account's events reach SQS in seq order. Events of o
 shard are packed into one message; up to ten shards' messages go in one
 SendMessageBatch. A shard waits up to the linger time for a fuller batch, unless someone
 waits on it (a refund or a credit answered only once SQS has it sets the shard's hurry
-key); shards that are due fill their call with the oldest lingering ones. Entries leave
+key); shards that are due fill their call with the oldest lingering ones. Between passes
+an idle relay blocks on its shards' streams (XREAD) until one has news, one comes of age
+or its leases want renewing, rather than polling. Entries leave
 the stream only after SQS accepted them; a resend after a crash carries the same
 deduplication id, and the ledger skips duplicates.
 """
@@ -22,7 +24,7 @@ from redis.asyncio.client import Redis as SingleRedis
 
 from shared import tracing
 from shared.accounting.events import Batch, event_from_stream_entry
-from shared.aio import sleep_unless
+from shared.aio import sleep_unless, unless_stopped
 from shared.keys import Keys
 from shared.sqs import QueueAddress, SQSClient
 from shared.stores import Redis, lua_script
@@ -31,6 +33,10 @@ log = logging.getLogger(__name__)
 
 SQS_BATCH_MAX_ENTRIES = 10
 SQS_BATCH_MAX_BYTES = 250_000  # under the 256 KiB request limit, with room for the envelope
+EMPTY_STREAM = "0-0"  # an XREAD position before any entry: any new one is news
+# The longest a relay blocks on its streams: well under the Redis client's 5 s socket
+# timeout, which would end the read as an error.
+MAX_BLOCK_MS = 2000
 
 RELAY_LAG = Histogram(
     "maas_relay_lag_seconds",
@@ -78,6 +84,7 @@ class Relay:
     lease_ttl_ms: int
     linger_ms: int
     idle_sleep_ms: int
+    max_block_ms: int = MAX_BLOCK_MS
     held: list[int] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
@@ -85,6 +92,10 @@ class Relay:
         self._release = self.redis.register_script(lua_script("release"))
         self._outbox_heads = self.redis.register_script(lua_script("outbox_heads"))
         self._leases_renewed_at = 0.0
+        # What the last pass saw: each held shard's newest entry, and when the first of
+        # the lingering shards comes of age (epoch ms; None: none lingers).
+        self._newest: dict[int, str] = {}
+        self._next_due_ms: float | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until `stop` is set, then flush what this relay still holds."""
@@ -92,21 +103,49 @@ class Relay:
         while not stop.is_set():
             try:
                 await self.renew_leases()
-                sent = await self.relay_once(flush=False)
+                if not await self.relay_once(flush=False):
+                    await sleep_unless(stop, self.idle_sleep_ms / 1000)
+                    await self._wait_for_news(stop)
                 backoff = 0.0
             except Exception:
                 backoff = min(5.0, max(0.1, backoff * 2))
                 log.warning(
                     "relay round failed; retrying", exc_info=True, extra={"backoff_s": backoff}
                 )
-                sent = 0
-            if not sent or backoff:
-                await sleep_unless(stop, backoff or self.idle_sleep_ms / 1000)
+                await sleep_unless(stop, backoff)
         try:
             await self.relay_once(flush=True)
         except Exception:
             log.warning("final relay flush failed; another relay will send it", exc_info=True)
         await self.release()
+
+    async def _wait_for_news(self, stop: asyncio.Event) -> None:
+        """Block until a held shard has an entry newer than the last pass saw or someone
+        hurries it, a lingering shard comes of age, the leases want renewing, `stop`, or
+        `max_block_ms`.
+
+        Polling twenty times a second was most of an idle gateway's CPU and a steady
+        load on Redis; a blocked XREAD costs neither, and wakes the relay as soon as an
+        entry lands, whichever process wrote it. Under load it answers at once, so the
+        relay passes at most every `idle_sleep_ms`, as before. A cluster cannot read
+        streams of several slots in one call: there the relay keeps polling.
+        """
+        if not isinstance(self.redis, SingleRedis):
+            return
+        wake_at = self._leases_renewed_at + self.lease_ttl_ms / 3000
+        if self._next_due_ms is not None:
+            wake_at = min(wake_at, time.monotonic() + (self._next_due_ms - _now_ms()) / 1000)
+        block_ms = min(self.max_block_ms, int((wake_at - time.monotonic()) * 1000))
+        if block_ms <= 0:
+            return
+        streams: dict[str, str] = {}
+        for shard in self.held:
+            streams[self.keys.outbox(shard)] = self._newest.get(shard) or EMPTY_STREAM
+            streams[self.keys.hurry(shard)] = EMPTY_STREAM
+        if not streams:
+            await sleep_unless(stop, block_ms / 1000)
+            return
+        await unless_stopped(stop, self.redis.xread(streams, count=1, block=block_ms))  # type: ignore[arg-type]
 
     async def renew_leases(self) -> None:
         if time.monotonic() - self._leases_renewed_at < self.lease_ttl_ms / 3000:
@@ -165,19 +204,24 @@ class Relay:
         twenty times before their send.
         """
         shards = list(self.held)
+        self._newest, self._next_due_ms = {}, None
         if not shards:
             return []
-        now_ms = time.time() * 1000
+        now_ms = _now_ms()
         ready: list[int] = []
         lingering: list[int] = []
         oldest: dict[int, int] = {}
-        for shard, (length, head, hurried) in zip(shards, await self._heads(shards), strict=True):
+        heads = await self._heads(shards)
+        for shard, (length, head, newest, hurried) in zip(shards, heads, strict=True):
             if not length:
                 continue
+            self._newest[shard] = newest
             oldest[shard] = _stamp_ms(head)
             due = flush or hurried or length >= self.batch_size
             due = due or now_ms - oldest[shard] >= self.linger_ms
             (ready if due else lingering).append(shard)
+        if lingering:
+            self._next_due_ms = min(oldest[s] for s in lingering) + self.linger_ms
         if not ready:
             return []
         # Due shards fill their last SendMessageBatch call with the oldest lingering ones:
@@ -201,8 +245,9 @@ class Relay:
             if entries  # another relay took the shard and sent them meanwhile
         ]
 
-    async def _heads(self, shards: list[int]) -> list[tuple[int, str, bool]]:
-        """Each shard's outbox length, oldest entry id and hurry (cleared as read).
+    async def _heads(self, shards: list[int]) -> list[tuple[int, str, str, bool]]:
+        """Each shard's outbox length, oldest and newest entry ids and hurry (cleared as
+        read).
 
         One call for all shards; on a cluster, whose shards live on different nodes, a
         call per shard (a shard's keys share its slot)."""
@@ -215,7 +260,8 @@ class Relay:
             for value in answer
         ]
         return [
-            (int(flat[i]), str(flat[i + 1]), bool(int(flat[i + 2]))) for i in range(0, len(flat), 3)
+            (int(flat[i]), str(flat[i + 1]), str(flat[i + 2]), bool(int(flat[i + 3])))
+            for i in range(0, len(flat), 4)
         ]
 
     async def _send(self, chunk: list[tuple[Pending, str]]) -> int:
@@ -253,13 +299,18 @@ class Relay:
                 for p in done:
                     pipe.xdel(self.keys.outbox(p.shard), *p.entry_ids)
                 await pipe.execute()
-        now_ms = time.time() * 1000
+        now_ms = _now_ms()
         for p in done:
             RELAY_LAG.observe(max(0.0, (now_ms - p.oldest_ms) / 1000))
             RELAY_BATCH.observe(len(p.batch.events))
         count = sum(len(p.batch.events) for p in done)
         EVENTS_RELAYED.inc(count)
         return count
+
+
+def _now_ms() -> float:
+    """The wall clock in ms, the clock Redis stamps stream entries with."""
+    return time.time() * 1000
 
 
 def _stamp_ms(entry_id: str) -> int:

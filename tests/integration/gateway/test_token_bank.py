@@ -19,6 +19,7 @@ from shared.keys import Keys
 from shared.settings import Settings
 from shared.sqs import QueueAddress, provision_queues, sqs_client
 from shared.stores import Redis, mongo_client, redis_client
+from tests.stack import wait_for
 
 
 class FlushedAfterHydration(TokenBank):
@@ -129,6 +130,64 @@ async def test_a_shard_someone_waits_on_is_sent_without_lingering(
         assert (
             await bank.credit_shipped("unlucky", "hurry", credited.entry_id, 0) == Shipping.SHIPPED
         )
+
+
+async def redis_calls(redis: Redis, command: str) -> int:
+    """How many times Redis has run `command` since it started."""
+    stats = await redis.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+@pytest.mark.parametrize("linger_ms", [0, 60_000])
+async def test_an_idle_relay_blocks_on_its_streams_and_wakes_for_news(
+    backends: tuple[Redis, AccountStore], sqs_endpoint: str, linger_ms: int
+) -> None:
+    """Between passes an idle relay waits on its shards' streams rather than polling
+    Redis; an entry landing (no linger) or a caller hurrying its shard (a minute's
+    linger) wakes it at once. It blocks up to 4 s here (its leases want renewing only
+    every 20 s), so a relay that slept until then would miss the 2 s the test waits."""
+    redis, store = backends
+    bank = TokenBank(redis, Keys(8), store, 60)
+    run = uuid.uuid4().hex[:8]
+    settings = Settings(
+        sqs_endpoint_url=sqs_endpoint,
+        queue_name=f"idle-{run}.fifo",
+        dlq_name=f"idle-{run}-dlq.fifo",
+    )
+    async with sqs_client(settings) as sqs:
+        queue, _ = await provision_queues(sqs, settings)
+        relay = Relay(
+            redis,
+            sqs,
+            QueueAddress(sqs, "", queue),
+            bank.keys,
+            "test",
+            100,
+            60_000,
+            linger_ms,
+            10,
+            max_block_ms=4000,
+        )
+        stop = asyncio.Event()
+        running = asyncio.create_task(relay.run(stop))
+        await asyncio.sleep(0.5)  # its leases taken, its outbox empty
+        passes = await redis_calls(redis, "evalsha")
+        await asyncio.sleep(1)
+        assert await redis_calls(redis, "evalsha") - passes <= 2, "polled while idle"
+        credited = await bank.credit("unlucky", 1, "purchase", f"idle-{run}", "fp")
+        if linger_ms:
+            shipped = await bank.credit_shipped("unlucky", f"idle-{run}", credited.entry_id, 2)
+            assert shipped == Shipping.SHIPPED
+        else:
+            await wait_for(
+                lambda: _outbox_empty(redis, bank.keys.outbox_of("unlucky")), 2, "the relay"
+            )
+        stop.set()
+        await running
+
+
+async def _outbox_empty(redis: Redis, outbox: str) -> bool:
+    return not await redis.xlen(outbox)
 
 
 async def test_a_shard_due_fills_its_call_with_lingering_ones(
