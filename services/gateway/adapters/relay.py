@@ -4,18 +4,20 @@ One relay holds a shard at a time (a lease in Redis, renewed while alive, taken 
 when a gateway dies), so an account's events reach SQS in seq order. Events of one
 shard are packed into one message; up to ten shards' messages go in one
 SendMessageBatch. A shard waits up to the linger time for a fuller batch, unless someone
-waits on it (a refund or a credit answered only once SQS has it sets the shard's hurry
-key); shards that are due fill their call with the oldest lingering ones. Between passes
-an idle relay blocks on its shards' streams (XREAD) until one has news, one comes of age
-or its leases want renewing, rather than polling. Entries leave
-the stream only after SQS accepted them; a resend after a crash carries the same
-deduplication id, and the ledger skips duplicates.
+waits on it (a refund or a credit answered only once SQS has it adds to the shard's
+hurry stream); shards that are due fill their call with the oldest lingering ones, and
+those due by age alone go a few calls a pass, so their sends stay spread out. Between
+passes an idle relay blocks on its shards' streams (XREAD) until one has news, one
+comes of age or its leases want renewing, rather than polling. Entries leave the stream
+only after SQS accepted them; a resend after a crash carries the same deduplication id,
+and the ledger skips duplicates.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -96,6 +98,7 @@ class Relay:
         # the lingering shards comes of age (epoch ms; None: none lingers).
         self._newest: dict[int, str] = {}
         self._next_due_ms: float | None = None
+        self._behind = False  # a shard held more than one batch: pass again at once
 
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until `stop` is set, then flush what this relay still holds."""
@@ -103,7 +106,8 @@ class Relay:
         while not stop.is_set():
             try:
                 await self.renew_leases()
-                if not await self.relay_once(flush=False):
+                await self.relay_once(flush=False)
+                if not self._behind:
                     await sleep_unless(stop, self.idle_sleep_ms / 1000)
                     await self._wait_for_news(stop)
                 backoff = 0.0
@@ -193,9 +197,9 @@ class Relay:
         return sent
 
     async def _read(self, flush: bool) -> list[Pending]:
-        """The held shards to send: the full ones, those past the linger, those someone
-        waits on (all on flush), and the oldest lingering ones their last call has room
-        for.
+        """The held shards to send: the full ones and those someone waits on (all on
+        flush), those past the linger (the oldest first, `_paced_calls` calls' worth a
+        pass), and the oldest lingering ones their last call has room for.
 
         Each pass first looks at every shard's length, oldest entry and hurry key only,
         in one script call (two commands a shard in a pipeline were most of an idle
@@ -204,11 +208,12 @@ class Relay:
         twenty times before their send.
         """
         shards = list(self.held)
-        self._newest, self._next_due_ms = {}, None
+        self._newest, self._next_due_ms, self._behind = {}, None, False
         if not shards:
             return []
         now_ms = _now_ms()
         ready: list[int] = []
+        aged: list[int] = []
         lingering: list[int] = []
         oldest: dict[int, int] = {}
         heads = await self._heads(shards)
@@ -216,20 +221,30 @@ class Relay:
             if not length:
                 continue
             self._newest[shard] = newest
+            self._behind = self._behind or length > self.batch_size
             oldest[shard] = _stamp_ms(head)
-            due = flush or hurried or length >= self.batch_size
-            due = due or now_ms - oldest[shard] >= self.linger_ms
-            (ready if due else lingering).append(shard)
+            if flush or hurried or length >= self.batch_size:
+                ready.append(shard)
+            else:
+                (aged if now_ms - oldest[shard] >= self.linger_ms else lingering).append(shard)
+        # Shards due by age alone go a few calls a pass, the oldest first; the rest wait
+        # for the next pass (`idle_sleep_ms` later). Shards that started lingering
+        # together (the first events after a quiet spell) would otherwise come due
+        # together every linger, and their one burst a second held every process of the
+        # pipeline busy at once while requests waited; paced, their sends spread out and
+        # stay spread.
+        aged.sort(key=oldest.__getitem__)
+        paced = self._paced_calls() * SQS_BATCH_MAX_ENTRIES
+        ready += aged[:paced]
+        lingering = aged[paced:] + sorted(lingering, key=oldest.__getitem__)
         if lingering:
-            self._next_due_ms = min(oldest[s] for s in lingering) + self.linger_ms
+            self._next_due_ms = oldest[lingering[0]] + self.linger_ms
         if not ready:
             return []
         # Due shards fill their last SendMessageBatch call with the oldest lingering ones:
         # a call per shard coming of age cost 72 calls per 1,000 memes at 300 memes/s.
-        # Not all of them at once: a whole outbox sent in one burst each second held
-        # every process of the pipeline busy together, and requests waited.
         room = -len(ready) % SQS_BATCH_MAX_ENTRIES
-        ready += sorted(lingering, key=oldest.__getitem__)[:room]
+        ready += lingering[:room]
         async with self.redis.pipeline(transaction=False) as pipe:
             for shard in ready:
                 pipe.xrange(self.keys.outbox(shard), count=self.batch_size)
@@ -244,6 +259,14 @@ class Relay:
             for shard, entries in zip(ready, read, strict=True)
             if entries  # another relay took the shard and sent them meanwhile
         ]
+
+    def _paced_calls(self) -> int:
+        """SendMessageBatch calls a pass for shards due by age alone: twice what the held
+        shards need at one send per linger each, so a relay behind catches up."""
+        if not self.linger_ms:
+            return len(self.held)  # no linger: nothing to pace
+        per_pass = len(self.held) * self.idle_sleep_ms / self.linger_ms
+        return max(1, math.ceil(2 * per_pass / SQS_BATCH_MAX_ENTRIES))
 
     async def _heads(self, shards: list[int]) -> list[tuple[int, str, str, bool]]:
         """Each shard's outbox length, oldest and newest entry ids and hurry (cleared as

@@ -218,3 +218,40 @@ async def test_a_shard_due_fills_its_call_with_lingering_ones(
         assert await relay.relay_once(flush=False) == 2
         after = REGISTRY.get_sample_value("maas_relay_sqs_requests_total", {"outcome": "ok"})
         assert (after or 0) - (calls or 0) == 1  # one SendMessageBatch for both shards
+
+
+async def test_shards_due_together_by_age_are_sent_a_call_a_pass(
+    backends: tuple[Redis, AccountStore], sqs_endpoint: str
+) -> None:
+    """Shards that came of age together go one SendMessageBatch call a pass, the oldest
+    first, so their sends spread out instead of reaching the pipeline in one burst."""
+    redis, store = backends
+    bank = TokenBank(redis, Keys(32), store, 60)
+    accounts: dict[int, str] = {}
+    for n in range(2000):
+        accounts.setdefault(bank.keys.shard_of(f"aged-{n}"), f"aged-{n}")
+        if len(accounts) == 25:
+            break
+    run = uuid.uuid4().hex[:8]
+    settings = Settings(
+        sqs_endpoint_url=sqs_endpoint,
+        queue_name=f"pace-{run}.fifo",
+        dlq_name=f"pace-{run}-dlq.fifo",
+    )
+    async with sqs_client(settings) as sqs:
+        queue, _ = await provision_queues(sqs, settings)
+        relay = Relay(
+            redis, sqs, QueueAddress(sqs, "", queue), bank.keys, "test", 100, 5000, 300, 10
+        )
+        await relay.renew_leases()
+        for account in accounts.values():
+            await store.create(account, 5)
+            await bank.credit(account, 1, "purchase", f"pace-{run}", "fp")
+        await asyncio.sleep(0.35)  # all 25 shards past the linger
+        sent = []
+        for _ in range(3):
+            calls = REGISTRY.get_sample_value("maas_relay_sqs_requests_total", {"outcome": "ok"})
+            sent.append(await relay.relay_once(flush=False))
+            after = REGISTRY.get_sample_value("maas_relay_sqs_requests_total", {"outcome": "ok"})
+            assert (after or 0) - (calls or 0) == 1
+        assert sent == [10, 10, 5]
