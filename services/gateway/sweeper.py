@@ -74,12 +74,17 @@ class Sweeper:
         later charge and shard waiting, round after round). A shard's charges are
         refunded together, each refund waiting until SQS has it (refunds.py).
         """
+        shards = self.held_shards()
+        # Asked together, the shards' listings share one Redis round trip.
+        listed = await asyncio.gather(
+            *(self.bank.overdue(shard) for shard in shards), return_exceptions=True
+        )
         decided = 0
-        for shard in self.held_shards():
-            try:
-                overdue = await self.bank.overdue(shard)
-            except Exception:
-                log.warning("listing overdue charges failed", extra={"shard": shard}, exc_info=True)
+        for shard, overdue in zip(shards, listed, strict=True):
+            if isinstance(overdue, BaseException):
+                log.warning(
+                    "listing overdue charges failed", extra={"shard": shard}, exc_info=overdue
+                )
                 SWEEP_FAILURES.labels("list").inc()
                 continue
             outcomes = await asyncio.gather(*(self._refund(shard, c) for c in overdue))

@@ -78,6 +78,33 @@ async def test_one_charge_that_cannot_be_refunded_holds_up_no_other_charge_or_sh
     assert sample("maas_sweep_failures_total", step="refund") == failures + 2
 
 
+class OneShardUnlisted(InMemoryBank):
+    """Listing one shard's overdue charges fails (its node out of reach)."""
+
+    unlisted: int = -1
+
+    async def overdue(self, shard: int, limit: int = 100) -> list[Charge]:
+        if shard == self.unlisted:
+            raise ConnectionError("node out of reach")
+        return await super().overdue(shard, limit)
+
+
+async def test_a_shard_that_cannot_be_listed_holds_up_no_other_shard() -> None:
+    bank = OneShardUnlisted()
+    first, second = accounts_in_distinct_shards(bank, 2)
+    unlisted = await charged(bank, first, 0.0)
+    listed = await charged(bank, second, 0.0)
+    bank.unlisted = bank.keys.shard_of(first)
+    failures = sample("maas_sweep_failures_total", step="list")
+    sweeper = Sweeper(
+        bank, lambda: [bank.keys.shard_of(first), bank.keys.shard_of(second)], refund_within_s=0
+    )
+    assert await sweeper.sweep_once() == 1
+    assert listed.id not in bank.pending
+    assert unlisted.id in bank.pending, "kept for the next round"
+    assert sample("maas_sweep_failures_total", step="list") == failures + 1
+
+
 async def test_a_sweeper_refund_redis_lost_before_sqs_had_it_is_issued_again() -> None:
     bank = InMemoryBank()
     (mine,) = accounts_in_distinct_shards(bank, 1)
