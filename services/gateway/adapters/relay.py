@@ -201,11 +201,11 @@ class Relay:
         flush), those past the linger (the oldest first, `_paced_calls` calls' worth a
         pass), and the oldest lingering ones their last call has room for.
 
-        Each pass first looks at every shard's length, oldest entry and hurry key only,
-        in one script call (two commands a shard in a pipeline were most of an idle
-        gateway's CPU: twenty passes a second); entries are read (and parsed) once their
-        shard is due. Read whole on every pass, a lingering shard's entries were parsed
-        twenty times before their send.
+        Each pass first looks at every shard's length, oldest and newest entries and
+        hurry stream only, in one script call (two commands a shard in a pipeline were
+        most of an idle gateway's CPU: twenty passes a second); entries are read (and
+        parsed) once their shard is due. Read whole on every pass, a lingering shard's
+        entries were parsed twenty times before their send.
         """
         shards = list(self.held)
         self._newest, self._next_due_ms, self._behind = {}, None, False
