@@ -3,6 +3,8 @@
 CPU is utime+stime from /proc/<pid>/stat; the peak is VmHWM from /proc/<pid>/status,
 reset before each scenario (writing 5 to clear_refs) so it is the scenario's peak, not
 the process's lifetime peak. Children (e.g. gateway workers) are found by parent pid.
+Children that start and end within a scenario (PostgreSQL's autovacuum workers) are
+never seen alive; their CPU is in their parent's cutime+cstime once it reaped them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class Sample:
     cpu_s: float
     hwm_mb: float
     rss_mb: float
+    reaped_cpu_s: float = 0.0  # of the children it has waited for (cutime + cstime)
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -60,6 +63,7 @@ def sample(pid: int) -> Sample | None:
     if fields is None:
         return None
     cpu = (int(fields[11]) + int(fields[12])) / TICKS
+    reaped = (int(fields[13]) + int(fields[14])) / TICKS
     hwm = rss = 0.0
     with contextlib.suppress(OSError):
         for line in (PROC / str(pid) / "status").read_text().splitlines():
@@ -67,7 +71,7 @@ def sample(pid: int) -> Sample | None:
                 hwm = int(line.split()[1]) / 1024
             elif line.startswith("VmRSS:"):
                 rss = int(line.split()[1]) / 1024
-    return Sample(pid, cpu, hwm, rss)
+    return Sample(pid, cpu, hwm, rss, reaped)
 
 
 def reset_peak(pid: int) -> None:
@@ -93,13 +97,17 @@ def reset_all(roots: dict[str, int]) -> None:
 def usage(
     before: dict[str, dict[int, Sample]], after: dict[str, dict[int, Sample]], seconds: float
 ) -> dict[str, dict[str, float | int]]:
-    """Per named tree: CPU seconds and share of one core, and the peak RSS of its processes."""
+    """Per named tree: CPU seconds and share of one core, and the peak RSS of its processes.
+
+    CPU counts the processes alive at the end, and what their parents reaped meanwhile,
+    less what those reaped had spent before the scenario (counted as theirs then)."""
     result: dict[str, dict[str, float | int]] = {}
     for name, samples in after.items():
         start = before.get(name, {})
         cpu = sum(
-            s.cpu_s - (start[pid].cpu_s if pid in start else 0.0) for pid, s in samples.items()
-        )
+            s.cpu_s + s.reaped_cpu_s - (start[p].cpu_s + start[p].reaped_cpu_s if p in start else 0)
+            for p, s in samples.items()
+        ) - sum(s.cpu_s + s.reaped_cpu_s for p, s in start.items() if p not in samples)
         result[name] = {
             "processes": len(samples),
             "cpu_s": round(cpu, 2),
