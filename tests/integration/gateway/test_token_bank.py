@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from prometheus_client import REGISTRY
 
 from infra.local.stack import free_port, redis_server, start, stop_pid
-from services.gateway.adapters.relay import Relay
+from services.gateway.adapters.relay import MAX_BLOCK_MS, Relay
 from services.gateway.sweeper import Sweeper
 from shared.accounting.accounts import AccountStore
 from shared.accounting.bank import NotHydrated, Shipping, Status, TokenBank
@@ -19,6 +19,7 @@ from shared.keys import Keys
 from shared.settings import Settings
 from shared.sqs import QueueAddress, provision_queues, sqs_client
 from shared.stores import Redis, mongo_client, redis_client
+from tests.metrics import sample
 from tests.stack import wait_for
 
 
@@ -48,6 +49,35 @@ async def backends(servers_dir: Path, mongo_url: str) -> AsyncIterator[tuple[Red
     stop_pid(running.process.pid)
 
 
+@contextlib.asynccontextmanager
+async def relay_on_its_own_queue(
+    redis: Redis,
+    keys: Keys,
+    sqs_endpoint: str,
+    linger_ms: int,
+    lease_ttl_ms: int = 5000,
+    max_block_ms: int = MAX_BLOCK_MS,
+) -> AsyncIterator[Relay]:
+    """A relay (batches of 100, a pass every 10 ms) over the given shards, sending to a
+    fresh queue of its own."""
+    run = uuid.uuid4().hex[:8]
+    settings = Settings(
+        sqs_endpoint_url=sqs_endpoint,
+        queue_name=f"relay-{run}.fifo",
+        dlq_name=f"relay-{run}-dlq.fifo",
+    )
+    async with sqs_client(settings) as sqs:
+        queue, _ = await provision_queues(sqs, settings)
+        address = QueueAddress(sqs, "", queue)
+        yield Relay(
+            redis, sqs, address, keys, "test", 100, lease_ttl_ms, linger_ms, 10, max_block_ms
+        )
+
+
+def sqs_calls() -> float:
+    return sample("maas_relay_sqs_requests_total", outcome="ok")
+
+
 async def test_not_hydrated_after_the_retry_charges_nothing(
     backends: tuple[Redis, AccountStore],
 ) -> None:
@@ -70,14 +100,12 @@ async def test_a_delivered_meme_left_unconfirmed_is_refunded_by_the_sweeper(
     assert charged.balance == 4
     shard = bank.keys.shard_of("unlucky")
     sweeper = Sweeper(bank, lambda: [shard], refund_within_s=0.05)
-    before = REGISTRY.get_sample_value("maas_charges_swept_total", {"outcome": "applied"}) or 0
+    before = sample("maas_charges_swept_total", outcome="applied")
     await asyncio.sleep(0.1)  # past the charge's deadline; the confirmation never came
     assert await sweeper.sweep_once() == 1
     assert await sweeper.sweep_once() == 0
     assert await bank.redis.hget(bank.keys.account("unlucky"), "balance") == "5"
-    assert (
-        REGISTRY.get_sample_value("maas_charges_swept_total", {"outcome": "applied"}) == before + 1
-    )
+    assert sample("maas_charges_swept_total", outcome="applied") == before + 1
     assert (await bank.refund(charge)).status == Status.NOTHING_TO_REFUND
 
 
@@ -111,17 +139,7 @@ async def test_a_shard_someone_waits_on_is_sent_without_lingering(
     redis, store = backends
     bank = TokenBank(redis, Keys(8), store, 60)
     credited = await bank.credit("unlucky", 5, "purchase", "hurry", "fp")
-    run = uuid.uuid4().hex[:8]
-    settings = Settings(
-        sqs_endpoint_url=sqs_endpoint,
-        queue_name=f"hurry-{run}.fifo",
-        dlq_name=f"hurry-{run}-dlq.fifo",
-    )
-    async with sqs_client(settings) as sqs:
-        queue, _ = await provision_queues(sqs, settings)
-        relay = Relay(
-            redis, sqs, QueueAddress(sqs, "", queue), bank.keys, "test", 100, 5000, 60_000, 10
-        )
+    async with relay_on_its_own_queue(redis, bank.keys, sqs_endpoint, 60_000) as relay:
         await relay.renew_leases()
         assert await relay.relay_once(flush=False) == 0, "lingering for a fuller batch"
         waited = await bank.credit_shipped("unlucky", "hurry", credited.entry_id, 0)
@@ -149,25 +167,9 @@ async def test_an_idle_relay_blocks_on_its_streams_and_wakes_for_news(
     redis, store = backends
     bank = TokenBank(redis, Keys(8), store, 60)
     run = uuid.uuid4().hex[:8]
-    settings = Settings(
-        sqs_endpoint_url=sqs_endpoint,
-        queue_name=f"idle-{run}.fifo",
-        dlq_name=f"idle-{run}-dlq.fifo",
-    )
-    async with sqs_client(settings) as sqs:
-        queue, _ = await provision_queues(sqs, settings)
-        relay = Relay(
-            redis,
-            sqs,
-            QueueAddress(sqs, "", queue),
-            bank.keys,
-            "test",
-            100,
-            60_000,
-            linger_ms,
-            10,
-            max_block_ms=4000,
-        )
+    async with relay_on_its_own_queue(
+        redis, bank.keys, sqs_endpoint, linger_ms, lease_ttl_ms=60_000, max_block_ms=4000
+    ) as relay:
         stop = asyncio.Event()
         running = asyncio.create_task(relay.run(stop))
         await asyncio.sleep(0.5)  # its leases taken, its outbox empty
@@ -202,22 +204,14 @@ async def test_a_shard_due_fills_its_call_with_lingering_ones(
     for account in (first, other):
         await store.create(account, 5)
     run = uuid.uuid4().hex[:8]
-    settings = Settings(
-        sqs_endpoint_url=sqs_endpoint, queue_name=f"due-{run}.fifo", dlq_name=f"due-{run}-dlq.fifo"
-    )
-    async with sqs_client(settings) as sqs:
-        queue, _ = await provision_queues(sqs, settings)
-        relay = Relay(
-            redis, sqs, QueueAddress(sqs, "", queue), bank.keys, "test", 100, 5000, 300, 10
-        )
+    async with relay_on_its_own_queue(redis, bank.keys, sqs_endpoint, 300) as relay:
         await relay.renew_leases()
         await bank.credit(first, 1, "purchase", f"due-{run}", "fp")
         await asyncio.sleep(0.35)  # its shard is due
         await bank.credit(other, 1, "purchase", f"lingering-{run}", "fp")  # this one is not
-        calls = REGISTRY.get_sample_value("maas_relay_sqs_requests_total", {"outcome": "ok"})
+        calls = sqs_calls()
         assert await relay.relay_once(flush=False) == 2
-        after = REGISTRY.get_sample_value("maas_relay_sqs_requests_total", {"outcome": "ok"})
-        assert (after or 0) - (calls or 0) == 1  # one SendMessageBatch for both shards
+        assert sqs_calls() - calls == 1  # one SendMessageBatch for both shards
 
 
 async def test_shards_due_together_by_age_are_sent_a_call_a_pass(
@@ -233,16 +227,7 @@ async def test_shards_due_together_by_age_are_sent_a_call_a_pass(
         if len(accounts) == 25:
             break
     run = uuid.uuid4().hex[:8]
-    settings = Settings(
-        sqs_endpoint_url=sqs_endpoint,
-        queue_name=f"pace-{run}.fifo",
-        dlq_name=f"pace-{run}-dlq.fifo",
-    )
-    async with sqs_client(settings) as sqs:
-        queue, _ = await provision_queues(sqs, settings)
-        relay = Relay(
-            redis, sqs, QueueAddress(sqs, "", queue), bank.keys, "test", 100, 5000, 300, 10
-        )
+    async with relay_on_its_own_queue(redis, bank.keys, sqs_endpoint, 300) as relay:
         await relay.renew_leases()
         for account in accounts.values():
             await store.create(account, 5)
@@ -250,8 +235,7 @@ async def test_shards_due_together_by_age_are_sent_a_call_a_pass(
         await asyncio.sleep(0.35)  # all 25 shards past the linger
         sent = []
         for _ in range(3):
-            calls = REGISTRY.get_sample_value("maas_relay_sqs_requests_total", {"outcome": "ok"})
+            calls = sqs_calls()
             sent.append(await relay.relay_once(flush=False))
-            after = REGISTRY.get_sample_value("maas_relay_sqs_requests_total", {"outcome": "ok"})
-            assert (after or 0) - (calls or 0) == 1
+            assert sqs_calls() - calls == 1
         assert sent == [10, 10, 5]
