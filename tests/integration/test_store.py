@@ -201,3 +201,35 @@ async def test_more_concurrent_updates_than_store_connections_all_finish(
         assert balances == [99] * BEYOND_THE_POOL
     finally:
         await client.close()
+
+
+async def test_concurrent_updates_of_one_document_are_atomic(mongo_url: str) -> None:
+    """As on MongoDB: of concurrent updates conditional on one state, one applies and the
+    others match nothing; concurrent increments all count. The ledger's position filter
+    and the broker's `balance >= g` rest on it (the store's updates read, then write the
+    document: unpatched, each wrote over the others and all reported success)."""
+    client: AsyncMongoClient[MongoDoc] = AsyncMongoClient(mongo_url, maxPoolSize=64)
+    collection = client[f"atomic_{uuid.uuid4().hex[:6]}"]["accounts"]
+    racers = 16
+    try:
+        for trial in range(5):
+            await collection.insert_one({"_id": f"a{trial}", "seq": 0, "balance": 0, "hits": 0})
+            moved = await asyncio.gather(
+                *(
+                    collection.update_one(
+                        {"_id": f"a{trial}", "seq": 0}, {"$set": {"seq": 1}, "$inc": {"balance": 1}}
+                    )
+                    for _ in range(racers)
+                )
+            )
+            assert sum(result.modified_count for result in moved) == 1
+            await asyncio.gather(
+                *(
+                    collection.update_one({"_id": f"a{trial}"}, {"$inc": {"hits": 1}})
+                    for _ in range(racers)
+                )
+            )
+            doc = await collection.find_one({"_id": f"a{trial}"})
+            assert doc == {"_id": f"a{trial}", "seq": 1, "balance": 1, "hits": racers}
+    finally:
+        await client.close()
