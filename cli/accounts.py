@@ -29,7 +29,8 @@ async def create_account(args: argparse.Namespace) -> int:
         except AccountExists:
             print(f"account {args.id!r} already exists")
             return 1
-        await bank.hydrate(args.id)
+        if not settings.region:  # with a region, the tokens stay in the account's pool
+            await bank.hydrate(args.id)
         print(f"created {args.id} with {args.tokens} tokens")
         return 0
     finally:

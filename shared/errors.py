@@ -28,6 +28,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "upstream_unavailable": 503,
     "ai_unavailable": 503,
     "shutting_down": 503,
+    "tokens_in_transit": 503,
     "upstream_timeout": 504,
 }
 

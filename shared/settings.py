@@ -80,6 +80,11 @@ class Settings(BaseSettings):
 
     # Accounting.
     shards: PositiveInt = 64
+    # Set, the gateway charges each account's slice in this region, filled from the
+    # account's pool in MongoDB (docs/multi-region.md); empty, one region holds it all.
+    region: str = Field(default="", pattern=r"^([a-z0-9][a-z0-9-]{0,31})?$")
+    # How long a charge that finds its region's slice empty waits for an urgent grant.
+    slice_wait_s: float = Field(default=1.0, ge=0)
     price_text: PositiveInt = 1
     price_ai: PositiveInt = 2
     # Per account, by role (the most generous of the caller's roles applies; `default`

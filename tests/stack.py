@@ -55,9 +55,10 @@ GATEWAY_AND_LEDGER_ONLY = frozenset({
     "charge_settle_margin_s", "gateway_drain_s", "gateway_workers", "jwt_account_claim",
     "jwt_algorithms", "jwt_jwks_cooldown_s", "jwt_jwks_ttl_s", "jwt_jwks_url", "jwt_role_map",
     "jwt_roles_claim", "ledger_receivers", "ledger_stuck_after_s", "ledger_summary_every_s",
-    "ledger_wait_time_s", "max_receive_count", "meme_timeout_s", "mongo_url",
+    "ledger_wait_time_s", "max_receive_count", "meme_timeout_s", "mongo_db", "mongo_url",
     "pipeline_sample_interval_s", "rate_limits", "reconcile_interval_s", "reconcile_page_size",
-    "relay_idle_sleep_ms", "relay_lease_ttl_ms", "relay_linger_ms", "visibility_timeout_s",
+    "region", "relay_idle_sleep_ms", "relay_lease_ttl_ms", "relay_linger_ms", "slice_wait_s",
+    "visibility_timeout_s",
 })  # fmt: skip
 PARIS = {"lat": "48.8566", "lon": "2.3522", "query": "croissants"}  # a text meme's query
 CACHE_MAXMEMORY = "2mb"  # small, so a test can fill it

@@ -16,8 +16,11 @@ from services.gateway.app import create_app
 from services.gateway.deps import DEPS, Gateway
 from services.gateway.drain import Drain
 from services.gateway.sweeper import Sweeper
+from services.gateway.usecases.slices import SliceBank
 from shared.accounting.bank import TokenBank
 from shared.accounting.credits import CreditLog
+from shared.accounting.regions import Broker
+from shared.accounting.slices import GrantPolicy
 from shared.auth import Authenticator
 from shared.settings import Settings
 from shared.sqs import QueueAddress, SQSClient, sqs_client
@@ -44,12 +47,19 @@ def build_app(settings: Settings, *, relay: bool = True) -> web.Application:
             queue = QueueAddress(sqs, settings.queue_name)
             auth = Authenticator(settings)
             bank = TokenBank.for_settings(settings, redis, mongo[settings.mongo_db])
+            credits = CreditLog(mongo[settings.mongo_db])
+            slices = None
+            if settings.region:
+                broker = Broker(mongo[settings.mongo_db], settings.region, GrantPolicy())
+                slices = SliceBank(bank, broker, credits, settings.slice_wait_s)
             app[DEPS] = Gateway(
                 settings=settings,
                 auth=auth,
                 bank=bank,
+                charges=slices or bank,
+                slices=slices,
                 accounts=bank.accounts,
-                credits=CreditLog(mongo[settings.mongo_db]),
+                credits=credits,
                 memes=memes,
                 redis=redis,
                 drain=drain,
@@ -87,6 +97,8 @@ def build_app(settings: Settings, *, relay: bool = True) -> web.Application:
                 yield
             finally:
                 await drain.refund_leftovers(bank)
+                if slices:
+                    await slices.close()
                 stop.set()
                 with contextlib.suppress(Exception):
                     await asyncio.gather(*tasks)

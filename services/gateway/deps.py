@@ -8,6 +8,8 @@ from aiohttp import web
 
 from services.gateway.adapters.meme_client import MemeClient
 from services.gateway.drain import Drain
+from services.gateway.usecases.order_meme import MemeCharges
+from services.gateway.usecases.slices import SliceBank
 from shared.accounting.accounts import AccountStore
 from shared.accounting.bank import TokenBank
 from shared.accounting.credits import CreditLog
@@ -21,6 +23,8 @@ class Gateway:
     settings: Settings
     auth: Authenticator
     bank: TokenBank
+    charges: MemeCharges  # the bank, or with a region its slices (`slices`)
+    slices: SliceBank | None
     accounts: AccountStore
     credits: CreditLog
     memes: MemeClient

@@ -41,6 +41,7 @@ class Status(IntEnum):
     NOTHING_TO_REFUND = 7
     LEFT_TO_LEDGER = 9
     NOT_DUE = 10  # a sweeper's refund of a charge held for delivery since it was listed
+    IN_TRANSIT = 11  # the region's slice is empty, the account's tokens are in another
 
 
 class Shipping(Enum):

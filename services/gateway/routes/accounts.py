@@ -11,6 +11,7 @@ from services.gateway.deps import DEPS, Gateway
 from services.gateway.routes.tokens import caller_live
 from services.gateway.usecases.credit import credit
 from shared.accounting.accounts import AccountExists, empty_usage
+from shared.accounting.bank import UnknownAccount
 from shared.auth import Principal
 from shared.claims import ADMIN_ROLE
 from shared.errors import ApiError
@@ -28,7 +29,10 @@ async def admin(request: web.Request) -> Principal:
 
 
 async def live_tokens(deps: Gateway, account: str, stored: int) -> int:
-    """Redis holds the live balance; before hydration MongoDB's is the live one."""
+    """Redis holds the live balance; before hydration MongoDB's is the live one. With
+    a region, the account's tokens in every region (`SliceBank.live`)."""
+    if deps.slices:
+        return (await deps.slices.live(account)).balance
     balance = await deps.bank.balance(account)
     return stored if balance is None else balance
 
@@ -60,7 +64,8 @@ async def create_account(request: web.Request) -> web.Response:
         await deps.accounts.create(account, tokens)
     except AccountExists:
         raise ApiError("account_exists", f"account {account!r} already exists") from None
-    await deps.bank.hydrate(account)
+    if not deps.slices:  # with a region, the tokens stay in the account's pool
+        await deps.bank.hydrate(account)
     return json_response({"id": account, "tokens": tokens}, status=201)
 
 
@@ -96,5 +101,15 @@ async def credit_account(request: web.Request) -> web.Response:
     body = await read_json(request)
     amount = token_amount(body.get("amount"), "amount", 1)
     reason = credit_reason(body.get("reason", "purchase"))
-    event_id, tokens = await credit(deps.bank, deps.credits, account, key, amount, reason)
+    if deps.slices is None:
+        event_id, tokens = await credit(deps.bank, deps.credits, account, key, amount, reason)
+        return json_response({"event_id": event_id, "tokens": tokens}, status=202)
+    # With a region, the tokens land in the account's slice here, in its book: the
+    # region's own numbering, as the ledger applies a region's events.
+    try:
+        book = await deps.slices.opened(account)
+    except UnknownAccount:
+        raise ApiError("not_found", f"no account {account!r}") from None
+    event_id, _ = await credit(deps.bank, deps.credits, book, key, amount, reason)
+    tokens = (await deps.slices.live(account)).balance
     return json_response({"event_id": event_id, "tokens": tokens}, status=202)

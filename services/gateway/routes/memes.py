@@ -43,7 +43,7 @@ async def serve_meme(request: web.Request, values: dict[str, Any]) -> web.Stream
         answered.append(response)
 
     await order_meme(
-        bank=deps.bank,
+        bank=deps.charges,
         memes=deps.memes,
         drain=deps.drain,
         settings=deps.settings,

@@ -16,6 +16,8 @@ async def caller_live(request: web.Request) -> tuple[Principal, LiveAccount]:
     deps = request.app[DEPS]
     principal = await deps.auth.authenticate(request.headers.get("Authorization"))
     try:
+        if deps.slices:
+            return principal, await deps.slices.live(principal.account)
         return principal, await deps.bank.live(principal.account)
     except UnknownAccount:
         raise ApiError("unknown_account", "no account for this token") from None

@@ -135,6 +135,14 @@ async def order_meme(
             headers={"Retry-After": str(retry_after)},
             retry_after=retry_after,
         )
+    if charged.status == Status.IN_TRANSIT:
+        raise ApiError(
+            "tokens_in_transit",
+            "this region's share of the account's tokens is spent and more is on its way "
+            "from another region; retry in 1 s (nothing was charged)",
+            headers={"Retry-After": "1"},
+            retry_after=1,
+        )
     if charged.status == Status.INSUFFICIENT or charge is None:
         raise ApiError(
             "insufficient_tokens",

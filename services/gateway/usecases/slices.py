@@ -1,0 +1,227 @@
+"""Charging in one region of several: the caller's book, kept filled from its pool.
+
+A gateway with a region charges the account's book in that region's Redis
+(`shared/accounting/regions.py`), so no request waits on another region while the slice
+lasts. When a charge leaves the slice short of the region's demand for a few seconds,
+a refill is asked for in the background; a charge that finds the slice empty waits for
+an urgent one (bounded), and is refused only then: 402 when the account has no tokens
+anywhere, else 503 `tokens_in_transit` (its tokens are in another region's slice).
+Sizes are the policy's (`shared/accounting/slices.py`), from each book's demand as this
+process sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from prometheus_client import Counter
+from pymongo.errors import PyMongoError
+
+from shared.accounting.bank import (
+    Charge,
+    LiveAccount,
+    Outcome,
+    Shipping,
+    Status,
+    TokenBank,
+    UnknownAccount,
+)
+from shared.accounting.credits import CreditLog, fingerprint
+from shared.accounting.regions import Broker, Grant
+from shared.accounting.slices import Demand, GrantPolicy, wanted
+from shared.settings import RateLimit
+
+log = logging.getLogger(__name__)
+
+GRANTS = Counter(
+    "maas_slice_grants_total",
+    "Grants asked of the account's pool, by outcome (granted, empty: nothing left to grant)",
+    ["urgency", "outcome"],
+)
+TOKENS_GRANTED = Counter("maas_slice_tokens_granted_total", "Tokens granted to this region")
+GRANT_REASON = "grant"
+BOOKS_KEPT = 100_000  # the books whose demand this process follows, most recent first
+
+
+@dataclass(slots=True)
+class Book:
+    """What this process knows of one book's demand."""
+
+    demand: Demand = field(default_factory=Demand)
+    spent: int = 0  # tokens charged since the demand was last observed
+    since: float = field(default_factory=time.monotonic)
+    backlog: int = 0  # tokens refused for want of a slice since the last grant
+
+    def observe(self, weight: float) -> float:
+        """The demand, tokens a second, with what was spent since the last look."""
+        now = time.monotonic()
+        if now - self.since >= 1.0:
+            self.demand.observe(self.spent, now - self.since, weight)
+            self.spent, self.since = 0, now
+        return self.demand.per_s
+
+
+class SliceBank:
+    """`MemeCharges` for a gateway with a region (the others pass through to the bank)."""
+
+    def __init__(self, bank: TokenBank, broker: Broker, credits: CreditLog, wait_s: float) -> None:
+        self.bank = bank
+        self.broker = broker
+        self.credits = credits
+        self.policy: GrantPolicy = broker.policy
+        self.wait_s = wait_s
+        self._books: OrderedDict[str, Book] = OrderedDict()
+        self._refills: dict[str, asyncio.Task[None]] = {}
+
+    async def charge(
+        self,
+        account: str,
+        price: int,
+        limit: RateLimit | None,
+        reason: str,
+        request_id: str,
+        refundable_after_s: float,
+    ) -> tuple[Outcome, Charge | None]:
+        """Charge the caller's book; an empty slice waits for an urgent grant first."""
+        args = (price, limit, reason, request_id, refundable_after_s)
+        outcome, charge = await self._charge_book(account, *args)
+        book = self._book(account)
+        if outcome.status == Status.INSUFFICIENT:
+            book.backlog += price
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._refill(account, True)), self.wait_s)
+            outcome, charge = await self._charge_book(account, *args)
+            if outcome.status == Status.INSUFFICIENT and await self._held_elsewhere(account):
+                return Outcome(Status.IN_TRANSIT, outcome.balance), None
+        if outcome.status == Status.APPLIED:
+            book.spent += price
+            demand = book.observe(self.policy.demand_weight)
+            if wanted(self.policy, outcome.balance, demand, book.backlog):
+                self._refill_soon(account)
+        return outcome, charge
+
+    async def live(self, account: str) -> LiveAccount:
+        """The account's tokens and usage over every region: this region's live slice,
+        the pool and the other regions' books."""
+        try:
+            here = await self.bank.live(self.broker.book(account))
+        except UnknownAccount:
+            await self.broker.open_book(account)
+            here = await self.bank.live(self.broker.book(account))
+        there = await self.broker.elsewhere(account)
+        return LiveAccount(
+            here.balance + there.tokens, here.calls + there.calls,
+            here.tokens_spent + there.tokens_spent,
+        )  # fmt: skip
+
+    async def opened(self, account: str) -> str:
+        """The account's book in this region, created if it had none."""
+        await self.broker.open_book(account)
+        return self.broker.book(account)
+
+    async def _held_elsewhere(self, account: str) -> bool:
+        """Whether the account has tokens outside this region; when MongoDB cannot say,
+        the refusal is the one to retry (503), not the final one (402)."""
+        try:
+            return (await self.broker.elsewhere(account)).tokens > 0
+        except PyMongoError:
+            return True
+
+    async def refund(
+        self, charge: Charge, undelivered: bool = False, overdue: bool = False
+    ) -> Outcome:
+        return await self.bank.refund(charge, undelivered, overdue)
+
+    async def refund_shipped(self, charge: Charge, entry_id: str, timeout_s: float) -> Shipping:
+        return await self.bank.refund_shipped(charge, entry_id, timeout_s)
+
+    async def confirm(self, charge: Charge) -> None:
+        await self.bank.confirm(charge)
+
+    async def hold(self, charge: Charge, seconds: float) -> bool:
+        return await self.bank.hold(charge, seconds)
+
+    async def close(self) -> None:
+        """Let the refills under way finish (a grant half done is finished by the next)."""
+        await asyncio.gather(*self._refills.values(), return_exceptions=True)
+
+    async def _charge_book(
+        self, account: str, price: int, limit: RateLimit | None, reason: str, request_id: str,
+        refundable_after_s: float,
+    ) -> tuple[Outcome, Charge | None]:  # fmt: skip
+        book = self.broker.book(account)
+        args = (price, limit, reason, request_id, refundable_after_s)
+        try:
+            return await self.bank.charge(book, *args)
+        except UnknownAccount:
+            await self.broker.open_book(account)  # its first charge in this region
+            return await self.bank.charge(book, *args)
+
+    def _book(self, account: str) -> Book:
+        book = self._books.get(account)
+        if book is None:
+            book = self._books[account] = Book()
+            if len(self._books) > BOOKS_KEPT:
+                self._books.popitem(last=False)
+        else:
+            self._books.move_to_end(account)
+        return book
+
+    def _refill_soon(self, account: str) -> None:
+        if account not in self._refills:
+            task = asyncio.create_task(self._refill(account, False))
+            self._refills[account] = task
+            task.add_done_callback(lambda _: self._refills.pop(account, None))
+
+    async def _refill(self, account: str, urgent: bool) -> None:
+        """Ask the pool for what the book wants (one at a time per book in a process;
+        several gateways of a region ask under the same grant number, and get one grant)."""
+        running = self._refills.get(account)
+        if running is not None and running is not asyncio.current_task():
+            await asyncio.shield(running)
+        try:
+            await self._ask(account, urgent)
+        except Exception:
+            log.warning("refill failed", extra={"account": account}, exc_info=True)
+
+    async def _ask(self, account: str, urgent: bool) -> None:
+        book_id = self.broker.book(account)
+        last = await self.broker.last_grant(account)
+        await self._credit_unless_held(book_id, last)
+        book = self._book(account)
+        balance = await self.bank.balance(book_id) or 0
+        asked = wanted(self.policy, balance, book.observe(self.policy.demand_weight), book.backlog)
+        if urgent:
+            asked = max(asked, book.backlog)
+        if asked <= 0:
+            return
+        granted = await self.broker.grant(account, last.number + 1, asked, urgent)
+        urgency = "urgent" if urgent else "refill"
+        if granted is None or not granted.tokens:
+            GRANTS.labels(urgency, "empty").inc()
+            return
+        await self._credit_unless_held(book_id, granted)
+        GRANTS.labels(urgency, "granted").inc()
+        TOKENS_GRANTED.inc(granted.tokens)
+        book.backlog = 0
+
+    async def _credit_unless_held(self, book_id: str, grant: Grant) -> None:
+        """Credit a grant to the book once: not when Redis holds it (its idempotency
+        record) nor MongoDB counted it (the ledger's claim on its key). A grant taken
+        from the pool whose credit a crash or a lost Redis left undone is credited by
+        the next refill; one counted twice anyway is voided by the ledger."""
+        if not grant.number or not grant.tokens:
+            return
+        record = self.bank.keys.idempotency(book_id, grant.key)
+        if await self.bank.redis.exists(record):
+            return
+        if await self.credits.first_answer(book_id, grant.key) is not None:
+            return
+        await self.bank.credit(
+            book_id, grant.tokens, GRANT_REASON, grant.key, fingerprint(grant.tokens, GRANT_REASON)
+        )

@@ -1,0 +1,138 @@
+"""Regional slices on real servers: the broker's grants over MongoDB, and two regional
+stacks (two Redis, two gateways, two ledgers, two queues, one MongoDB) with a client
+that alternates between them (docs/multi-region.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from shared.accounting.accounts import AccountStore
+from shared.accounting.regions import Broker, book_of
+from shared.accounting.slices import GrantPolicy
+from shared.stores import MongoDoc
+from tests.stack import PARIS, StackFactory, wait_for
+
+
+@pytest.fixture
+async def db(mongo_url: str) -> AsyncIterator[AsyncDatabase[MongoDoc]]:
+    client: AsyncMongoClient[MongoDoc] = AsyncMongoClient(mongo_url)
+    name = f"regions_{uuid.uuid4().hex[:8]}"
+    yield client[name]
+    await client.drop_database(name)
+    await client.close()
+
+
+async def test_concurrent_grants_never_take_more_than_the_pool(
+    db: AsyncDatabase[MongoDoc],
+) -> None:
+    await AccountStore(db).create("acme", 100)
+    brokers = [Broker(db, region, GrantPolicy()) for region in ("eu", "us", "ap")]
+
+    grants: dict[tuple[str, int], int] = {}
+
+    async def drain(broker: Broker) -> None:
+        """One gateway of the broker's region asking until the pool is empty; two of a
+        region may be answered the same grant (it reaches the book once)."""
+        while True:
+            last = await broker.last_grant("acme")
+            granted = await broker.grant("acme", last.number + 1, 7, urgent=True)
+            if granted is None:
+                continue  # the other gateway of the region asked further meanwhile
+            if not granted.tokens:
+                return
+            assert grants.setdefault((broker.region, granted.number), granted.tokens) == (
+                granted.tokens
+            )
+
+    await asyncio.gather(*(drain(b) for b in brokers for _ in range(2)))
+    assert sum(grants.values()) == 100
+    pool = await db["accounts"].find_one({"_id": "acme"})
+    assert pool is not None
+    assert pool["balance"] == 0
+    assert {r: g["n"] for r, g in pool["grants"].items()} == {
+        region: max(n for r, n in grants if r == region) for region, _ in grants
+    }
+
+
+async def test_a_grant_asked_again_is_the_same_grant(db: AsyncDatabase[MongoDoc]) -> None:
+    await AccountStore(db).create("acme", 10)
+    broker = Broker(db, "eu", GrantPolicy())
+    first = await broker.grant("acme", 1, 4, urgent=True)
+    again = await broker.grant("acme", 1, 4, urgent=True)
+    assert first == again
+    assert first is not None
+    assert first.tokens == 4
+    assert await broker.grant("acme", 3, 4, urgent=True) is None  # not the next number
+    assert await broker.grant("acme", 2, 4, urgent=True) is not None
+    assert (await broker.elsewhere("acme")).tokens == 2
+    standby = await broker.grant("acme", 3, 4, urgent=False)
+    assert standby is not None
+    assert standby.tokens == 0
+    assert (await broker.last_grant("acme")).number == 2  # a grant of nothing takes no number
+    pool = await db["accounts"].find_one({"_id": "acme"})
+    assert pool is not None
+    assert pool["balance"] == 2  # a standby ask takes none of the last tokens
+
+
+async def spend(
+    http: aiohttp.ClientSession, gateway: str, headers: dict[str, str]
+) -> tuple[int, str]:
+    async with http.get(f"{gateway}/memes", params=PARIS, headers=headers) as response:
+        body = await response.json()
+        return response.status, body.get("error", {}).get("code", "")
+
+
+async def test_a_client_alternating_regions_never_overspends(
+    make_stack: StackFactory, http: aiohttp.ClientSession
+) -> None:
+    db = f"maas_regions_{uuid.uuid4().hex[:8]}"
+    eu, us = await asyncio.gather(
+        make_stack(region="eu", mongo_db=db), make_stack(region="us", mongo_db=db)
+    )
+    funded = 40
+    headers = await eu.create_account(http, "traveller", funded)
+    answers: Counter[tuple[str, int, str]] = Counter()
+    served = 0
+    for _ in range(3 * funded):
+        for name, stack in (("eu", eu), ("us", us)):
+            status, code = await spend(http, stack.gateway, headers)
+            answers[(name, status, code)] += 1
+            served += status == 200
+    assert 0 < served <= funded, answers
+    assert {status for _, status, _ in answers} <= {200, 402, 503}, answers
+
+    async def slices() -> list[tuple[int, int]]:
+        """Each region's live slice and its book's balance in MongoDB."""
+        found = []
+        for stack in (eu, us):
+            book = book_of("traveller", stack.settings.region)
+            live = await stack.redis_account(book)
+            doc = await stack.mongo_account(book)
+            found.append((int(live.get("balance", 0)), int(doc["balance"]) if doc else 0))
+        return found
+
+    async def settled() -> bool:
+        pool = await eu.mongo_account("traveller")
+        regions = await slices()
+        return (
+            pool is not None
+            and all(live == book for live, book in regions)
+            and (pool["balance"] + sum(book for _, book in regions) == funded - served)
+        )
+
+    await wait_for(settled, 30, "MongoDB to hold what was not served, in pool and books")
+    for stack in (eu, us):
+        exit_code, report = await stack.maas("reconcile")
+        assert exit_code == 0, report
+    async with http.get(f"{us.gateway}/v1/account", headers=headers) as response:
+        own = await response.json()
+    assert own["tokens"] == funded - served
+    assert own["usage"]["tokens_spent"] == served
