@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     region: str = Field(default="", pattern=r"^([a-z0-9][a-z0-9-]{0,31})?$")
     # How long a charge that finds its region's slice empty waits for an urgent grant.
     slice_wait_s: float = Field(default=1.0, ge=0)
+    # A slice unused this long goes back to the account's pool, but for its standby.
+    slice_idle_return_s: float = Field(default=60.0, gt=0)
     price_text: PositiveInt = 1
     price_ai: PositiveInt = 2
     # Per account, by role (the most generous of the caller's roles applies; `default`

@@ -57,7 +57,8 @@ GATEWAY_AND_LEDGER_ONLY = frozenset({
     "jwt_roles_claim", "ledger_receivers", "ledger_stuck_after_s", "ledger_summary_every_s",
     "ledger_wait_time_s", "max_receive_count", "meme_timeout_s", "mongo_db", "mongo_url",
     "pipeline_sample_interval_s", "rate_limits", "reconcile_interval_s", "reconcile_page_size",
-    "region", "relay_idle_sleep_ms", "relay_lease_ttl_ms", "relay_linger_ms", "slice_wait_s",
+    "region", "relay_idle_sleep_ms", "relay_lease_ttl_ms", "relay_linger_ms",
+    "slice_idle_return_s", "slice_wait_s",
     "visibility_timeout_s",
 })  # fmt: skip
 PARIS = {"lat": "48.8566", "lon": "2.3522", "query": "croissants"}  # a text meme's query

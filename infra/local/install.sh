@@ -40,7 +40,7 @@ fi
 # FerretDB embeds its version from build/version/version.txt, which the published module
 # lacks; build from a copy of the downloaded module with that file written in, and with
 # ferretdb.patch applied (string _id filters and _id-ordered pages served by PostgreSQL's
-# _id index; updates that do not deadlock the connection pool). Each build lives in a
+# _id index; updates that do not deadlock the connection pool and are atomic per document). Each build lives in a
 # directory named after the patch's hash, never rewritten, and the clone links to its own.
 PATCH=infra/local/ferretdb.patch
 build_id="$FERRETDB_VERSION-$(sha256sum "$PATCH" | cut -c1-12)"

@@ -7,7 +7,12 @@
 # A hashed _id spreads accounts and journal documents evenly; every ledger update filters
 # on the account _id, so it targets one shard (no scatter-gather, no distributed transaction).
 
+# Several regions share one cluster (docs/multi-region.md): it holds every account's pool
+# and every region's books. The home region's state creates it (mongo_cluster_name
+# empty); each other region names it and only reads its connection string.
 resource "mongodbatlas_advanced_cluster" "maas" {
+  count = var.mongo_cluster_name == "" ? 1 : 0
+
   project_id                     = var.atlas_project_id
   name                           = "${local.name}-ledger"
   cluster_type                   = "SHARDED"
@@ -46,4 +51,17 @@ resource "mongodbatlas_advanced_cluster" "maas" {
     javascript_enabled           = false
     minimum_enabled_tls_protocol = "TLS1_2"
   }
+}
+
+data "mongodbatlas_advanced_cluster" "home" {
+  count = var.mongo_cluster_name == "" ? 0 : 1
+
+  project_id = var.atlas_project_id
+  name       = var.mongo_cluster_name
+}
+
+locals {
+  mongo_srv_host = (var.mongo_cluster_name == ""
+    ? mongodbatlas_advanced_cluster.maas[0].connection_strings[0].standard_srv
+  : data.mongodbatlas_advanced_cluster.home[0].connection_strings[0].standard_srv)
 }

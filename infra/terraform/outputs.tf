@@ -37,10 +37,10 @@ output "ledger_role_arn" {
 
 output "mongo_srv_host" {
   description = "Atlas SRV connection string (secret mongo-url adds the user and password)."
-  value       = mongodbatlas_advanced_cluster.maas.connection_strings[0].standard_srv
+  value       = local.mongo_srv_host
 }
 
 output "aws_region" {
-  description = "config MAAS_AWS_REGION."
+  description = "config MAAS_AWS_REGION, and MAAS_REGION: each region charges its own slices."
   value       = var.region
 }

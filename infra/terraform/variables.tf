@@ -167,6 +167,12 @@ variable "atlas_region" {
   type        = string
 }
 
+variable "mongo_cluster_name" {
+  description = "Empty in the home region, whose state creates the Atlas cluster; in every other region, the name of that cluster (maas-<region_short>-ledger of the home region), which it uses."
+  type        = string
+  default     = ""
+}
+
 variable "mongo_instance_size" {
   description = "Atlas instance size of each shard."
   type        = string

@@ -50,7 +50,8 @@ def build_app(settings: Settings, *, relay: bool = True) -> web.Application:
             credits = CreditLog(mongo[settings.mongo_db])
             slices = None
             if settings.region:
-                broker = Broker(mongo[settings.mongo_db], settings.region, GrantPolicy())
+                policy = GrantPolicy(idle_return_s=settings.slice_idle_return_s)
+                broker = Broker(mongo[settings.mongo_db], settings.region, policy)
                 slices = SliceBank(bank, broker, credits, settings.slice_wait_s)
             app[DEPS] = Gateway(
                 settings=settings,
@@ -66,6 +67,8 @@ def build_app(settings: Settings, *, relay: bool = True) -> web.Application:
             )
             await memes.ready()
             tasks = [asyncio.create_task(memes.watch_readiness(stop))]
+            if slices:
+                tasks.append(asyncio.create_task(slices.run(stop)))
             flags = {"meme": lambda: memes.up, **await auth.start(stop)}
             readiness = Readiness(
                 {

@@ -151,6 +151,7 @@ class TokenBank:
         self._settle = scripts.script(lua_script("settle"))
         self._revoke = scripts.script(lua_script("revoke"))
         self._overdue = scripts.script(lua_script("overdue"))
+        self._give_back = scripts.script(lua_script("give_back"))
 
     @classmethod
     def for_settings(
@@ -276,6 +277,14 @@ class TokenBank:
             event_id=str(raw[4]),
             entry_id=str(raw[5]),
         )
+
+    async def give_back(self, book: str, tokens: int, reason: str) -> Outcome:
+        """Lower a region's slice by `tokens` and append the return that moves them to
+        the account's pool (`Status.INSUFFICIENT`: the slice holds fewer; nothing changed)."""
+        keys = [self.keys.account(book), self.keys.outbox_of(book)]
+        args = [book, tokens, new_event_id(), reason, tracing.traceparent()]
+        raw = await self._hydrated(book, self._give_back, keys, args)
+        return Outcome(Status(raw[0]), int(raw[1]), int(raw[2]), int(raw[3]))
 
     async def credit_shipped(
         self, account: str, idempotency_key: str, entry_id: str, timeout_s: float

@@ -17,12 +17,13 @@ import orjson
 from shared.accounting.shapes import OUTBOX_ENTRY
 
 EVENT_VERSION = 1
-EVENT_TYPES = ("debit", "credit", "refund")
-EventType = Literal["debit", "credit", "refund"]
+EVENT_TYPES = ("debit", "credit", "refund", "return")
+EventType = Literal["debit", "credit", "refund", "return"]
 # What each type does, in one place: to the balance (a debit takes, credits and refunds
-# give), and to the usage counters (a debit is a paid call, a refund takes one back).
-BALANCE_SIGN: dict[str, int] = {"debit": -1, "credit": 1, "refund": 1}
-USAGE_SIGN: dict[str, int] = {"debit": 1, "credit": 0, "refund": -1}
+# give, a return gives a region's unspent slice back to the account's pool), and to the
+# usage counters (a debit is a paid call, a refund takes one back).
+BALANCE_SIGN: dict[str, int] = {"debit": -1, "credit": 1, "refund": 1, "return": -1}
+USAGE_SIGN: dict[str, int] = {"debit": 1, "credit": 0, "refund": -1, "return": 0}
 
 
 def signed_amount(event_type: str, amount: int) -> int:

@@ -20,10 +20,12 @@ neither place: the books are short, never over.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -31,9 +33,12 @@ from pymongo.results import UpdateResult
 
 from shared.accounting.accounts import new_account
 from shared.accounting.bank import UnknownAccount
+from shared.accounting.events import Event
 from shared.accounting.slices import GrantPolicy, grant
 from shared.store_retry import with_retries
 from shared.stores import MongoDoc
+
+log = logging.getLogger(__name__)
 
 BOOK_SEPARATOR = "#"
 REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
@@ -157,6 +162,29 @@ class Broker:
                 found.tokens_spent += int(usage.get("tokens_spent", 0))
         return found
 
+    async def starve(self, account: str) -> None:
+        """Tell the other regions this one waits for the account's tokens they hold."""
+        now = datetime.now(UTC)
+        await with_retries(
+            lambda: self.accounts.database["starving"].update_one(
+                {"_id": account},
+                {"$set": {f"regions.{self.region}": now, "at": now}},
+                upsert=True,
+            )
+        )
+
+    async def starving(self, within_s: float) -> list[str]:
+        """Accounts another region waited for within `within_s`; older hints are dropped."""
+        hints = self.accounts.database["starving"]
+        since = datetime.now(UTC) - timedelta(seconds=within_s)
+        await hints.delete_many({"at": {"$lt": since - timedelta(seconds=within_s)}})
+        found = []
+        async for doc in hints.find({"at": {"$gte": since}}):
+            waiting = doc.get("regions", {})
+            if any(at >= since for region, at in waiting.items() if region != self.region):
+                found.append(str(doc["_id"]))
+        return found
+
     async def _pool(self, account: str) -> MongoDoc:
         doc = await self.accounts.find_one({"_id": account}, {"balance": 1, "grants": 1})
         if doc is None:
@@ -166,3 +194,46 @@ class Broker:
     def _last(self, doc: MongoDoc) -> Grant:
         last = doc.get("grants", {}).get(self.region, {})
         return Grant(int(last.get("n", 0)), int(last.get("tokens", 0)), int(doc["balance"]))
+
+
+class Pools:
+    """The ledger's side of a return: the tokens a region gave back reach the pool once.
+
+    The book's update and the pool's are two documents. The ledger moves the pool after
+    the book, and again for a return it finds already applied (a redelivery after a
+    crash in between), so each pool keeps, per region, the book position of the last
+    return it took: one conditional update, and a return at or before it is not counted
+    twice. (A return stranded by a lost Redis and adopted by settle after a later one is
+    not counted: the account loses it, the books never hold more than was funded.)
+    """
+
+    def __init__(self, db: AsyncDatabase[MongoDoc]) -> None:
+        self.accounts = db["accounts"]
+
+    async def take_back(self, returns: list[Event]) -> int:
+        """Move each return's tokens to its account's pool; how many moved now."""
+        moved = 0
+        for event in returns:
+            account, _, region = event.account.partition(BOOK_SEPARATOR)
+            if not REGION.fullmatch(region):
+                log.warning("a return of no region's book", extra={"account": event.account})
+                continue
+            field = f"returned.{region}"
+            match = {
+                "_id": account,
+                "$or": [
+                    {field: {"$exists": False}},
+                    {f"{field}.e": {"$lt": event.epoch}},
+                    {f"{field}.e": event.epoch, f"{field}.s": {"$lt": event.seq}},
+                ],
+            }
+            change = {
+                "$inc": {"balance": event.amount},
+                "$set": {
+                    field: {"e": event.epoch, "s": event.seq},
+                    "updated_at": datetime.now(UTC),
+                },
+            }
+            result = await with_retries(partial(self.accounts.update_one, match, change))
+            moved += result.modified_count
+        return moved

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.infra.conftest import ENVIRONMENTS, Manifest, by_kind
-from tests.infra.tools import CHART, KUBE_VERSION, WORKFLOWS, helm_template, run, tool
+from tests.infra.conftest import ENVIRONMENTS, Manifest, by_kind, render
+from tests.infra.tools import CHART, KUBE_VERSION, TERRAFORM, WORKFLOWS, helm_template, run, tool
 
 COMPONENTS = ("gateway", "meme", "ledger")
 HTTP_COMPONENTS = ("gateway", "meme")
@@ -293,3 +293,19 @@ def test_the_gateway_grace_period_covers_the_drain_and_its_refunds(values_file: 
     assert drain >= float(config["MAAS_MEME_AI_TIMEOUT_S"])  # an AI meme in flight can finish
     needed = float(str(merged["preStopSleepSeconds"])) + drain + 5  # + the refunds after it
     assert gateway["terminationGracePeriodSeconds"] >= needed
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "eu-west-1"])
+def test_each_region_is_a_release_that_charges_its_own_slices(region: str) -> None:
+    """A region's values layered on production's: its region, its AWS region, and its
+    own IRSA roles, named as that region's terraform names them."""
+    manifests = render("values-prod.yaml", "-f", str(CHART / f"values-region-{region}.yaml"))
+    config = by_kind(manifests, "ConfigMap")["maas-config"]["data"]
+    assert config["MAAS_REGION"] == config["MAAS_AWS_REGION"] == region
+    tfvars = (TERRAFORM / "environments" / f"{region}.tfvars").read_text()
+    short = re.search(r'region_short\s*=\s*"(\w+)"', tfvars)
+    assert short is not None
+    for account in by_kind(manifests, "ServiceAccount").values():
+        role = account["metadata"].get("annotations", {}).get("eks.amazonaws.com/role-arn")
+        if role:
+            assert role.endswith(f"/maas-{short.group(1)}-{account['metadata']['name'][5:]}")

@@ -100,12 +100,16 @@ async def test_a_client_alternating_regions_never_overspends(
     funded = 40
     headers = await eu.create_account(http, "traveller", funded)
     answers: Counter[tuple[str, int, str]] = Counter()
-    served = 0
+    served, refused = 0, set[str]()
     for _ in range(3 * funded):
         for name, stack in (("eu", eu), ("us", us)):
             status, code = await spend(http, stack.gateway, headers)
             answers[(name, status, code)] += 1
             served += status == 200
+            if status == 402:
+                refused.add(name)
+        if refused == {"eu", "us"}:
+            break
     assert 0 < served <= funded, answers
     assert {status for _, status, _ in answers} <= {200, 402, 503}, answers
 
@@ -136,3 +140,43 @@ async def test_a_client_alternating_regions_never_overspends(
         own = await response.json()
     assert own["tokens"] == funded - served
     assert own["usage"]["tokens_spent"] == served
+
+
+async def test_a_client_that_moves_reaches_every_token_it_left_behind(
+    make_stack: StackFactory, http: aiohttp.ClientSession
+) -> None:
+    """Spent in one region, then in another: the first gives its idle slice back but
+    for its standby, and the standby too once the second region waits for it, so every
+    funded token is served and the last answer is 402."""
+    db = f"maas_regions_{uuid.uuid4().hex[:8]}"
+    eu, us = await asyncio.gather(
+        make_stack(region="eu", mongo_db=db, slice_idle_return_s=2),
+        make_stack(region="us", mongo_db=db, slice_idle_return_s=2),
+    )
+    funded, standby = 40, GrantPolicy().standby
+    headers = await eu.create_account(http, "mover", funded)
+    statuses = [(await spend(http, us.gateway, headers))[0] for _ in range(20)]
+    assert statuses == [200] * 20
+
+    async def pool_holds(tokens: int) -> bool:
+        pool = await eu.mongo_account("mover")
+        return pool is not None and pool["balance"] == tokens
+
+    await wait_for(lambda: pool_holds(funded - 20 - standby), 30, "the idle slice to go back")
+    answers: Counter[tuple[int, str]] = Counter()
+    served, deadline = 0, asyncio.get_running_loop().time() + 60
+    while asyncio.get_running_loop().time() < deadline:
+        status, code = await spend(http, eu.gateway, headers)
+        answers[(status, code)] += 1
+        if status == 402:
+            break
+        served += status == 200
+        if status == 503:
+            await asyncio.sleep(0.5)
+    assert served == funded - 20, answers
+    assert answers[(402, "insufficient_tokens")] == 1, answers
+    await wait_for(lambda: pool_holds(0), 30, "the pool to be empty")
+    for stack in (eu, us):
+        book = await stack.mongo_account(book_of("mover", stack.settings.region))
+        assert book is not None
+        assert book["balance"] == 0

@@ -1,7 +1,9 @@
 # terraform workspace select eu-west-1
 # terraform apply -var-file=environments/eu-west-1.tfvars -var="redis_auth_token=$REDIS_AUTH_TOKEN" \
 #   -var="cache_redis_auth_token=$CACHE_REDIS_AUTH_TOKEN"
-# Accounts homed in Europe live entirely here: own gateway, Redis, queue and Atlas cluster.
+# Europe charges its own slice of every account it serves, in its own Redis, with its own
+# gateways, queue and ledgers; the accounts' pools and every region's books are in the
+# home region's Atlas cluster (us-east-1), named here.
 region       = "eu-west-1"
 region_short = "euw1"
 environment  = "prod"
@@ -16,7 +18,6 @@ redis_node_type               = "cache.r7g.large"
 redis_num_node_groups         = 2
 redis_replicas_per_node_group = 1
 
-atlas_project_id    = "0123456789abcdef01234568"
-atlas_region        = "EU_WEST_1"
-mongo_instance_size = "M30"
-mongo_num_shards    = 2
+atlas_project_id   = "0123456789abcdef01234567"
+atlas_region       = "US_EAST_1"
+mongo_cluster_name = "maas-use1-ledger"

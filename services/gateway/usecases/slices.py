@@ -33,7 +33,7 @@ from shared.accounting.bank import (
 )
 from shared.accounting.credits import CreditLog, fingerprint
 from shared.accounting.regions import Broker, Grant
-from shared.accounting.slices import Demand, GrantPolicy, wanted
+from shared.accounting.slices import Demand, GrantPolicy, to_return, wanted
 from shared.settings import RateLimit
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,16 @@ GRANTS = Counter(
     ["urgency", "outcome"],
 )
 TOKENS_GRANTED = Counter("maas_slice_tokens_granted_total", "Tokens granted to this region")
+RETURNS = Counter(
+    "maas_slice_returns_total",
+    "Slices given back to the account's pool, by why (idle, wanted by another region)",
+    ["why"],
+)
+TOKENS_RETURNED = Counter("maas_slice_tokens_returned_total", "Tokens given back to pools")
 GRANT_REASON = "grant"
+GIVE_BACK_EVERY_S = 1.0
+SPENT_OUT_KEPT_S = 1.0  # a 402 found in MongoDB answers the book's next refusals this long
+STARVING_WITHIN_S = 10.0  # a region's hint that it waits for tokens is heeded this long
 BOOKS_KEPT = 100_000  # the books whose demand this process follows, most recent first
 
 
@@ -54,8 +63,10 @@ class Book:
 
     demand: Demand = field(default_factory=Demand)
     spent: int = 0  # tokens charged since the demand was last observed
+    used: float = field(default_factory=time.monotonic)  # its last charge here
     since: float = field(default_factory=time.monotonic)
     backlog: int = 0  # tokens refused for want of a slice since the last grant
+    spent_out_until: float = 0.0  # the account had no tokens anywhere, as of a moment ago
 
     def observe(self, weight: float) -> float:
         """The demand, tokens a second, with what was spent since the last look."""
@@ -91,15 +102,22 @@ class SliceBank:
         args = (price, limit, reason, request_id, refundable_after_s)
         outcome, charge = await self._charge_book(account, *args)
         book = self._book(account)
-        if outcome.status == Status.INSUFFICIENT:
+        if outcome.status == Status.INSUFFICIENT and time.monotonic() >= book.spent_out_until:
             book.backlog += price
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._refill(account, True)), self.wait_s)
             outcome, charge = await self._charge_book(account, *args)
-            if outcome.status == Status.INSUFFICIENT and await self._held_elsewhere(account):
-                return Outcome(Status.IN_TRANSIT, outcome.balance), None
+            if outcome.status == Status.INSUFFICIENT:
+                if await self._held_elsewhere(account):
+                    await self._starve(account)
+                    return Outcome(Status.IN_TRANSIT, outcome.balance), None
+                # Spent out everywhere: the next refusals within a second are answered
+                # from here, not with a round of MongoDB calls each.
+                book.spent_out_until = time.monotonic() + SPENT_OUT_KEPT_S
+                book.backlog = 0
         if outcome.status == Status.APPLIED:
             book.spent += price
+            book.used = time.monotonic()
             demand = book.observe(self.policy.demand_weight)
             if wanted(self.policy, outcome.balance, demand, book.backlog):
                 self._refill_soon(account)
@@ -145,6 +163,55 @@ class SliceBank:
 
     async def hold(self, charge: Charge, seconds: float) -> bool:
         return await self.bank.hold(charge, seconds)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Give back what this region does not spend: idle slices but for their standby,
+        and what another region waits for (its hint). Once a second until `stop`."""
+        while not stop.is_set():
+            try:
+                await self._give_back_idle()
+                await self._give_back_wanted()
+            except Exception:
+                log.warning("giving slices back failed; trying again", exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), GIVE_BACK_EVERY_S)
+
+    async def _give_back_idle(self) -> None:
+        now = time.monotonic()
+        for account, book in list(self._books.items()):
+            idle_s = now - book.used
+            if idle_s < self.policy.idle_return_s:
+                continue
+            slice_tokens = await self.bank.balance(self.broker.book(account)) or 0
+            tokens = to_return(self.policy, slice_tokens, idle_s, book.demand.per_s, False)
+            if tokens:
+                await self._give_back(account, tokens, "idle")
+            if slice_tokens - tokens <= self.policy.standby:
+                del self._books[account]  # nothing more to give back until it is used
+
+    async def _give_back_wanted(self) -> None:
+        now = time.monotonic()
+        for account in await self.broker.starving(STARVING_WITHIN_S):
+            slice_tokens = await self.bank.balance(self.broker.book(account)) or 0
+            if not slice_tokens:
+                continue
+            book = self._books.get(account) or Book(used=now - self.policy.idle_return_s)
+            idle_s = now - book.used
+            tokens = to_return(self.policy, slice_tokens, idle_s, book.demand.per_s, True)
+            if tokens:
+                await self._give_back(account, tokens, "wanted")
+
+    async def _give_back(self, account: str, tokens: int, why: str) -> None:
+        outcome = await self.bank.give_back(self.broker.book(account), tokens, f"return:{why}")
+        if outcome.status == Status.APPLIED:
+            RETURNS.labels(why).inc()
+            TOKENS_RETURNED.inc(tokens)
+
+    async def _starve(self, account: str) -> None:
+        try:
+            await self.broker.starve(account)
+        except PyMongoError:
+            log.warning("could not ask the other regions for tokens", exc_info=True)
 
     async def close(self) -> None:
         """Let the refills under way finish (a grant half done is finished by the next)."""

@@ -123,6 +123,10 @@ class Plan:
     problems: dict[str, str] = field(default_factory=dict)  # account -> why it is held
     held: set[str] = field(default_factory=set)  # ids of the events that must wait
 
+    @property
+    def applied(self) -> list[Event]:
+        return [e for u in self.updates for e in u.events]
+
     def hold(self, account: str, events: list[Event], reason: str) -> None:
         self.problems[account] = reason
         self.held.update(e.id for e in events)

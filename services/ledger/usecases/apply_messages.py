@@ -30,6 +30,7 @@ from services.ledger.usecases.repeats import judge
 from shared import tracing
 from shared.accounting.credits import FirstCredit
 from shared.accounting.events import Batch, Event, MalformedMessage, decode_batch, parse_rfc3339
+from shared.accounting.regions import Pools
 from shared.metrics import LATENCY_BUCKETS
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ class MessageHandler:
         self.store = store
         self.max_receive_count = max_receive_count
         self.bank = bank
+        self.pools = Pools(store.db)
         self.positions: dict[str, Position] = {}
         self.summary = Summary()
 
@@ -121,6 +123,11 @@ class MessageHandler:
             kind=tracing.SpanKind.CONSUMER,
         ):
             result = await self._apply([e for _, batch in batches for e in batch.events], source)
+            # Before the messages leave the queue: a crash here redelivers them, and the
+            # returns found applied then reach their pools.
+            returns = [e for e in (*result.applied, *result.duplicates) if e.type == "return"]
+            if returns:
+                await self.pools.take_back(returns)
         applied = {e.id for u in result.updates for e in u.events}
         for message, batch in batches:
             waiting = sorted({e.account for e in batch.events if e.id in result.held})
