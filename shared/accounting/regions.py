@@ -33,6 +33,7 @@ from pymongo.results import UpdateResult
 
 from shared.accounting.accounts import new_account
 from shared.accounting.bank import UnknownAccount
+from shared.accounting.credits import record_id
 from shared.accounting.events import Event
 from shared.accounting.slices import GrantPolicy, grant
 from shared.store_retry import with_retries
@@ -53,6 +54,10 @@ def book_of(account: str, region: str) -> str:
 
 def account_of(book: str) -> str:
     return book.partition(BOOK_SEPARATOR)[0]
+
+
+def book_region(book: str) -> str:
+    return book.partition(BOOK_SEPARATOR)[2]
 
 
 def books_range(account: str) -> dict[str, str]:
@@ -161,6 +166,19 @@ class Broker:
                 found.calls += int(usage.get("calls", 0))
                 found.tokens_spent += int(usage.get("tokens_spent", 0))
         return found
+
+    async def key_owner(self, account: str, key: str) -> str:
+        """The region whose book takes the account's credit under this idempotency key:
+        the first region to ask (one insert), so a billing retry sent to another region
+        finds that one's answer instead of crediting again."""
+        owners = self.accounts.database["credit_regions"]
+        claim = {"_id": record_id(account, key), "region": self.region, "at": datetime.now(UTC)}
+        try:
+            await with_retries(lambda: owners.insert_one(claim))
+            return self.region
+        except DuplicateKeyError:
+            found = await owners.find_one({"_id": claim["_id"]})
+        return str(found["region"]) if found else self.region
 
     async def starve(self, account: str) -> None:
         """Tell the other regions this one waits for the account's tokens they hold."""

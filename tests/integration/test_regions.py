@@ -141,6 +141,21 @@ async def test_a_client_alternating_regions_never_overspends(
     assert own["tokens"] == funded - served
     assert own["usage"]["tokens_spent"] == served
 
+    # Billing's retry of a credit sent to the other region is the same credit.
+    answers_by_region = []
+    for stack, amount in ((eu, 10), (us, 10), (us, 11)):
+        async with http.post(
+            f"{stack.gateway}/v1/accounts/traveller/credits",
+            json={"amount": amount},
+            headers={**eu.admin, "Idempotency-Key": "invoice-7"},
+        ) as response:
+            answers_by_region.append((response.status, (await response.json()).get("event_id")))
+    (eu_status, first), (us_status, again), (conflict, _) = answers_by_region
+    assert (eu_status, us_status, conflict) == (202, 202, 409)
+    assert first == again
+    async with http.get(f"{us.gateway}/v1/account", headers=headers) as response:
+        assert (await response.json())["tokens"] == funded - served + 10
+
 
 async def test_a_client_that_moves_reaches_every_token_it_left_behind(
     make_stack: StackFactory, http: aiohttp.ClientSession

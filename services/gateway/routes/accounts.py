@@ -9,7 +9,7 @@ from aiohttp import web
 
 from services.gateway.deps import DEPS, Gateway
 from services.gateway.routes.tokens import caller_live
-from services.gateway.usecases.credit import credit
+from services.gateway.usecases.credit import credit, credit_in_region
 from shared.accounting.accounts import AccountExists, empty_usage
 from shared.accounting.bank import UnknownAccount
 from shared.auth import Principal
@@ -104,12 +104,13 @@ async def credit_account(request: web.Request) -> web.Response:
     if deps.slices is None:
         event_id, tokens = await credit(deps.bank, deps.credits, account, key, amount, reason)
         return json_response({"event_id": event_id, "tokens": tokens}, status=202)
-    # With a region, the tokens land in the account's slice here, in its book: the
-    # region's own numbering, as the ledger applies a region's events.
+    # With a region, the tokens land in the slice of the region that took the key first,
+    # in its book: that region's own numbering, as the ledger applies a region's events.
     try:
         book = await deps.slices.opened(account)
     except UnknownAccount:
         raise ApiError("not_found", f"no account {account!r}") from None
-    event_id, _ = await credit(deps.bank, deps.credits, book, key, amount, reason)
+    owner = await deps.slices.broker.key_owner(account, key)
+    event_id = await credit_in_region(deps.bank, deps.credits, owner, book, key, amount, reason)
     tokens = (await deps.slices.live(account)).balance
     return json_response({"event_id": event_id, "tokens": tokens}, status=202)

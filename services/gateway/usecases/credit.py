@@ -15,6 +15,7 @@ from prometheus_client import Counter
 
 from shared.accounting.bank import LiveAccount, Outcome, Shipping, Status, UnknownAccount
 from shared.accounting.credits import FirstAnswer, fingerprint
+from shared.accounting.regions import account_of, book_of, book_region
 from shared.contract import MAX_BALANCE
 from shared.errors import ApiError
 from shared.stores import MongoDoc
@@ -126,3 +127,31 @@ async def apply_credit(
         "tokens": outcome.balance,
         "applied": outcome.status == Status.APPLIED,
     }
+
+
+async def credit_in_region(
+    bank: CreditBank,
+    credits: CreditAnswers,
+    owner: str,
+    book: str,
+    key: str,
+    amount: int,
+    reason: str,
+) -> str:
+    """A credit where accounts are sliced by region: the key's first request credits the
+    book of the region that took it (`owner`'s, `book`); another region answers with
+    that one's first answer, once recorded. Returns the credit's event id."""
+    if book_region(book) == owner:
+        event_id, _ = await credit(bank, credits, book, key, amount, reason)
+        return event_id
+    first = await credits.first_answer(book_of(account_of(book), owner), key)
+    if first is None:
+        raise ApiError(
+            "upstream_unavailable",
+            f"this Idempotency-Key's first request is being applied in region {owner!r}; "
+            "retry with the same key",
+            headers={"Retry-After": "1"},
+        )
+    if first["fingerprint"] != fingerprint(amount, reason):
+        raise idempotency_conflict()
+    return str(first["event_id"])
