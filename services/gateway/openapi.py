@@ -299,6 +299,13 @@ SCHEMAS: dict[str, Schema] = {
                 "properties": {"balance": INTEGER, "epoch": INTEGER, "seq": INTEGER},
             },
             "usage": {"$ref": "#/components/schemas/Usage"},
+            "regions": {
+                "type": "object",
+                "description": "With regions (MAAS_REGION): each region's slice of the "
+                "account's tokens (this region's live, the others' as the ledger knows "
+                "them); `ledger` is then the account's pool, granted to no region.",
+                "additionalProperties": INTEGER,
+            },
         },
     },
     "Credit": {

@@ -167,6 +167,11 @@ class Broker:
                 found.tokens_spent += int(usage.get("tokens_spent", 0))
         return found
 
+    async def books(self, account: str) -> dict[str, int]:
+        """Each region's book of the account: its balance as MongoDB knows it."""
+        found = self.accounts.find({"_id": books_range(account)}, {"balance": 1})
+        return {book_region(doc["_id"]): int(doc["balance"]) async for doc in found}
+
     async def key_owner(self, account: str, key: str) -> str:
         """The region whose book takes the account's credit under this idempotency key:
         the first region to ask (one insert), so a billing retry sent to another region

@@ -140,6 +140,10 @@ async def test_a_client_alternating_regions_never_overspends(
         own = await response.json()
     assert own["tokens"] == funded - served
     assert own["usage"]["tokens_spent"] == served
+    async with http.get(f"{eu.gateway}/v1/accounts/traveller", headers=eu.admin) as response:
+        view = await response.json()
+    assert set(view["regions"]) == {"eu", "us"}
+    assert view["ledger"]["balance"] + sum(view["regions"].values()) == view["tokens"]
 
     # Billing's retry of a credit sent to the other region is the same credit.
     answers_by_region = []
@@ -168,8 +172,15 @@ async def test_a_client_that_moves_reaches_every_token_it_left_behind(
         make_stack(region="eu", mongo_db=db, slice_idle_return_s=2),
         make_stack(region="us", mongo_db=db, slice_idle_return_s=2),
     )
-    funded, standby = 40, GrantPolicy().standby
-    headers = await eu.create_account(http, "mover", funded)
+    standby = GrantPolicy().standby
+    headers = await eu.create_account(http, "mover", 40)
+    async with http.post(  # billing's credit in the US lands in the US slice
+        f"{us.gateway}/v1/accounts/mover/credits",
+        json={"amount": 30},
+        headers={**us.admin, "Idempotency-Key": "top-up"},
+    ) as response:
+        assert response.status == 202
+    funded = 70
     statuses = [(await spend(http, us.gateway, headers))[0] for _ in range(20)]
     assert statuses == [200] * 20
 
@@ -177,7 +188,12 @@ async def test_a_client_that_moves_reaches_every_token_it_left_behind(
         pool = await eu.mongo_account("mover")
         return pool is not None and pool["balance"] == tokens
 
-    await wait_for(lambda: pool_holds(funded - 20 - standby), 30, "the idle slice to go back")
+    try:
+        await wait_for(lambda: pool_holds(funded - 20 - standby), 30, "the idle slice to go back")
+    except AssertionError as timeout:
+        docs = await eu.mongo()["accounts"].find({}).to_list()
+        live = await us.redis_account(book_of("mover", "us"))
+        raise AssertionError(f"{timeout}: MongoDB {docs}, us live {live}") from None
     answers: Counter[tuple[int, str]] = Counter()
     served, deadline = 0, asyncio.get_running_loop().time() + 60
     while asyncio.get_running_loop().time() < deadline:

@@ -76,14 +76,15 @@ async def get_account(request: web.Request) -> web.Response:
     doc = await deps.accounts.get(account)
     if doc is None:
         raise ApiError("not_found", f"no account {account!r}")
-    return json_response(
-        {
-            "id": account,
-            "tokens": await live_tokens(deps, account, doc["balance"]),
-            "ledger": {"balance": doc["balance"], "epoch": doc["epoch"], "seq": doc["seq"]},
-            "usage": usage_of(doc),
-        }
-    )
+    view = {
+        "id": account,
+        "tokens": await live_tokens(deps, account, doc["balance"]),
+        "ledger": {"balance": doc["balance"], "epoch": doc["epoch"], "seq": doc["seq"]},
+        "usage": usage_of(doc),
+    }
+    if deps.slices:  # the ledger's balance above is then the account's pool
+        view["regions"] = await deps.slices.by_region(account)
+    return json_response(view)
 
 
 async def credit_account(request: web.Request) -> web.Response:

@@ -52,6 +52,8 @@ RETURNS = Counter(
 TOKENS_RETURNED = Counter("maas_slice_tokens_returned_total", "Tokens given back to pools")
 GRANT_REASON = "grant"
 GIVE_BACK_EVERY_S = 1.0
+DEMAND_LOOK_S = 0.1  # what was spent within less is added to the next look
+DEMAND_MEMORY_S = 10.0  # a look after a longer lull weighs as one after this long
 SPENT_OUT_KEPT_S = 1.0  # a 402 found in MongoDB answers the book's next refusals this long
 STARVING_WITHIN_S = 10.0  # a region's hint that it waits for tokens is heeded this long
 BOOKS_KEPT = 100_000  # the books whose demand this process follows, most recent first
@@ -69,10 +71,14 @@ class Book:
     spent_out_until: float = 0.0  # the account had no tokens anywhere, as of a moment ago
 
     def observe(self, weight: float) -> float:
-        """The demand, tokens a second, with what was spent since the last look."""
+        """The demand, tokens a second, with what was spent since the last look: `weight`
+        is a second's share, so looks a tenth of a second apart each weigh a tenth as
+        much, and a burst raises the estimate within its first second."""
         now = time.monotonic()
-        if now - self.since >= 1.0:
-            self.demand.observe(self.spent, now - self.since, weight)
+        elapsed = now - self.since
+        if elapsed >= DEMAND_LOOK_S:
+            share = 1 - (1 - weight) ** min(elapsed, DEMAND_MEMORY_S)
+            self.demand.observe(self.spent, elapsed, share)
             self.spent, self.since = 0, now
         return self.demand.per_s
 
@@ -104,8 +110,9 @@ class SliceBank:
         book = self._book(account)
         if outcome.status == Status.INSUFFICIENT and time.monotonic() >= book.spent_out_until:
             book.backlog += price
+            refill = self._refill_soon(account, urgent=True)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._refill(account, True)), self.wait_s)
+                await asyncio.wait_for(asyncio.shield(refill), self.wait_s)
             outcome, charge = await self._charge_book(account, *args)
             if outcome.status == Status.INSUFFICIENT:
                 if await self._held_elsewhere(account):
@@ -136,6 +143,14 @@ class SliceBank:
             here.balance + there.tokens, here.calls + there.calls,
             here.tokens_spent + there.tokens_spent,
         )  # fmt: skip
+
+    async def by_region(self, account: str) -> dict[str, int]:
+        """The account's slices: this region's live one, the others as MongoDB knows them."""
+        books = await self.broker.books(account)
+        here = await self.bank.balance(self.broker.book(account))
+        if here is not None:
+            books[self.broker.region] = here
+        return books
 
     async def opened(self, account: str) -> str:
         """The account's book in this region, created if it had none."""
@@ -187,7 +202,7 @@ class SliceBank:
             if tokens:
                 await self._give_back(account, tokens, "idle")
             if slice_tokens - tokens <= self.policy.standby:
-                del self._books[account]  # nothing more to give back until it is used
+                self._books.pop(account, None)  # nothing more to give back until it is used
 
     async def _give_back_wanted(self) -> None:
         now = time.monotonic()
@@ -239,18 +254,18 @@ class SliceBank:
             self._books.move_to_end(account)
         return book
 
-    def _refill_soon(self, account: str) -> None:
-        if account not in self._refills:
-            task = asyncio.create_task(self._refill(account, False))
+    def _refill_soon(self, account: str, urgent: bool = False) -> asyncio.Task[None]:
+        """The book's refill under way, or a new one: one at a time per book in a process
+        (several gateways of a region ask under the same grant number, and get one
+        grant). A charge that waits for it waits with the others."""
+        task = self._refills.get(account)
+        if task is None:
+            task = asyncio.create_task(self._refill(account, urgent))
             self._refills[account] = task
             task.add_done_callback(lambda _: self._refills.pop(account, None))
+        return task
 
     async def _refill(self, account: str, urgent: bool) -> None:
-        """Ask the pool for what the book wants (one at a time per book in a process;
-        several gateways of a region ask under the same grant number, and get one grant)."""
-        running = self._refills.get(account)
-        if running is not None and running is not asyncio.current_task():
-            await asyncio.shield(running)
         try:
             await self._ask(account, urgent)
         except Exception:
@@ -263,6 +278,7 @@ class SliceBank:
         book = self._book(account)
         balance = await self.bank.balance(book_id) or 0
         asked = wanted(self.policy, balance, book.observe(self.policy.demand_weight), book.backlog)
+        urgent = urgent or book.backlog > 0  # a charge waits: it joined a refill under way
         if urgent:
             asked = max(asked, book.backlog)
         if asked <= 0:
