@@ -211,3 +211,17 @@ async def test_a_client_that_moves_reaches_every_token_it_left_behind(
         book = await stack.mongo_account(book_of("mover", stack.settings.region))
         assert book is not None
         assert book["balance"] == 0
+
+
+async def test_a_grant_its_gateway_never_credited_is_credited_by_the_next_refill(
+    make_stack: StackFactory, http: aiohttp.ClientSession
+) -> None:
+    """A gateway that dies between the pool's update and the book's credit: the tokens
+    left the pool, and the region's next refill credits them before it asks again."""
+    eu = await make_stack(region="eu", mongo_db=f"maas_regions_{uuid.uuid4().hex[:8]}")
+    headers = await eu.create_account(http, "crash", 10)
+    taken = await Broker(eu.mongo(), "eu", GrantPolicy()).grant("crash", 1, 4, urgent=True)
+    assert taken is not None
+    assert taken.tokens == 4
+    statuses = [(await spend(http, eu.gateway, headers))[0] for _ in range(11)]
+    assert statuses == [200] * 10 + [402]

@@ -7,7 +7,8 @@ a refill is asked for in the background; a charge that finds the slice empty wai
 an urgent one (bounded), and is refused only then: 402 when the account has no tokens
 anywhere, else 503 `tokens_in_transit` (its tokens are in another region's slice).
 Sizes are the policy's (`shared/accounting/slices.py`), from each book's demand as this
-process sees it.
+process sees it. What the region does not spend goes back to the pool (`run`): slices
+idle for a while but for their standby, and what another region waits for.
 """
 
 from __future__ import annotations
