@@ -26,7 +26,8 @@ async def run(args: argparse.Namespace) -> int:
     async with connect() as c:
         total = 1 if args.account else await AccountStore(c.db).count()
         with progress_bar(total, "accounts") as bar:
-            report = await Reconciler(c.redis, c.db, c.sqs, c.queue_url, c.keys).run(
+            reconciler = Reconciler(c.redis, c.db, c.sqs, c.queue_url, c.keys, c.settings.region)
+            report = await reconciler.run(
                 args.account, page_size=c.settings.reconcile_page_size, progress=bar.update
             )
     if args.json:

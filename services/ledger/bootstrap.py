@@ -67,7 +67,7 @@ async def run_worker(app: web.Application, settings: Settings) -> AsyncIterator[
             await queue_url(sqs, settings.queue_name),
             await queue_url(sqs, settings.dlq_name),
         )
-        reconciler = Reconciler(redis, db, sqs, url, keys)
+        reconciler = Reconciler(redis, db, sqs, url, keys, settings.region)
         app[CONSOLE] = Console(
             settings=settings,
             gate=Gate(auth, redis, secure_cookie=settings.env == "prod"),

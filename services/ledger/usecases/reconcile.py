@@ -19,6 +19,7 @@ from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.domain.reconcile import BalanceAt, Row, Status, compare
 from shared.accounting.accounts import AccountStore
 from shared.accounting.events import event_from_stream_entry, signed_amount
+from shared.accounting.regions import book_of, book_region
 from shared.accounting.shapes import AccountField
 from shared.keys import Keys
 from shared.sqs import SQSClient
@@ -84,9 +85,18 @@ def nothing_coming(
 
 class Reconciler:
     def __init__(
-        self, redis: Redis, db: AsyncDatabase[MongoDoc], sqs: SQSClient, queue_url: str, keys: Keys
+        self,
+        redis: Redis,
+        db: AsyncDatabase[MongoDoc],
+        sqs: SQSClient,
+        queue_url: str,
+        keys: Keys,
+        region: str = "",
     ) -> None:
+        """With a `region`, only its books are compared: the accounts' pools and the other
+        regions' books are not in this region's Redis (docs/multi-region.md)."""
         self.redis = redis
+        self.region = region
         self.accounts = AccountStore(db)
         self.store = LedgerStore(db)
         self.sqs = sqs
@@ -103,12 +113,15 @@ class Reconciler:
 
         `progress` hears how many more accounts were compared, page after page.
         """
+        if account and self.region and not book_region(account):
+            account = book_of(account, self.region)
         queue = await self._queue_messages()
         outbox, outbox_events = await self._outbox()
         report = Report([], queue, outbox_events)
         held = await held_for_settle(self.store, account)
         dead = await self._dead_letters_by_account()
-        async for docs in self._pages(account, page_size):
+        async for all_docs in self._pages(account, page_size):
+            docs = [d for d in all_docs if not self.region or book_region(d["_id"]) == self.region]
             live = await self._live([doc["_id"] for doc in docs])
             for doc in docs:
                 row = compare(
@@ -123,7 +136,7 @@ class Reconciler:
                 if row.status is not Status.OK or account:
                     report.rows.append(row)
             if progress is not None:
-                progress(len(docs))
+                progress(len(all_docs))
         if any(row.status is Status.BEHIND for row in report.rows):
             await self._confirm_behind(report, dead)
         report.rows = [
