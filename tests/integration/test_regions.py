@@ -19,7 +19,7 @@ from shared.accounting.accounts import AccountStore
 from shared.accounting.regions import Broker, book_of
 from shared.accounting.slices import GrantPolicy
 from shared.stores import MongoDoc
-from tests.stack import PARIS, StackFactory, wait_for
+from tests.stack import PARIS, PrivateStore, StackFactory, wait_for
 
 
 @pytest.fixture
@@ -227,3 +227,40 @@ async def test_a_grant_its_gateway_never_credited_is_credited_by_the_next_refill
     assert taken.tokens == 4
     statuses = [(await spend(http, eu.gateway, headers))[0] for _ in range(11)]
     assert statuses == [200] * 10 + [402]
+
+
+async def test_a_region_cut_off_from_mongodb_spends_its_slice_then_answers_503(
+    make_stack: StackFactory, http: aiohttp.ClientSession, private_store: PrivateStore
+) -> None:
+    """The store out of reach (a partition between the region and the home region): the
+    region serves from the slice it holds, never more, then answers 503 (not 402, not
+    500); once the store is back the account's tokens are served again, exactly."""
+    eu = await make_stack(region="eu", mongo_url=private_store.url)
+    funded = 1000
+    headers = await eu.create_account(http, "cut", funded)
+    assert [(await spend(http, eu.gateway, headers))[0] for _ in range(30)] == [200] * 30
+    await asyncio.to_thread(private_store.stop, private_store.front)
+    await asyncio.sleep(0.5)  # a refill the last charges started lands now, or never
+    held = int((await eu.redis_account(book_of("cut", "eu")))["balance"])
+    cut_off: Counter[tuple[int, str]] = Counter()
+    for _ in range(held + 3):
+        status, code = await spend(http, eu.gateway, headers)
+        cut_off[(status, code)] += 1
+    await asyncio.to_thread(private_store.start, private_store.front)
+    assert cut_off[(200, "")] == held, cut_off
+    assert cut_off[(503, "tokens_in_transit")] == 3, cut_off
+    served = 30 + held
+    status, _ = await spend(http, eu.gateway, headers)
+    assert status == 200
+    served += 1
+
+    async def exact() -> bool:
+        pool = await eu.mongo_account("cut")
+        book = await eu.mongo_account(book_of("cut", "eu"))
+        live = await eu.redis_account(book_of("cut", "eu"))
+        return bool(pool and book) and (
+            str(book["balance"]) == live["balance"]  # type: ignore[index]
+            and pool["balance"] + book["balance"] == funded - served  # type: ignore[index]
+        )
+
+    await wait_for(exact, 30, "the books to hold what was not served")

@@ -55,6 +55,7 @@ GRANT_REASON = "grant"
 GIVE_BACK_EVERY_S = 1.0
 DEMAND_LOOK_S = 0.1  # what was spent within less is added to the next look
 DEMAND_MEMORY_S = 10.0  # a look after a longer lull weighs as one after this long
+LAST_LOOK_S = 0.25  # at least this long to learn whether the account has tokens elsewhere
 SPENT_OUT_KEPT_S = 1.0  # a 402 found in MongoDB answers the book's next refusals this long
 STARVING_WITHIN_S = 10.0  # a region's hint that it waits for tokens is heeded this long
 BOOKS_KEPT = 100_000  # the books whose demand this process follows, most recent first
@@ -95,6 +96,7 @@ class SliceBank:
         self.wait_s = wait_s
         self._books: OrderedDict[str, Book] = OrderedDict()
         self._refills: dict[str, asyncio.Task[None]] = {}
+        self._hints: set[asyncio.Task[None]] = set()
 
     async def charge(
         self,
@@ -111,13 +113,15 @@ class SliceBank:
         book = self._book(account)
         if outcome.status == Status.INSUFFICIENT and time.monotonic() >= book.spent_out_until:
             book.backlog += price
+            deadline = time.monotonic() + self.wait_s
             refill = self._refill_soon(account, urgent=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(refill), self.wait_s)
             outcome, charge = await self._charge_book(account, *args)
             if outcome.status == Status.INSUFFICIENT:
-                if await self._held_elsewhere(account):
-                    await self._starve(account)
+                look_s = max(LAST_LOOK_S, deadline - time.monotonic())
+                if await self._held_elsewhere(account, look_s):
+                    self._hint_soon(account)
                     return Outcome(Status.IN_TRANSIT, outcome.balance), None
                 # Spent out everywhere: the next refusals within a second are answered
                 # from here, not with a round of MongoDB calls each.
@@ -158,13 +162,21 @@ class SliceBank:
         await self.broker.open_book(account)
         return self.broker.book(account)
 
-    async def _held_elsewhere(self, account: str) -> bool:
-        """Whether the account has tokens outside this region; when MongoDB cannot say,
-        the refusal is the one to retry (503), not the final one (402)."""
+    async def _held_elsewhere(self, account: str, within_s: float) -> bool:
+        """Whether the account has tokens outside this region; when MongoDB cannot say
+        within `within_s` (out of reach: a partition), the refusal is the one to retry
+        (503), not the final one (402)."""
         try:
-            return (await self.broker.elsewhere(account)).tokens > 0
-        except PyMongoError:
+            found = await asyncio.wait_for(self.broker.elsewhere(account), within_s)
+        except (PyMongoError, TimeoutError):
             return True
+        return found.tokens > 0
+
+    def _hint_soon(self, account: str) -> None:
+        """Tell the other regions, after the answer: it waits on MongoDB."""
+        task = asyncio.create_task(self._starve(account))
+        self._hints.add(task)
+        task.add_done_callback(self._hints.discard)
 
     async def refund(
         self, charge: Charge, undelivered: bool = False, overdue: bool = False
@@ -230,8 +242,9 @@ class SliceBank:
             log.warning("could not ask the other regions for tokens", exc_info=True)
 
     async def close(self) -> None:
-        """Let the refills under way finish (a grant half done is finished by the next)."""
-        await asyncio.gather(*self._refills.values(), return_exceptions=True)
+        """Let the refills and hints under way finish (a grant half done is finished by
+        the next refill)."""
+        await asyncio.gather(*self._refills.values(), *self._hints, return_exceptions=True)
 
     async def _charge_book(
         self, account: str, price: int, limit: RateLimit | None, reason: str, request_id: str,
