@@ -114,10 +114,17 @@ class SliceBank:
         if outcome.status == Status.INSUFFICIENT and time.monotonic() >= book.spent_out_until:
             book.backlog += price
             deadline = time.monotonic() + self.wait_s
-            refill = self._refill_soon(account, urgent=True)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(refill), self.wait_s)
-            outcome, charge = await self._charge_book(account, *args)
+            # Twice: the refill this charge joined may have been asked for before it
+            # waited (a refill, not urgent, which near zero is given nothing).
+            for _ in range(2):
+                refill = self._refill_soon(account, urgent=True)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        asyncio.shield(refill), max(0.0, deadline - time.monotonic())
+                    )
+                outcome, charge = await self._charge_book(account, *args)
+                if outcome.status != Status.INSUFFICIENT or time.monotonic() >= deadline:
+                    break
             if outcome.status == Status.INSUFFICIENT:
                 look_s = max(LAST_LOOK_S, deadline - time.monotonic())
                 if await self._held_elsewhere(account, look_s):
