@@ -18,7 +18,9 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from prometheus_client import Counter
 from pymongo.errors import PyMongoError
@@ -38,6 +40,7 @@ from shared.accounting.slices import Demand, GrantPolicy, to_return, wanted
 from shared.settings import RateLimit
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 GRANTS = Counter(
     "maas_slice_grants_total",
@@ -145,11 +148,7 @@ class SliceBank:
     async def live(self, account: str) -> LiveAccount:
         """The account's tokens and usage over every region: this region's live slice,
         the pool and the other regions' books."""
-        try:
-            here = await self.bank.live(self.broker.book(account))
-        except UnknownAccount:
-            await self.broker.open_book(account)
-            here = await self.bank.live(self.broker.book(account))
+        here = await self._on_book(account, self.bank.live)
         there = await self.broker.elsewhere(account)
         return LiveAccount(
             here.balance + there.tokens, here.calls + there.calls,
@@ -257,13 +256,18 @@ class SliceBank:
         self, account: str, price: int, limit: RateLimit | None, reason: str, request_id: str,
         refundable_after_s: float,
     ) -> tuple[Outcome, Charge | None]:  # fmt: skip
-        book = self.broker.book(account)
         args = (price, limit, reason, request_id, refundable_after_s)
+        return await self._on_book(account, lambda book: self.bank.charge(book, *args))
+
+    async def _on_book(self, account: str, act: Callable[[str], Awaitable[T]]) -> T:
+        """`act` on the account's book in this region, created first if this is the
+        account's first use here (the bank knows no such account yet)."""
+        book = self.broker.book(account)
         try:
-            return await self.bank.charge(book, *args)
+            return await act(book)
         except UnknownAccount:
-            await self.broker.open_book(account)  # its first charge in this region
-            return await self.bank.charge(book, *args)
+            await self.broker.open_book(account)
+            return await act(book)
 
     def _book(self, account: str) -> Book:
         book = self._books.get(account)
