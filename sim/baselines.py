@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from sim.engine import Clock
 from sim.network import Network
-from sim.world import REGIONS, Answer
+from sim.world import REGIONS, Answer, Respond
 
 SYNC_S = 60.0  # per-location counters learn the others' spending this often
 ASYNC_S = 0.5  # replicated counters send their spends this often
@@ -37,7 +37,10 @@ class Homed:
     def credit(self, account: str, tokens: int) -> None:
         self.balance[account] += tokens
 
-    def serve(self, account: str, region: str, price: int) -> Answer:
+    def serve(self, account: str, region: str, price: int, respond: Respond) -> None:
+        respond(self._answer(account, region, price))
+
+    def _answer(self, account: str, region: str, price: int) -> Answer:
         home = self.home[account]
         forwarded = region != home
         if forwarded and not self.network.reaches(region, home):
@@ -73,7 +76,10 @@ class Replicated:
         for region in REGIONS:
             self.local[region][account] += tokens
 
-    def serve(self, account: str, region: str, price: int) -> Answer:
+    def serve(self, account: str, region: str, price: int, respond: Respond) -> None:
+        respond(self._answer(account, region, price))
+
+    def _answer(self, account: str, region: str, price: int) -> Answer:
         if self.local[region][account] < price:
             return Answer(402)
         self.local[region][account] -= price

@@ -10,7 +10,7 @@ from typing import Protocol
 from sim.engine import Clock
 from sim.network import Network
 from sim.scenarios import HOUR_S, Scenario
-from sim.world import REGIONS, Answer
+from sim.world import REGIONS, Answer, Respond
 
 ACCOUNTS = 200
 RATES = (0.02, 0.5)  # requests a second per account, log-uniform
@@ -24,7 +24,7 @@ WARMUP_S = 60.0  # counted for the books, not for the goals: the slices are bein
 class System(Protocol):
     def open(self, account: str, tokens: int, regions: tuple[str, ...]) -> None: ...
     def credit(self, account: str, tokens: int) -> None: ...
-    def serve(self, account: str, region: str, price: int) -> Answer: ...
+    def serve(self, account: str, region: str, price: int, respond: Respond) -> None: ...
 
 
 @dataclass(slots=True)
@@ -47,7 +47,8 @@ class Tally:
     false_in_failure: int = 0
     requests_in_failure: int = 0
     cross_region: int = 0
-    moves: int = 0
+    held: int = 0  # served after finding the slice empty and waiting for a grant
+    moves: int = 0  # outside partitions and outages
     moves_served_locally: int = 0
     heavy_requests: int = 0
     served_tokens: dict[str, int] = field(default_factory=dict)
@@ -124,27 +125,41 @@ class Workload:
         self.clock.after(every_s, self._credit, client, tokens, every_s)
 
     def _request(self, client: Client, region: str, retries: int = RETRIES) -> None:
+        account, price = client.account, client.price
+        remaining = self.tally.funded[account] - self.tally.served_tokens[account]
+        failing = self.network.in_failure()
+        moved, client.moved = client.moved and not client.fleet, False
+        self.system.serve(
+            account, region, price,
+            lambda answer: self._answered(client, region, retries, remaining, failing, moved,
+                                          answer),
+        )  # fmt: skip
+
+    def _answered(
+        self, client: Client, region: str, retries: int, remaining: int, failing: bool,
+        moved: bool, answer: Answer,
+    ) -> None:  # fmt: skip
+        """Judge an answer by the oracle as the request found it: `remaining` tokens, and
+        whether a partition or outage was under way."""
         tally, account, price = self.tally, client.account, client.price
-        remaining = tally.funded[account] - tally.served_tokens[account]
-        answer = self.system.serve(account, region, price)
         self.clock.trace(account, region, answer.status)
         if answer.status == 200:
             tally.served_tokens[account] += price
+        retry = answer.status == 503 and retries and self.clock.now + RETRY_AFTER_S < self.end_s
+        if retry:
+            self.clock.after(RETRY_AFTER_S, self._request, client, region, retries - 1)
         if self.clock.now < WARMUP_S:
-            if answer.status == 503 and retries:
-                self.clock.after(RETRY_AFTER_S, self._request, client, region, retries - 1)
             return
         tally.requests += 1
         if account == self.heavy:
             tally.heavy_requests += 1
-        failing = self.network.in_failure()
         tally.requests_in_failure += failing
         tally.cross_region += answer.cross_region
-        if client.moved and not client.fleet:
-            client.moved = False
-            if remaining >= price:  # the oracle would serve it
-                tally.moves += 1
-                tally.moves_served_locally += answer.status == 200 and not answer.cross_region
+        tally.held += answer.held and answer.status == 200
+        if moved and remaining >= price and not failing:  # the oracle would serve it
+            tally.moves += 1
+            local = answer.status == 200 and not (answer.cross_region or answer.held)
+            tally.moves_served_locally += local
         if answer.status == 200:
             tally.served += 1
             return
@@ -154,5 +169,3 @@ class Workload:
                 tally.false_in_failure += 1
             else:
                 tally.false_refusals += 1
-        if answer.status == 503 and retries and self.clock.now + RETRY_AFTER_S < self.end_s:
-            self.clock.after(RETRY_AFTER_S, self._request, client, region, retries - 1)

@@ -30,6 +30,8 @@ HOME = "r0"  # where MongoDB, the broker and the ledger are
 TICK_S = 1.0  # the agents' pace
 RELAY_S = 0.2  # the relays' linger
 RETRY_S = 1.0  # an unanswered grant request is sent again (same number) after this
+REFUSED_BACKOFF_S = 30.0  # a refill refused near zero is not asked again for this long
+SPENT_OUT_KEPT_S = 1.0  # as the services' gateway keeps a 402 found in MongoDB
 REDELIVER_S = (1.0, 30.0)  # a duplicated FIFO message comes again this much later
 RETURN = "slice:return"
 
@@ -37,6 +39,20 @@ RETURN = "slice:return"
 class Answer(NamedTuple):
     status: int  # 200 served, 402 no tokens, 503 tokens in transit (or Redis down)
     cross_region: bool = False  # whether answering waited on another region
+    held: bool = False  # it found its slice empty and waited for a grant (not the hot path)
+
+
+Respond = Callable[[Answer], None]
+
+
+@dataclass(slots=True)
+class Held:
+    """A request that found its slice empty, waiting for a grant until `deadline_s`."""
+
+    price: int
+    deadline_s: float
+    respond: Respond
+    answered: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +74,14 @@ class Slot:
     backlog: int = 0  # tokens refused (503) since the last grant
     last_used_s: float = -1e9
     asking: int = 0  # the grant number waiting for its answer, 0 if none
-    nothing_left: bool = False  # the broker's last word: no tokens here or anywhere
+    urgent: bool = False  # whether that ask was for clients waiting
+    recheck: bool = False  # tokens came back to the account while that ask was out
+    refused_until_s: float = 0.0  # a refill was refused: not asked again before then
+    # The broker's last word was "no tokens here or anywhere": refusals are answered
+    # from here until then, as the services keep a 402 for a second (a credit may have
+    # crossed that answer on its way).
+    spent_out_until_s: float = 0.0
+    held: list[Held] = field(default_factory=list)  # oldest first
 
 
 @dataclass(slots=True)
@@ -100,6 +123,9 @@ class Sliced:
     duplicates: float = 0.0  # the share of FIFO messages delivered twice
     check_slices: bool = True  # a mutant charges without looking at the slice
     close_via_queue: bool = True  # a mutant closes a lost Redis's leases at once, as unspent
+    # A charge that finds its slice empty waits this long for an urgent grant, as the
+    # services do (MAAS_SLICE_WAIT_S); 0 answers 503 at once, as the first design did.
+    wait_s: float = 1.0
 
     def __post_init__(self) -> None:
         self.regions = {name: Region(name) for name in REGIONS}
@@ -130,32 +156,67 @@ class Sliced:
         for region in self.regions.values():
             self._send(HOME, region.name, self._credited, region, account)
 
-    def serve(self, account: str, region_name: str, price: int) -> Answer:
-        """The charge script's twin: one atomic step on the region's Redis."""
+    def serve(self, account: str, region_name: str, price: int, respond: Respond) -> None:
+        """The charge script's twin (one atomic step on the region's Redis), then, when the
+        slice is short, the services' wait for an urgent grant."""
         region = self.regions[region_name]
         if self.clock.now < region.down_until_s:
-            return Answer(503)
+            return respond(Answer(503))
         slot = region.slot(account)
         slot.last_used_s = self.clock.now
-        if slot.tokens >= price or not self.check_slices:
-            slot.tokens -= price
-            slot.spent += price
-            slot.seq += 1
-            region.outbox.append(self._event(account, region, price, "meme", slot.seq))
-            if not slot.asking and not slot.nothing_left:
-                # The charge script marks a slice that fell below its floor; the agent
-                # asks for it at once rather than at its next tick.
-                asked = wanted(self.policy, slot.tokens, slot.demand.per_s, slot.backlog)
-                if asked:
-                    self._ask(region, account, slot, asked)
-            return Answer(200)
-        if slot.nothing_left:
-            return Answer(402)
+        if (slot.tokens >= price and not slot.held) or not self.check_slices:
+            self._debit(region, account, slot, price)
+            return respond(Answer(200))
+        if self._spent_out(slot):
+            return respond(Answer(402))
         slot.backlog += price
-        if not slot.asking:  # an urgent refill
-            self._ask(region, account, slot, max(price, wanted(self.policy, slot.tokens,
-                      slot.demand.per_s, slot.backlog)))  # fmt: skip
-        return Answer(503)
+        if not slot.asking:
+            self._ask_urgently(region, account, slot, price)
+        if not self.wait_s:
+            return respond(Answer(503))
+        held = Held(price, self.clock.now + self.wait_s, respond)
+        slot.held.append(held)
+        self.clock.after(self.wait_s, self._give_up, slot, held)
+        return None
+
+    def _debit(self, region: Region, account: str, slot: Slot, price: int) -> None:
+        slot.tokens -= price
+        slot.spent += price
+        slot.seq += 1
+        region.outbox.append(self._event(account, region, price, "meme", slot.seq))
+        if self._may_refill(slot):
+            # The charge script marks a slice that fell below its floor; the agent asks
+            # for it at once rather than at its next tick.
+            asked = wanted(self.policy, slot.tokens, slot.demand.per_s, slot.backlog)
+            if asked:
+                self._ask(region, account, slot, asked)
+
+    def _serve_held(self, region: Region, account: str, slot: Slot) -> None:
+        """Tokens came: the waiting requests are charged in the order they came, each
+        as a charge of its own; one answered 402 when the broker says none are left."""
+        while slot.held and (slot.tokens >= slot.held[0].price or self._spent_out(slot)):
+            held = slot.held.pop(0)
+            held.answered = True
+            if slot.tokens >= held.price:
+                self._debit(region, account, slot, held.price)
+                held.respond(Answer(200, held=True))
+            else:
+                held.respond(Answer(402, held=True))
+
+    def _give_up(self, slot: Slot, held: Held) -> None:
+        if not held.answered:
+            slot.held.remove(held)
+            held.respond(Answer(503, held=True))
+
+    def _spent_out(self, slot: Slot) -> bool:
+        return self.clock.now < slot.spent_out_until_s
+
+    def _may_refill(self, slot: Slot) -> bool:
+        """Whether a refill (not urgent) may be asked now: none is out, the account was
+        not found spent out a moment ago, and none was refused lately (near zero the
+        broker keeps the last tokens for the regions whose clients wait)."""
+        now = self.clock.now
+        return not slot.asking and now >= slot.spent_out_until_s and now >= slot.refused_until_s
 
     # faults
 
@@ -195,7 +256,7 @@ class Sliced:
         idle_s = now - slot.last_used_s
         if back := to_return(self.policy, slot.tokens, idle_s, slot.demand.per_s, False):
             self._give_back(region, account, slot, back)
-        elif not slot.asking and not slot.nothing_left and idle_s < 3600:
+        elif self._may_refill(slot) and idle_s < 3600:
             asked = wanted(self.policy, slot.tokens, slot.demand.per_s, slot.backlog)
             if asked:
                 self._ask(region, account, slot, asked)
@@ -208,6 +269,10 @@ class Sliced:
         region.outbox.append(self._event(account, region, tokens, RETURN, slot.seq))
 
     def _relay(self, region: Region) -> None:
+        self._ship(region)
+        self.clock.after(RELAY_S, self._relay, region)
+
+    def _ship(self, region: Region) -> None:
         """Ship up to 100 events as one FIFO message, in order; a lost acknowledgement
         ships them again (a duplicate), and some messages are delivered twice."""
         up = self.clock.now >= region.down_until_s
@@ -222,12 +287,15 @@ class Sliced:
             if self.clock.rng.random() < self.duplicates:
                 again = delay + self.clock.rng.uniform(*REDELIVER_S)
                 self.clock.after(again, self._apply, region.name, message)
-        self.clock.after(RELAY_S, self._relay, region)
 
     def _ask(self, region: Region, account: str, slot: Slot, asked: int) -> None:
         """Ask the broker; urgent when clients were refused for want of tokens."""
-        slot.asking = next(self._numbers)
-        self._send_ask(region, account, slot.asking, asked, slot.backlog > 0, region.incarnation)
+        slot.asking, slot.urgent, slot.recheck = next(self._numbers), slot.backlog > 0, False
+        self._send_ask(region, account, slot.asking, asked, slot.urgent, region.incarnation)
+
+    def _ask_urgently(self, region: Region, account: str, slot: Slot, price: int) -> None:
+        asked = wanted(self.policy, slot.tokens, slot.demand.per_s, slot.backlog)
+        self._ask(region, account, slot, max(price - slot.tokens, asked))
 
     def _send_ask(
         self, region: Region, account: str, number: int, asked: int, urgent: bool,
@@ -257,12 +325,25 @@ class Sliced:
         slot = self._asking(region, account, number, incarnation)
         if slot is None:
             return
-        slot.asking = 0
+        urgent, slot.asking = slot.urgent, 0
         slot.tokens += tokens
-        slot.nothing_left = nothing_left
+        slot.spent_out_until_s = self.clock.now + SPENT_OUT_KEPT_S if nothing_left else 0.0
         region.active[account] = None
         if tokens:
             slot.backlog = 0
+        else:
+            slot.refused_until_s = self.clock.now + REFUSED_BACKOFF_S
+        self._serve_held(region, account, slot)
+        if (
+            slot.held
+            and not (slot.asking or self._spent_out(slot))
+            and (slot.recheck or not urgent)
+        ):
+            # The answer was to a refill asked before these requests waited (not urgent:
+            # near zero it gets nothing), or tokens came back to the account after the
+            # broker answered: ask again for them.
+            slot.backlog = sum(held.price for held in slot.held)
+            self._ask_urgently(region, account, slot, slot.held[0].price)
 
     def _credited(self, region: Region, account: str) -> None:
         """The account has tokens again (a credit, or another region gave some back):
@@ -270,8 +351,10 @@ class Sliced:
         slot = region.slots.get(account)
         if slot is None or self.clock.now < region.down_until_s:
             return
-        slot.nothing_left = False
-        if not slot.asking:
+        slot.spent_out_until_s = slot.refused_until_s = 0.0
+        if slot.asking:
+            slot.recheck = True
+        else:
             asked = wanted(self.policy, slot.tokens, slot.demand.per_s, slot.backlog)
             if asked:
                 self._ask(region, account, slot, asked)
@@ -285,6 +368,7 @@ class Sliced:
         idle_s = self.clock.now - slot.last_used_s
         if back := to_return(self.policy, slot.tokens, idle_s, slot.demand.per_s, True):
             self._give_back(region, account, slot, back)
+            self._ship(region)  # another region waits for it: no linger
 
     def _relearn(self, region: Region, incarnation: int) -> None:
         """A Redis started again after a loss: the broker names the accounts the region

@@ -44,3 +44,13 @@ def test_forwarding_to_a_home_region_is_exact_but_crosses_regions_on_the_hot_pat
     result = run_one("homed and forwarded", BY_NAME["traveller"], 2, TEN_MINUTES_S)
     assert result.overspend == 0
     assert result.cross_region > 1_000
+
+
+def test_a_charge_that_waits_for_its_grant_is_served_where_answering_at_once_refuses() -> None:
+    """Draining accounts: the charges that find their slice empty wait for the urgent
+    grant (as the services do) and are served; answered 503 at once, many are refused
+    while the account still has tokens."""
+    waiting = run_one("slices", DRAIN, 3, TEN_MINUTES_S)
+    at_once = run_one("slices, answering 503 at once", DRAIN, 3, TEN_MINUTES_S)
+    assert waiting.held > 100
+    assert waiting.false_refusals * 10 < at_once.false_refusals

@@ -55,9 +55,12 @@ RETURNS = Counter(
 )
 TOKENS_RETURNED = Counter("maas_slice_tokens_returned_total", "Tokens given back to pools")
 GRANT_REASON = "grant"
-GIVE_BACK_EVERY_S = 1.0
+IDLE_LOOK_EVERY_S = 1.0
+HINT_LOOK_EVERY_S = 0.25
 DEMAND_LOOK_S = 0.1  # what was spent within less is added to the next look
 DEMAND_MEMORY_S = 10.0  # a look after a longer lull weighs as one after this long
+ASK_AGAIN_S = 0.2  # a charge waiting for tokens other regions give back asks this often
+REFILL_REFUSED_S = 30.0  # a refill the broker refused (near zero) is not asked again sooner
 LAST_LOOK_S = 0.25  # at least this long to learn whether the account has tokens elsewhere
 SPENT_OUT_KEPT_S = 1.0  # a 402 found in MongoDB answers the book's next refusals this long
 STARVING_WITHIN_S = 10.0  # a region's hint that it waits for tokens is heeded this long
@@ -74,6 +77,7 @@ class Book:
     since: float = field(default_factory=time.monotonic)
     backlog: int = 0  # tokens refused for want of a slice since the last grant
     spent_out_until: float = 0.0  # the account had no tokens anywhere, as of a moment ago
+    refill_refused_until: float = 0.0  # a refill got nothing: not asked again before then
 
     def observe(self, weight: float) -> float:
         """The demand, tokens a second, with what was spent since the last look: `weight`
@@ -117,9 +121,8 @@ class SliceBank:
         if outcome.status == Status.INSUFFICIENT and time.monotonic() >= book.spent_out_until:
             book.backlog += price
             deadline = time.monotonic() + self.wait_s
-            # Twice: the refill this charge joined may have been asked for before it
-            # waited (a refill, not urgent, which near zero is given nothing).
-            for _ in range(2):
+            elsewhere: bool | None = None  # whether the account holds tokens elsewhere
+            while True:
                 refill = self._refill_soon(account, urgent=True)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
@@ -128,10 +131,21 @@ class SliceBank:
                 outcome, charge = await self._charge_book(account, *args)
                 if outcome.status != Status.INSUFFICIENT or time.monotonic() >= deadline:
                     break
-            if outcome.status == Status.INSUFFICIENT:
-                look_s = max(LAST_LOOK_S, deadline - time.monotonic())
-                if await self._held_elsewhere(account, look_s):
+                if elsewhere is None:
+                    # Short: the last tokens are in other regions. Tell them now, not
+                    # after the wait, so what they give back can land within it; then
+                    # ask again until it does (or the deadline).
+                    elsewhere = await self._held_elsewhere(account, LAST_LOOK_S)
+                    if not elsewhere:
+                        break
                     self._hint_soon(account)
+                await asyncio.sleep(max(0.0, min(ASK_AGAIN_S, deadline - time.monotonic())))
+            if outcome.status == Status.INSUFFICIENT:
+                if elsewhere is None:
+                    look_s = max(LAST_LOOK_S, deadline - time.monotonic())
+                    if elsewhere := await self._held_elsewhere(account, look_s):
+                        self._hint_soon(account)
+                if elsewhere:
                     return Outcome(Status.IN_TRANSIT, outcome.balance), None
                 # Spent out everywhere: the next refusals within a second are answered
                 # from here, not with a round of MongoDB calls each.
@@ -141,7 +155,8 @@ class SliceBank:
             book.spent += price
             book.used = time.monotonic()
             demand = book.observe(self.policy.demand_weight)
-            if wanted(self.policy, outcome.balance, demand, book.backlog):
+            refused = time.monotonic() < book.refill_refused_until
+            if wanted(self.policy, outcome.balance, demand, book.backlog) and not refused:
                 self._refill_soon(account)
         return outcome, charge
 
@@ -199,16 +214,20 @@ class SliceBank:
         return await self.bank.hold(charge, seconds)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Give back what this region does not spend: idle slices but for their standby,
-        and what another region waits for (its hint). Once a second until `stop`."""
+        """Give back what this region does not spend: idle slices but for their standby
+        (looked at once a second), and what another region waits for (its hint, looked
+        for four times a second: a charge there waits for it). Until `stop`."""
+        next_idle_look = 0.0
         while not stop.is_set():
             try:
-                await self._give_back_idle()
+                if time.monotonic() >= next_idle_look:
+                    next_idle_look = time.monotonic() + IDLE_LOOK_EVERY_S
+                    await self._give_back_idle()
                 await self._give_back_wanted()
             except Exception:
                 log.warning("giving slices back failed; trying again", exc_info=True)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), GIVE_BACK_EVERY_S)
+                await asyncio.wait_for(stop.wait(), HINT_LOOK_EVERY_S)
 
     async def _give_back_idle(self) -> None:
         now = time.monotonic()
@@ -312,6 +331,8 @@ class SliceBank:
         urgency = "urgent" if urgent else "refill"
         if granted is None or not granted.tokens:
             GRANTS.labels(urgency, "empty").inc()
+            if not urgent:  # near zero: the last tokens are for regions whose clients wait
+                book.refill_refused_until = time.monotonic() + REFILL_REFUSED_S
             return
         await self._credit_unless_held(book_id, granted)
         GRANTS.labels(urgency, "granted").inc()
