@@ -23,6 +23,15 @@ class AccountExists(Exception):
     pass
 
 
+# `<account>#<region>`: an account's book in a region (shared/accounting/regions.py);
+# `#` is outside the account id alphabet, so no token names a book.
+BOOK_SEPARATOR = "#"
+
+
+def is_book(account: str) -> bool:
+    return BOOK_SEPARATOR in account
+
+
 @dataclass(frozen=True, slots=True)
 class Hydration:
     """What Redis loads: the balance and usage, and the applied position they include."""

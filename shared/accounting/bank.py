@@ -19,7 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from redis.exceptions import RedisError
 
 from shared import tracing
-from shared.accounting.accounts import AccountStore
+from shared.accounting.accounts import AccountStore, is_book
 from shared.accounting.credits import FirstCredit
 from shared.accounting.events import ChargeRef, Event
 from shared.accounting.shapes import AccountField
@@ -360,11 +360,21 @@ class TokenBank:
         return LiveAccount(int(balance), int(calls or 0), int(spent or 0))
 
     async def hydrate(self, account: str) -> None:
-        """Load the account from MongoDB into Redis under a new epoch (see ARCHITECTURE)."""
+        """Load the account from MongoDB into Redis under a new epoch (see ARCHITECTURE).
+
+        A region's book loaded again, its Redis lost, starts empty instead: its first
+        event closes what the book holds as spent, after everything the lost Redis had
+        shipped (what it spent and had not shipped is in there too, and no one can know
+        how much), so the region never spends a token twice (docs/multi-region.md).
+        """
         hydration = await self.accounts.next_epoch(account)
         if hydration is None:
             raise UnknownAccount(account)
-        await self._hydrate(keys=[self.keys.account(account)], args=hydration.script_args())
+        keys, args = [self.keys.account(account)], list[int | str](hydration.script_args())
+        if is_book(account) and hydration.epoch > 1:
+            keys.append(self.keys.outbox_of(account))
+            args = [0, *args[1:], new_event_id(), account]
+        await self._hydrate(keys=keys, args=args)
 
     async def settle(self, account: str) -> Settlement:
         """Replace the live balance with MongoDB's under a new epoch, atomically with charges.

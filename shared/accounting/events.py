@@ -17,13 +17,19 @@ import orjson
 from shared.accounting.shapes import OUTBOX_ENTRY
 
 EVENT_VERSION = 1
-EVENT_TYPES = ("debit", "credit", "refund", "return")
-EventType = Literal["debit", "credit", "refund", "return"]
+EVENT_TYPES = ("debit", "credit", "refund", "return", "close")
+EventType = Literal["debit", "credit", "refund", "return", "close"]
 # What each type does, in one place: to the balance (a debit takes, credits and refunds
-# give, a return gives a region's unspent slice back to the account's pool), and to the
-# usage counters (a debit is a paid call, a refund takes one back).
-BALANCE_SIGN: dict[str, int] = {"debit": -1, "credit": 1, "refund": 1, "return": -1}
-USAGE_SIGN: dict[str, int] = {"debit": 1, "credit": 0, "refund": -1, "return": 0}
+# give, a return gives a region's unspent slice back to the account's pool, a close takes
+# what a lost Redis's slice held as spent), and to the usage counters (a debit is a paid
+# call, a refund takes one back).
+BALANCE_SIGN: dict[str, int] = {
+    "debit": -1, "credit": 1, "refund": 1, "return": -1, "close": -1,
+}  # fmt: skip
+USAGE_SIGN: dict[str, int] = {"debit": 1, "credit": 0, "refund": -1, "return": 0, "close": 0}
+# A close is written before anyone knows its amount (0 on the wire): the ledger gives it
+# the book's balance where it applies it (services/ledger/domain/apply.py).
+CLOSE = "close"
 
 
 def signed_amount(event_type: str, amount: int) -> int:
@@ -141,7 +147,7 @@ def event_from_dict(raw: Any) -> Event:
         id=_str(raw, "id"),
         type=kind,
         account=_str(raw, "account"),
-        amount=_int(raw, "amount", 1),
+        amount=_int(raw, "amount", 0 if kind == CLOSE else 1),
         epoch=_int(raw, "epoch", 1),
         seq=_int(raw, "seq", 1),
         reason=_str(raw, "reason"),

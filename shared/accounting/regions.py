@@ -31,7 +31,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 from pymongo.results import UpdateResult
 
-from shared.accounting.accounts import new_account
+from shared.accounting.accounts import BOOK_SEPARATOR, new_account
 from shared.accounting.bank import UnknownAccount
 from shared.accounting.credits import record_id
 from shared.accounting.events import Event
@@ -41,7 +41,6 @@ from shared.stores import MongoDoc
 
 log = logging.getLogger(__name__)
 
-BOOK_SEPARATOR = "#"
 REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 # Reads and conditional updates a grant tries before it gives up for this time: each
 # failed update is another region's grant or a credit that moved the pool meanwhile.

@@ -19,7 +19,7 @@ from shared.accounting.accounts import AccountStore
 from shared.accounting.regions import Broker, book_of
 from shared.accounting.slices import GrantPolicy
 from shared.stores import MongoDoc
-from tests.stack import PARIS, PrivateStore, StackFactory, wait_for
+from tests.stack import PARIS, PrivateStore, ServiceStack, StackFactory, wait_for
 
 
 @pytest.fixture
@@ -216,6 +216,75 @@ async def test_a_client_that_moves_reaches_every_token_it_left_behind(
         book = await stack.mongo_account(book_of("mover", stack.settings.region))
         assert book is not None
         assert book["balance"] == 0
+
+
+async def test_a_region_that_loses_its_redis_closes_its_slice_as_spent(
+    make_stack: StackFactory, http: aiohttp.ClientSession
+) -> None:
+    """Redis lost while its debits are still on their way to the ledger: the book's next
+    load starts empty, and its first event closes what the book holds as spent once
+    those debits are in. The client loses the slice it had there, never more; no token
+    is served twice (served + closed = funded), and the region's reconcile is clean."""
+    eu = await make_stack(region="eu", mongo_db=f"maas_regions_{uuid.uuid4().hex[:8]}")
+    funded, book = 40, book_of("lost", "eu")
+    headers = await eu.create_account(http, "lost", funded)
+    statuses = [(await spend(http, eu.gateway, headers))[0] for _ in range(5)]
+    await eu.stop("ledger")
+    statuses += [(await spend(http, eu.gateway, headers))[0] for _ in range(3)]
+    assert statuses == [200] * 8
+    await wait_for(lambda: outbox_is_empty(eu), 15, "the relay to ship the debits")
+    await asyncio.sleep(0.5)  # a refill under way lands in the slice
+    slice_lost = int((await eu.redis_account(book))["balance"])
+    assert slice_lost > 0
+    await eu.flush_redis()
+    # Billing's credit after the loss loads the book again, its three debits not yet
+    # applied (the ledger is down): the credit lands in the new slice.
+    async with http.post(
+        f"{eu.gateway}/v1/accounts/lost/credits",
+        json={"amount": 10},
+        headers={**eu.admin, "Idempotency-Key": "after-the-loss"},
+    ) as response:
+        assert response.status == 202
+    funded += 10
+    await eu.start("ledger")
+
+    answers: Counter[tuple[int, str]] = Counter()
+    served, deadline = 8, asyncio.get_running_loop().time() + 60
+    while asyncio.get_running_loop().time() < deadline:
+        status, code = await spend(http, eu.gateway, headers)
+        answers[(status, code)] += 1
+        if status == 402:
+            break
+        served += status == 200
+        if status == 503:
+            await asyncio.sleep(0.5)
+    assert served <= funded, answers
+    assert served + slice_lost == funded, answers
+    journal = eu.mongo()["ledger"]
+
+    async def closed() -> bool:
+        return await journal.count_documents({"account": book, "type": "close"}) == 1
+
+    await wait_for(closed, 30, "the ledger to apply the close")
+    close = await journal.find_one({"account": book, "type": "close"})
+    assert close is not None
+    assert (close["epoch"], close["seq"], close["amount"]) == (2, 1, slice_lost)
+
+    async def settled() -> bool:
+        pool, doc = await eu.mongo_account("lost"), await eu.mongo_account(book)
+        live = await eu.redis_account(book)
+        return (
+            pool is not None and doc is not None
+            and (pool["balance"], doc["balance"], int(live["balance"])) == (0, 0, 0)
+        )  # fmt: skip
+
+    await wait_for(settled, 30, "the pool and the book to be empty")
+    exit_code, report = await eu.maas("reconcile", "--json")
+    assert exit_code == 0, report
+
+
+async def outbox_is_empty(stack: ServiceStack) -> bool:
+    return await stack.redis_outbox_entries() == 0
 
 
 async def test_a_grant_its_gateway_never_credited_is_credited_by_the_next_refill(

@@ -99,3 +99,12 @@ def test_a_refund_from_before_charges_were_named_still_decodes() -> None:
     del raw["charge"]
     (refund,) = decode_batch(orjson.dumps({"v": 1, "shard": 0, "events": [raw]})).events
     assert refund.charge_ref is None
+
+
+def test_only_a_close_travels_without_an_amount() -> None:
+    """A close is written before its amount is known: the ledger gives it one."""
+    close = Event(**{**EVENT.to_dict(), "type": "close", "amount": 0})
+    assert decode_batch(Batch(0, [close]).encode()).events == [close]
+    debit = {**EVENT.to_dict(), "amount": 0}
+    with pytest.raises(MalformedMessage, match="amount"):
+        decode_batch(orjson.dumps({"v": 1, "shard": 0, "events": [debit]}))

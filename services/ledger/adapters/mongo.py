@@ -89,6 +89,12 @@ class LedgerStore:
         )
         return {doc["_id"]: position_of(doc) for doc in docs if doc}
 
+    async def balances(self, accounts: list[str]) -> dict[str, int]:
+        docs = await asyncio.gather(
+            *(self.accounts.find_one({"_id": a}, {"balance": 1}) for a in accounts)
+        )
+        return {doc["_id"]: int(doc["balance"]) for doc in docs if doc}
+
     async def write_journal(
         self, events: list[Event], message_of: dict[str, str], voided: dict[str, Voided]
     ) -> list[tuple[Event, Holder]]:
@@ -273,9 +279,12 @@ class LedgerStore:
         now = datetime.now(UTC)
 
         async def move(u: AccountUpdate) -> bool:
+            where: MongoDoc = {"_id": u.account, "epoch": u.start.epoch, "seq": u.start.seq}
+            if u.start_balance is not None:  # a close: it takes the balance it saw
+                where["balance"] = u.start_balance
             result = await with_retries(
                 lambda: self.accounts.update_one(
-                    {"_id": u.account, "epoch": u.start.epoch, "seq": u.start.seq},
+                    where,
                     {
                         "$inc": _increments(u),
                         "$set": {

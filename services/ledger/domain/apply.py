@@ -7,6 +7,11 @@ duplicate and is skipped; anything further ahead is a gap, which is never skippe
 the message stays in SQS until the missing events arrive or it reaches the DLQ.
 The events of one account that follow each other fold into one update.
 
+A close (a region's Redis was lost; docs/multi-region.md) is the first event of the
+book's newer epoch, and takes as spent whatever the book holds where it applies, after
+every event the lost Redis had shipped: its amount is given here, from the book's balance
+at the update's start (the update is conditional on that balance too).
+
 When the account moves to a newer epoch, the last seq applied in the epoch it leaves
 is kept (`ended`). An older epoch's event past that seq was never counted: it arrived
 after the newer epoch began (redriven from the DLQ, say). It is *stranded*, not a
@@ -16,10 +21,11 @@ duplicate: held and recorded for settle to adopt, never dropped.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from shared.accounting.events import Event
+from shared.accounting.events import CLOSE, Event
 
 
 class Outcome(StrEnum):
@@ -90,6 +96,7 @@ class AccountUpdate:
     tokens_spent: int = 0
     calls_by_kind: Counter[str] = field(default_factory=Counter)
     voided: dict[str, Voided] = field(default_factory=dict)  # by event id
+    start_balance: int | None = None  # the balance it starts from, when a close needs it
 
     def add(self, event: Event) -> None:
         self.events.append(event)
@@ -136,11 +143,14 @@ class Plan:
         self.held |= other.held
 
 
-def plan(events: list[Event], positions: dict[str, Position]) -> Plan:
+def plan(
+    events: list[Event], positions: dict[str, Position], balances: Mapping[str, int] = {}
+) -> Plan:
     """Decide, per account, which events apply now, which are duplicates, which wait.
 
     `events` may span several messages of several shards, in the order received; an
-    account's events all come from its own shard, so they are in seq order.
+    account's events all come from its own shard, so they are in seq order. `balances`:
+    the balances at `positions` of the accounts a close applies to (one without waits).
     """
     by_account: dict[str, list[Event]] = defaultdict(list)
     for event in events:
@@ -158,7 +168,16 @@ def plan(events: list[Event], positions: dict[str, Position]) -> Plan:
             elif update.end.is_duplicate(event):
                 result.duplicates.append(event)
             elif update.end.is_followed_by(event):
-                update.add(event)
+                if event.type == CLOSE:
+                    if account not in balances:
+                        why = f"a close of {account!r} waits for its balance"
+                        result.hold(account, account_events[index:], why)
+                        break
+                    update.start_balance = balances[account]
+                    held = max(0, balances[account] + update.balance)
+                    update.add(replace(event, amount=held))
+                else:
+                    update.add(event)
             else:
                 reason = (
                     f"gap for {account!r}: applied up to epoch {update.end.epoch} seq "

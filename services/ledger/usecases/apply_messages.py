@@ -29,7 +29,14 @@ from services.ledger.domain.messages import Received, summary
 from services.ledger.usecases.repeats import judge
 from shared import tracing
 from shared.accounting.credits import FirstCredit
-from shared.accounting.events import Batch, Event, MalformedMessage, decode_batch, parse_rfc3339
+from shared.accounting.events import (
+    CLOSE,
+    Batch,
+    Event,
+    MalformedMessage,
+    decode_batch,
+    parse_rfc3339,
+)
 from shared.accounting.regions import Pools
 from shared.metrics import LATENCY_BUCKETS
 
@@ -172,10 +179,14 @@ class MessageHandler:
         done = Plan()
         pending, moved = events, set[str]()
         for _ in range(APPLY_ROUNDS):
-            result = plan(pending, known)
+            # A close takes the book's balance where it applies: read it, rarely needed.
+            closing = sorted({e.account for e in pending if e.type == CLOSE})
+            balances = await self.store.balances(closing) if closing else {}
+            result = plan(pending, known, balances)
             stale = [a for a in result.problems if a in known and a not in checked]
             if stale and await self._refresh(stale, known, checked):
-                result = plan(pending, known)
+                balances = await self.store.balances(closing) if closing else {}
+                result = plan(pending, known, balances)
             # Before writing: a refund may give back a charge found at a reused position.
             await self._check_duplicates(result, source)
             if result.stranded:

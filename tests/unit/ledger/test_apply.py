@@ -122,3 +122,30 @@ def test_an_unknown_account_is_held_with_a_reason() -> None:
 def test_credits_add_to_the_balance_without_usage() -> None:
     (update,) = plan([event("a", 1, 1, "credit", 50)], {"a": Position(0, 0)}).updates
     assert (update.balance, update.calls, update.tokens_spent) == (50, 0, 0)
+
+
+def test_a_close_takes_what_the_book_holds_after_the_events_before_it() -> None:
+    """A lost Redis's book: the debits it shipped apply, then the close takes the rest
+    as spent, and the new epoch's events count from zero."""
+    events = [
+        event("b", 1, 4),
+        event("b", 1, 5, amount=2),
+        event("b", 2, 1, "close", amount=0),
+        event("b", 2, 2, "credit", amount=5),
+    ]
+    result = plan(events, {"b": Position(1, 3)}, {"b": 10})
+    (update,) = result.updates
+    assert [e.amount for e in update.events] == [1, 2, 7, 5]
+    assert (update.balance, update.start_balance) == (-5, 10)
+    assert (update.calls, update.tokens_spent) == (2, 3)  # the close is no call
+    assert update.end == Position(2, 2, ((1, 5),))
+
+
+def test_a_close_never_takes_a_debt_and_waits_for_the_balance_it_takes() -> None:
+    close = event("b", 2, 1, "close", amount=0)
+    (update,) = plan([close], {"b": Position(1, 3)}, {"b": -3}).updates
+    assert (update.events[0].amount, update.balance) == (0, 0)
+    waiting = plan([event("b", 1, 4), close], {"b": Position(1, 3)})
+    assert [e.seq for u in waiting.updates for e in u.events] == [4]
+    assert waiting.held == {close.id}
+    assert plan([close], {"b": Position(2, 1)}, {"b": 0}).duplicates == [close]
