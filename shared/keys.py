@@ -24,6 +24,16 @@ class Keys:
     def account(self, account: str) -> str:
         return f"maas:{self.tag(self.shard_of(account))}:acct:{account}"
 
+    @staticmethod
+    def accounts_matching(pattern: str) -> str:
+        """A SCAN pattern for the hashes of the accounts `pattern` (a glob) matches, in
+        every shard; `account_in` reads an account back from such a key."""
+        return f"maas:{{s*}}:acct:{pattern}"
+
+    @staticmethod
+    def account_in(key: str) -> str:
+        return key.partition(":acct:")[2]
+
     def outbox(self, shard: int) -> str:
         return f"maas:{self.tag(shard)}:outbox"
 

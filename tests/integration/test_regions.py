@@ -287,6 +287,38 @@ async def outbox_is_empty(stack: ServiceStack) -> bool:
     return await stack.redis_outbox_entries() == 0
 
 
+async def test_a_gateway_that_starts_gives_back_the_slices_it_finds_unused(
+    make_stack: StackFactory, http: aiohttp.ClientSession
+) -> None:
+    """A deploy restarts the gateway before a slice went idle: the new process finds the
+    book in its region's Redis and gives back what stays unused, but for the standby."""
+    eu = await make_stack(
+        region="eu", mongo_db=f"maas_regions_{uuid.uuid4().hex[:8]}", slice_idle_return_s=5
+    )
+    funded, standby = 40, GrantPolicy().standby
+    headers = await eu.create_account(http, "parked", funded)
+    assert [(await spend(http, eu.gateway, headers))[0] for _ in range(3)] == [200] * 3
+    async with http.post(  # billing's credit lands in the region's slice
+        f"{eu.gateway}/v1/accounts/parked/credits",
+        json={"amount": 20},
+        headers={**eu.admin, "Idempotency-Key": "top-up"},
+    ) as response:
+        assert response.status == 202
+    funded += 20
+    await eu.stop("gateway")
+    slice_left = int((await eu.redis_account(book_of("parked", "eu")))["balance"])
+    assert slice_left > standby, "a slice with more than its standby to give back"
+    await eu.start("gateway")
+
+    async def back_in_the_pool() -> bool:
+        pool = await eu.mongo_account("parked")
+        return pool is not None and pool["balance"] == funded - 3 - standby
+
+    await wait_for(back_in_the_pool, 30, "the unused slice to go back to the pool")
+    live = await eu.redis_account(book_of("parked", "eu"))
+    assert int(live["balance"]) == standby
+
+
 async def test_a_grant_its_gateway_never_credited_is_credited_by_the_next_refill(
     make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:

@@ -25,6 +25,7 @@ from typing import TypeVar
 from prometheus_client import Counter
 from pymongo.errors import PyMongoError
 
+from shared.accounting.accounts import BOOK_SEPARATOR
 from shared.accounting.bank import (
     Charge,
     LiveAccount,
@@ -35,7 +36,7 @@ from shared.accounting.bank import (
     UnknownAccount,
 )
 from shared.accounting.credits import CreditLog, fingerprint
-from shared.accounting.regions import Broker, Grant
+from shared.accounting.regions import Broker, Grant, account_of, book_region
 from shared.accounting.slices import Demand, GrantPolicy, to_return, wanted
 from shared.settings import RateLimit
 
@@ -218,6 +219,10 @@ class SliceBank:
         (looked at once a second), and what another region waits for (its hint, looked
         for four times a second: a charge there waits for it). Until `stop`."""
         next_idle_look = 0.0
+        try:
+            await self._follow_held_books()
+        except Exception:
+            log.warning("could not list the books this region holds", exc_info=True)
         while not stop.is_set():
             try:
                 if time.monotonic() >= next_idle_look:
@@ -228,6 +233,21 @@ class SliceBank:
                 log.warning("giving slices back failed; trying again", exc_info=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), HINT_LOOK_EVERY_S)
+
+    async def _follow_held_books(self) -> None:
+        """Follow every book this region's Redis holds a slice of, as if charged now: a
+        gateway that starts (a deploy, a crash) gives back what then goes unused, as the
+        one before it would have. Once, at start; several gateways of a region may all
+        give back, each only what the slice still holds past its standby."""
+        keys = self.bank.keys
+        pattern = keys.accounts_matching(f"*{BOOK_SEPARATOR}{self.broker.region}")
+        found = 0
+        async for key in self.bank.redis.scan_iter(match=pattern, count=1000):
+            book = keys.account_in(key.decode() if isinstance(key, bytes) else key)
+            if book_region(book) == self.broker.region:
+                self._book(account_of(book))
+                found += 1
+        log.info("following the books this region holds", extra={"books": found})
 
     async def _give_back_idle(self) -> None:
         now = time.monotonic()

@@ -27,7 +27,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.ledger.domain.apply import AccountUpdate, Position, Voided
 from shared.accounting.credits import CreditLog
-from shared.accounting.events import ChargeRef, Event, event_from_dict, parse_rfc3339
+from shared.accounting.events import CLOSE, ChargeRef, Event, event_from_dict, parse_rfc3339
 from shared.store_retry import with_retries
 from shared.stores import MongoDoc
 
@@ -237,6 +237,16 @@ class LedgerStore:
             first, past_last = journal_id_range(account)
             query["_id"] = {"$gt": first, "$lt": past_last}
         return [doc async for doc in self.reused.find(query).sort("_id", 1)]
+
+    async def close_after(self, account: str, epoch: int) -> str | None:
+        """The id of a close that ended `epoch` of a region's book (a later epoch's first
+        event), if any: it took whatever the book held then as spent."""
+        first, past_last = journal_id_range(account)
+        close = await self.journal.find_one(
+            {"_id": {"$gt": first, "$lt": past_last}, "type": CLOSE, "epoch": {"$gt": epoch}},
+            {"event_id": 1},
+        )
+        return str(close["event_id"]) if close else None
 
     async def adopt(self, account: str, reuse: MongoDoc, voided: Voided | None) -> Event:
         """Count one reused-position event in MongoDB exactly once (or, `voided`, journal

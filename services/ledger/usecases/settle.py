@@ -6,9 +6,10 @@ lost events it had shipped and numbered new ones the same (reused positions), Mo
 holds the lost ones and Redis the new ones. Settling first adopts the reused-position
 events into MongoDB by kind: debits count (clients got their memes); a credit counts
 through the same claim as every credit, so a repeat of a key is voided; a refund counts
-only if its charge counts and has no refund yet (see `repeats`). It then re-loads the
-account from MongoDB (see `TokenBank.settle`) and writes who did it, why, and what
-changed into the account's journal.
+only if its charge counts and has no refund yet (see `repeats`); an event of a region's
+book whose epoch a close ended counts nothing (the close took it as spent). It then
+re-loads the account from MongoDB (see `TokenBank.settle`) and writes who did it, why,
+and what changed into the account's journal.
 """
 
 from __future__ import annotations
@@ -86,6 +87,13 @@ async def adopt_reuses(store: LedgerStore, account: str) -> list[tuple[Event, Vo
     applied = await store.positions([account]) or {account: Position(0, 0)}
     adopted: list[tuple[Event, Voided | None]] = []
     for doc, event in reuses:
+        if close := await store.close_after(account, event.epoch):
+            # A lost Redis's event: the close counted it with the rest of that slice,
+            # whatever it was (a debit spent it; a credit or refund went into the slice).
+            counted_by_close = Voided(close, "counted by the close of the lost Redis's slice")
+            await store.adopt(account, doc, counted_by_close)
+            adopted.append((event, counted_by_close))
+            continue
         charge = event.charge_ref
         if (
             charge is not None
