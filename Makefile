@@ -11,7 +11,7 @@ help:
 	@echo "make up     start everything in the background; make down stops it"
 	@echo "make bench  measure the pipeline (QUICK=1 for a short run)"
 	@echo "make chaos  load and random faults, then the books checked (MINUTES=10 SEED=… ROLLBACK=1)"
-	@echo "make sim    regional token slices simulated over 1,000 seeds (QUICK=1: two, ~1 min)"
+	@echo "make sim    regional token slices simulated over 1,000 seeds (QUICK=1: two, ~1.5 min)"
 
 setup:
 	@infra/local/install.sh

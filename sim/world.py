@@ -1,10 +1,12 @@
 """MaaS across regions as designed (docs/multi-region.md), in virtual time.
 
-Each region charges against its own slices (the twin of the charge script), keeps its
-events in an outbox that its relay ships to the home region's FIFO queue, and runs an
-agent that asks the broker for grants and gives idle slices back. The home region holds
-MongoDB: the broker grants out of `balance - leased`, and the ledger applies each
-region's events with the product's own ordering rules (services/ledger/domain/apply.py).
+Each region charges against its own slices (the twin of the charge script; a charge
+that finds its slice empty waits up to a second for an urgent grant, as the services
+do), keeps its events in an outbox that its relay ships to the home region's FIFO
+queue, and runs an agent that asks the broker for grants and gives idle slices back.
+The home region holds MongoDB: the broker grants out of `balance - leased`, and the
+ledger applies each region's events with the product's own ordering rules
+(services/ledger/domain/apply.py).
 
 A region's events are numbered per (account, region) and its epoch is the region's
 Redis incarnation: a Redis lost and started again begins a new epoch, and its first
@@ -47,10 +49,9 @@ Respond = Callable[[Answer], None]
 
 @dataclass(slots=True)
 class Held:
-    """A request that found its slice empty, waiting for a grant until `deadline_s`."""
+    """A request that found its slice empty, waiting for a grant (`Sliced.wait_s`)."""
 
     price: int
-    deadline_s: float
     respond: Respond
     answered: bool = False
 
@@ -174,7 +175,7 @@ class Sliced:
             self._ask_urgently(region, account, slot, price)
         if not self.wait_s:
             return respond(Answer(503))
-        held = Held(price, self.clock.now + self.wait_s, respond)
+        held = Held(price, respond)
         slot.held.append(held)
         self.clock.after(self.wait_s, self._give_up, slot, held)
         return None

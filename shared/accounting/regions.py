@@ -45,6 +45,7 @@ REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 # Reads and conditional updates a grant tries before it gives up for this time: each
 # failed update is another region's grant or a credit that moved the pool meanwhile.
 GRANT_ATTEMPTS = 5
+ASKING_WITHIN_S = 2.0  # a region granted tokens this recently shares what is scarce
 
 
 def book_of(account: str, region: str) -> str:
@@ -128,7 +129,7 @@ class Broker:
                 return last
             if last.number != number - 1:
                 return None
-            tokens = grant(self.policy, asked, pool, 1, urgent)
+            tokens = grant(self.policy, asked, pool, self._asking(doc), urgent)
             if tokens <= 0:
                 return Grant(number, 0, pool)
             moved = await with_retries(self._take(account, number, last.number, tokens))
@@ -146,7 +147,7 @@ class Broker:
         change = {
             "$inc": {"balance": -tokens},
             "$set": {
-                self._grant_field: {"n": number, "tokens": tokens},
+                self._grant_field: {"n": number, "tokens": tokens, "at": datetime.now(UTC)},
                 "updated_at": datetime.now(UTC),
             },
         }
@@ -212,6 +213,14 @@ class Broker:
         if doc is None:
             raise UnknownAccount(account)
         return doc
+
+    def _asking(self, doc: MongoDoc) -> int:
+        """The regions asking for the account's tokens now: this one, and the others
+        granted some within `ASKING_WITHIN_S` (so when tokens are scarce each gets a
+        fair share, not the first asker all of them)."""
+        since = datetime.now(UTC) - timedelta(seconds=ASKING_WITHIN_S)
+        others = doc.get("grants", {}).items()
+        return 1 + sum(1 for r, g in others if r != self.region and g.get("at", since) > since)
 
     def _last(self, doc: MongoDoc) -> Grant:
         last = doc.get("grants", {}).get(self.region, {})

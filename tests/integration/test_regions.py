@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import orjson
@@ -15,6 +16,7 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.gateway.usecases.slices import SPENT_OUT_KEPT_S
 from shared.accounting.accounts import AccountStore
 from shared.accounting.regions import Broker, book_of
 from shared.accounting.slices import GrantPolicy
@@ -24,7 +26,7 @@ from tests.stack import PARIS, PrivateStore, ServiceStack, StackFactory, wait_fo
 
 @pytest.fixture
 async def db(mongo_url: str) -> AsyncIterator[AsyncDatabase[MongoDoc]]:
-    client: AsyncMongoClient[MongoDoc] = AsyncMongoClient(mongo_url)
+    client: AsyncMongoClient[MongoDoc] = AsyncMongoClient(mongo_url, tz_aware=True)
     name = f"regions_{uuid.uuid4().hex[:8]}"
     yield client[name]
     await client.drop_database(name)
@@ -61,6 +63,28 @@ async def test_concurrent_grants_never_take_more_than_the_pool(
     assert {r: g["n"] for r, g in pool["grants"].items()} == {
         region: max(n for r, n in grants if r == region) for region, _ in grants
     }
+
+
+async def test_scarce_tokens_are_shared_among_the_regions_asking(
+    db: AsyncDatabase[MongoDoc],
+) -> None:
+    """A region granted tokens a moment ago is still asking: the next region gets a
+    fair share of what is left, not all of it; once the first has gone quiet, all."""
+    await AccountStore(db).create("acme", 30)
+    eu, us, ap = (Broker(db, region, GrantPolicy()) for region in ("eu", "us", "ap"))
+    first = await eu.grant("acme", 1, 10, urgent=True)
+    assert first is not None
+    assert first.tokens == 10
+    shared = await us.grant("acme", 1, 20, urgent=True)
+    assert shared is not None
+    assert shared.tokens == 10  # 20 left, two regions asking
+    quiet = datetime.now(UTC) - timedelta(seconds=3)  # both grants older than two seconds
+    await db["accounts"].update_one(
+        {"_id": "acme"}, {"$set": {f"grants.{r}.at": quiet for r in ("eu", "us")}}
+    )
+    alone = await ap.grant("acme", 1, 20, urgent=True)
+    assert alone is not None
+    assert alone.tokens == 10
 
 
 async def test_a_grant_asked_again_is_the_same_grant(db: AsyncDatabase[MongoDoc]) -> None:
@@ -285,6 +309,38 @@ async def test_a_region_that_loses_its_redis_closes_its_slice_as_spent(
 
 async def outbox_is_empty(stack: ServiceStack) -> bool:
     return await stack.redis_outbox_entries() == 0
+
+
+async def test_a_credit_where_the_account_is_not_spent_goes_on_to_the_pool(
+    make_stack: StackFactory, http: aiohttp.ClientSession
+) -> None:
+    """Billing credits in one region, the client spends in another: the credit goes on
+    to the pool at once (not after the slice's idle minute), and the client's region
+    draws on it."""
+    db = f"maas_regions_{uuid.uuid4().hex[:8]}"
+    eu, us = await asyncio.gather(
+        make_stack(region="eu", mongo_db=db), make_stack(region="us", mongo_db=db)
+    )
+    standby = GrantPolicy().standby
+    headers = await eu.create_account(http, "abroad", 10)
+    spent = [(await spend(http, us.gateway, headers))[0] for _ in range(11)]
+    assert spent == [200] * 10 + [402]
+    async with http.post(
+        f"{eu.gateway}/v1/accounts/abroad/credits",
+        json={"amount": 20},
+        headers={**eu.admin, "Idempotency-Key": "renewal"},
+    ) as response:
+        assert response.status == 202
+        assert (await response.json())["tokens"] == 20
+
+    async def in_the_pool() -> bool:
+        pool = await eu.mongo_account("abroad")
+        return pool is not None and pool["balance"] == 20 - standby
+
+    await wait_for(in_the_pool, 15, "the credit to reach the pool")
+    await asyncio.sleep(SPENT_OUT_KEPT_S)  # the US answered its last 402 from memory
+    spent = [(await spend(http, us.gateway, headers))[0] for _ in range(20 - standby)]
+    assert spent == [200] * (20 - standby)
 
 
 async def test_a_gateway_that_starts_gives_back_the_slices_it_finds_unused(

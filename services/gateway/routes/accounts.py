@@ -114,4 +114,6 @@ async def credit_account(request: web.Request) -> web.Response:
     owner = await deps.slices.broker.key_owner(account, key)
     event_id = await credit_in_region(deps.bank, deps.credits, owner, book, key, amount, reason)
     tokens = (await deps.slices.live(account)).balance
+    if owner == deps.slices.broker.region:
+        deps.slices.credited(account, amount)
     return json_response({"event_id": event_id, "tokens": tokens}, status=202)

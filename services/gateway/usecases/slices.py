@@ -63,6 +63,7 @@ DEMAND_MEMORY_S = 10.0  # a look after a longer lull weighs as one after this lo
 ASK_AGAIN_S = 0.2  # a charge waiting for tokens other regions give back asks this often
 REFILL_REFUSED_S = 30.0  # a refill the broker refused (near zero) is not asked again sooner
 LAST_LOOK_S = 0.25  # at least this long to learn whether the account has tokens elsewhere
+CHARGED_LATELY_S = 10.0  # a credit to an account charged here this recently stays here
 SPENT_OUT_KEPT_S = 1.0  # a 402 found in MongoDB answers the book's next refusals this long
 STARVING_WITHIN_S = 10.0  # a region's hint that it waits for tokens is heeded this long
 BOOKS_KEPT = 100_000  # the books whose demand this process follows, most recent first
@@ -183,6 +184,28 @@ class SliceBank:
         """The account's book in this region, created if it had none."""
         await self.broker.open_book(account)
         return self.broker.book(account)
+
+    def credited(self, account: str, tokens: int) -> None:
+        """A credit landed in this region's slice (billing called this region). Unless
+        the account was charged here lately, it goes on to the pool at once, after the
+        answer, where the regions that spend it draw on it: billing calls from one place,
+        clients are everywhere, and a slice where no one spends would otherwise hold the
+        credit until its idle return while the client's region waits for it."""
+        book = self._books.get(account)
+        if book is not None and time.monotonic() - book.used < CHARGED_LATELY_S:
+            return
+        task = asyncio.create_task(self._pass_on(account, tokens))
+        self._hints.add(task)
+        task.add_done_callback(self._hints.discard)
+
+    async def _pass_on(self, account: str, tokens: int) -> None:
+        try:
+            slice_tokens = await self.bank.balance(self.broker.book(account)) or 0
+            passed = min(tokens, slice_tokens - self.policy.standby)
+            if passed > 0:
+                await self._give_back(account, passed, "credited")
+        except Exception:
+            log.warning("could not pass a credit on to the pool", exc_info=True)
 
     async def _held_elsewhere(self, account: str, within_s: float) -> bool:
         """Whether the account has tokens outside this region; when MongoDB cannot say
