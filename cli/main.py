@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dlq": ("cli.dlq", "inspect and repair the dead-letter queue"),
     "reconcile": ("cli.reconcile", "compare Redis and MongoDB balances"),
     "ledger": ("cli.ledger", "read the ledger journal, settle accounts"),
+    "regions": ("cli.regions", "close a region lost for good"),
 }
 
 

@@ -343,6 +343,38 @@ async def test_a_credit_where_the_account_is_not_spent_goes_on_to_the_pool(
     assert spent == [200] * (20 - standby)
 
 
+async def test_an_operator_closes_a_region_lost_for_good_and_its_tokens_come_back(
+    make_stack: StackFactory, http: aiohttp.ClientSession
+) -> None:
+    """`maas regions close`: what the dead region's books hold goes back to the pools,
+    once (run again, it moves nothing), and the other region spends it."""
+    db = f"maas_regions_{uuid.uuid4().hex[:8]}"
+    eu, us = await asyncio.gather(
+        make_stack(region="eu", mongo_db=db), make_stack(region="us", mongo_db=db)
+    )
+    funded, book = 40, book_of("stranded", "eu")
+    headers = await eu.create_account(http, "stranded", funded)
+    assert [(await spend(http, eu.gateway, headers))[0] for _ in range(5)] == [200] * 5
+    await eu.drained(book)
+    await asyncio.gather(eu.stop("gateway"), eu.stop("ledger"))  # the region is gone
+    stored = await eu.mongo_account(book)
+    assert stored is not None
+    assert stored["balance"] > 0
+
+    exit_code, output = await us.maas("regions", "close", "--region", "eu", "--reason", "lost")
+    assert exit_code == 0, output
+    assert f"stranded: {stored['balance']} tokens back in the pool" in output
+    exit_code, output = await us.maas("regions", "close", "--region", "eu", "--reason", "lost")
+    assert (exit_code, output.strip().splitlines()[-1]) == (
+        0, "region eu closed: 0 tokens of 0 accounts returned",
+    )  # fmt: skip
+    pool = await us.mongo_account("stranded")
+    assert pool is not None
+    assert pool["balance"] == funded - 5
+    answers = [(await spend(http, us.gateway, headers))[0] for _ in range(funded - 4)]
+    assert answers == [200] * (funded - 5) + [402]
+
+
 async def test_a_gateway_that_starts_gives_back_the_slices_it_finds_unused(
     make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
