@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 
 from cli.connections import connect
-from cli.terminal import ACCOUNT, OPERATOR, REASON, argument, safe
+from cli.terminal import ACCOUNT, argument, on_the_record, safe
 from services.ledger.adapters.mongo import LedgerStore
 from services.ledger.usecases.settle import settle
 from shared.accounting.bank import AccountBusy, TokenBank, UnknownAccount
@@ -43,10 +42,7 @@ def register(ledger: argparse.ArgumentParser) -> None:
         action="append",
         help="the account; repeat it to settle several in turn (after a failover, say)",
     )
-    settling.add_argument("--reason", required=True, type=REASON, help="why, for the journal")
-    settling.add_argument(
-        "--by", default=getpass.getuser(), type=OPERATOR, help="who (default: $USER)"
-    )
+    on_the_record(settling)
     settling.set_defaults(run=settle_account)
 
 

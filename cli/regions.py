@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 
 from cli.connections import connect
-from cli.terminal import OPERATOR, REASON, argument, safe
+from cli.terminal import argument, on_the_record, safe
 from services.ledger.usecases.force_close import force_close
 from shared.accounting.regions import REGION
 from shared.errors import ApiError
@@ -26,10 +25,7 @@ def register(regions: argparse.ArgumentParser) -> None:
         "overdraw the design allows: what it spent and never shipped, at most its slices)",
     )
     closing.add_argument("--region", required=True, type=argument(_region))
-    closing.add_argument("--reason", required=True, type=REASON, help="why, for the books")
-    closing.add_argument(
-        "--by", default=getpass.getuser(), type=OPERATOR, help="who (default: $USER)"
-    )
+    on_the_record(closing)
     closing.set_defaults(run=close_region)
 
 

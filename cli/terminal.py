@@ -10,6 +10,7 @@ not printable is shown as its `\\uXXXX` escape instead, which is also valid JSON
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from collections.abc import Callable
 from typing import Never, TypeVar
@@ -46,6 +47,14 @@ ACCOUNT = argument(lambda raw: account_id(raw, "account"))
 OPERATOR = argument(lambda raw: account_id(raw, "by"))
 REASON = argument(journal_reason)
 TOKENS = argument(lambda raw: token_amount(_integer(raw), "tokens", 0))
+
+
+def on_the_record(parser: argparse.ArgumentParser) -> None:
+    """`--reason` and `--by`: why and who, for a command that corrects the books."""
+    parser.add_argument("--reason", required=True, type=REASON, help="why, for the record")
+    parser.add_argument(
+        "--by", default=getpass.getuser(), type=OPERATOR, help="who (default: $USER)"
+    )
 
 
 def progress_bar(total: int, unit: str) -> tqdm[Never]:

@@ -115,6 +115,24 @@ async def spend(
         return response.status, body.get("error", {}).get("code", "")
 
 
+async def spend_until_refused(
+    http: aiohttp.ClientSession, gateway: str, headers: dict[str, str]
+) -> tuple[int, Counter[tuple[int, str]]]:
+    """Spend at `gateway` until a 402 (a minute at most), trying a 503 again half a
+    second later: the memes served, and every (status, code) answered."""
+    answers: Counter[tuple[int, str]] = Counter()
+    served, deadline = 0, asyncio.get_running_loop().time() + 60
+    while asyncio.get_running_loop().time() < deadline:
+        status, code = await spend(http, gateway, headers)
+        answers[(status, code)] += 1
+        if status == 402:
+            break
+        served += status == 200
+        if status == 503:
+            await asyncio.sleep(0.5)
+    return served, answers
+
+
 async def test_a_client_alternating_regions_never_overspends(
     make_stack: StackFactory, http: aiohttp.ClientSession
 ) -> None:
@@ -174,12 +192,8 @@ async def test_a_client_alternating_regions_never_overspends(
     # Billing's retry of a credit sent to the other region is the same credit.
     answers_by_region = []
     for stack, amount in ((eu, 10), (us, 10), (us, 11)):
-        async with http.post(
-            f"{stack.gateway}/v1/accounts/traveller/credits",
-            json={"amount": amount},
-            headers={**eu.admin, "Idempotency-Key": "invoice-7"},
-        ) as response:
-            answers_by_region.append((response.status, (await response.json()).get("event_id")))
+        status, body = await stack.credit(http, "traveller", amount, "invoice-7")
+        answers_by_region.append((status, body.get("event_id")))
     (eu_status, first), (us_status, again), (conflict, _) = answers_by_region
     assert (eu_status, us_status, conflict) == (202, 202, 409)
     assert first == again
@@ -202,12 +216,8 @@ async def test_a_client_that_moves_reaches_every_token_it_left_behind(
     )
     standby = GrantPolicy().standby
     headers = await eu.create_account(http, "mover", 40)
-    async with http.post(  # billing's credit in the US lands in the US slice
-        f"{us.gateway}/v1/accounts/mover/credits",
-        json={"amount": 30},
-        headers={**us.admin, "Idempotency-Key": "top-up"},
-    ) as response:
-        assert response.status == 202
+    # billing's credit in the US lands in the US slice
+    assert (await us.credit(http, "mover", 30, "top-up"))[0] == 202
     funded = 70
     statuses = [(await spend(http, us.gateway, headers))[0] for _ in range(20)]
     assert statuses == [200] * 20
@@ -222,16 +232,7 @@ async def test_a_client_that_moves_reaches_every_token_it_left_behind(
         docs = await eu.mongo()["accounts"].find({}).to_list()
         live = await us.redis_account(book_of("mover", "us"))
         raise AssertionError(f"{timeout}: MongoDB {docs}, us live {live}") from None
-    answers: Counter[tuple[int, str]] = Counter()
-    served, deadline = 0, asyncio.get_running_loop().time() + 60
-    while asyncio.get_running_loop().time() < deadline:
-        status, code = await spend(http, eu.gateway, headers)
-        answers[(status, code)] += 1
-        if status == 402:
-            break
-        served += status == 200
-        if status == 503:
-            await asyncio.sleep(0.5)
+    served, answers = await spend_until_refused(http, eu.gateway, headers)
     assert served == funded - 20, answers
     assert answers[(402, "insufficient_tokens")] == 1, answers
     assert answers[(503, "tokens_in_transit")] == 0, answers
@@ -263,25 +264,12 @@ async def test_a_region_that_loses_its_redis_closes_its_slice_as_spent(
     await eu.flush_redis()
     # Billing's credit after the loss loads the book again, its three debits not yet
     # applied (the ledger is down): the credit lands in the new slice.
-    async with http.post(
-        f"{eu.gateway}/v1/accounts/lost/credits",
-        json={"amount": 10},
-        headers={**eu.admin, "Idempotency-Key": "after-the-loss"},
-    ) as response:
-        assert response.status == 202
+    assert (await eu.credit(http, "lost", 10, "after-the-loss"))[0] == 202
     funded += 10
     await eu.start("ledger")
 
-    answers: Counter[tuple[int, str]] = Counter()
-    served, deadline = 8, asyncio.get_running_loop().time() + 60
-    while asyncio.get_running_loop().time() < deadline:
-        status, code = await spend(http, eu.gateway, headers)
-        answers[(status, code)] += 1
-        if status == 402:
-            break
-        served += status == 200
-        if status == 503:
-            await asyncio.sleep(0.5)
+    served_after, answers = await spend_until_refused(http, eu.gateway, headers)
+    served = 8 + served_after
     assert served <= funded, answers
     assert served + slice_lost == funded, answers
     journal = eu.mongo()["ledger"]
@@ -325,13 +313,8 @@ async def test_a_credit_where_the_account_is_not_spent_goes_on_to_the_pool(
     headers = await eu.create_account(http, "abroad", 10)
     spent = [(await spend(http, us.gateway, headers))[0] for _ in range(11)]
     assert spent == [200] * 10 + [402]
-    async with http.post(
-        f"{eu.gateway}/v1/accounts/abroad/credits",
-        json={"amount": 20},
-        headers={**eu.admin, "Idempotency-Key": "renewal"},
-    ) as response:
-        assert response.status == 202
-        assert (await response.json())["tokens"] == 20
+    status, body = await eu.credit(http, "abroad", 20, "renewal")
+    assert (status, body["tokens"]) == (202, 20)
 
     async def in_the_pool() -> bool:
         pool = await eu.mongo_account("abroad")
@@ -386,12 +369,8 @@ async def test_a_gateway_that_starts_gives_back_the_slices_it_finds_unused(
     funded, standby = 40, GrantPolicy().standby
     headers = await eu.create_account(http, "parked", funded)
     assert [(await spend(http, eu.gateway, headers))[0] for _ in range(3)] == [200] * 3
-    async with http.post(  # billing's credit lands in the region's slice
-        f"{eu.gateway}/v1/accounts/parked/credits",
-        json={"amount": 20},
-        headers={**eu.admin, "Idempotency-Key": "top-up"},
-    ) as response:
-        assert response.status == 202
+    # billing's credit lands in the region's slice
+    assert (await eu.credit(http, "parked", 20, "top-up"))[0] == 202
     funded += 20
     await eu.stop("gateway")
     slice_left = int((await eu.redis_account(book_of("parked", "eu")))["balance"])

@@ -18,9 +18,9 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from prometheus_client import Counter
 from pymongo.errors import PyMongoError
@@ -105,7 +105,7 @@ class SliceBank:
         self.wait_s = wait_s
         self._books: OrderedDict[str, Book] = OrderedDict()
         self._refills: dict[str, asyncio.Task[None]] = {}
-        self._hints: set[asyncio.Task[None]] = set()
+        self._after_answers: set[asyncio.Task[None]] = set()
 
     async def charge(
         self,
@@ -194,9 +194,7 @@ class SliceBank:
         book = self._books.get(account)
         if book is not None and time.monotonic() - book.used < CHARGED_LATELY_S:
             return
-        task = asyncio.create_task(self._pass_on(account, tokens))
-        self._hints.add(task)
-        task.add_done_callback(self._hints.discard)
+        self._after_answer(self._pass_on(account, tokens))
 
     async def _pass_on(self, account: str, tokens: int) -> None:
         try:
@@ -219,9 +217,13 @@ class SliceBank:
 
     def _hint_soon(self, account: str) -> None:
         """Tell the other regions, after the answer: it waits on MongoDB."""
-        task = asyncio.create_task(self._starve(account))
-        self._hints.add(task)
-        task.add_done_callback(self._hints.discard)
+        self._after_answer(self._starve(account))
+
+    def _after_answer(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` without holding the answer up; `close` lets it finish."""
+        task = asyncio.create_task(work)
+        self._after_answers.add(task)
+        task.add_done_callback(self._after_answers.discard)
 
     async def refund(
         self, charge: Charge, undelivered: bool = False, overdue: bool = False
@@ -310,9 +312,10 @@ class SliceBank:
             log.warning("could not ask the other regions for tokens", exc_info=True)
 
     async def close(self) -> None:
-        """Let the refills and hints under way finish (a grant half done is finished by
-        the next refill)."""
-        await asyncio.gather(*self._refills.values(), *self._hints, return_exceptions=True)
+        """Let the refills, hints and credits passed on under way finish (a grant half
+        done is finished by the next refill)."""
+        pending = (*self._refills.values(), *self._after_answers)
+        await asyncio.gather(*pending, return_exceptions=True)
 
     async def _charge_book(
         self, account: str, price: int, limit: RateLimit | None, reason: str, request_id: str,

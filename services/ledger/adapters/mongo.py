@@ -83,17 +83,16 @@ class LedgerStore:
         self.refund_claims = db["refund_claims"]
 
     async def positions(self, accounts: list[str]) -> dict[str, Position]:
-        """One lookup by `_id` per account: the form every MongoDB-compatible server indexes."""
-        docs = await asyncio.gather(
-            *(self.accounts.find_one({"_id": a}, POSITION_FIELDS) for a in accounts)
-        )
-        return {doc["_id"]: position_of(doc) for doc in docs if doc}
+        return {doc["_id"]: position_of(doc) for doc in await self._each(accounts, POSITION_FIELDS)}
 
     async def balances(self, accounts: list[str]) -> dict[str, int]:
-        docs = await asyncio.gather(
-            *(self.accounts.find_one({"_id": a}, {"balance": 1}) for a in accounts)
-        )
-        return {doc["_id"]: int(doc["balance"]) for doc in docs if doc}
+        docs = await self._each(accounts, {"balance": 1})
+        return {doc["_id"]: int(doc["balance"]) for doc in docs}
+
+    async def _each(self, accounts: list[str], fields: dict[str, int]) -> list[MongoDoc]:
+        """One lookup by `_id` per account: the form every MongoDB-compatible server indexes."""
+        docs = await asyncio.gather(*(self.accounts.find_one({"_id": a}, fields) for a in accounts))
+        return [doc for doc in docs if doc]
 
     async def write_journal(
         self, events: list[Event], message_of: dict[str, str], voided: dict[str, Voided]
